@@ -1,0 +1,598 @@
+//! Size-classed byte buffers: the `Buffer` trait and `BufferPool`.
+
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use crate::config::{BufferConfig, ConfigError, BUFFER_CLASSES, BUFFER_SLOTS};
+use crate::loom::{lock, Mutex, Ordering};
+use crate::shared::{Discard, Shared};
+use crate::stats::Stats;
+
+/// The counter slot of checkouts above the largest class.
+const UNPOOLED: usize = BUFFER_CLASSES;
+
+/// A growable byte buffer that a [`BufferPool`] can hold.
+///
+/// Implemented for `Vec<u8>`, and for `bytes::BytesMut` with the `bytes`
+/// feature.
+///
+/// ```
+/// use pool_core::Buffer;
+/// let mut v = <Vec<u8> as Buffer>::with_capacity(4096);
+/// v.extend_from_slice(b"old");
+/// assert!(v.reclaim(4096));
+/// assert!(v.is_empty() && Buffer::capacity(&v) >= 4096);
+/// ```
+pub trait Buffer: Send + Sized + 'static {
+    /// A new, empty buffer of at least `capacity` bytes.
+    fn with_capacity(capacity: usize) -> Self;
+
+    /// Bytes the buffer can hold without reallocating.
+    fn capacity(&self) -> usize;
+
+    /// Makes a returned buffer ready for reuse: length 0, sole owner of its
+    /// memory, and at least `class_size` bytes of capacity, without
+    /// allocating. Returns false when that is impossible (for `BytesMut`,
+    /// while a split-off part still shares the memory); the pool then drops
+    /// the buffer instead of handing it out again.
+    fn reclaim(&mut self, class_size: usize) -> bool;
+
+    /// Overwrites the whole capacity with zeros (after `reclaim`), for
+    /// pools built with [`BufferConfig::zero_on_return`].
+    fn zero(&mut self);
+}
+
+impl Buffer for Vec<u8> {
+    fn with_capacity(capacity: usize) -> Self {
+        Vec::with_capacity(capacity)
+    }
+
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+
+    fn reclaim(&mut self, class_size: usize) -> bool {
+        self.clear();
+        Vec::capacity(self) >= class_size
+    }
+
+    fn zero(&mut self) {
+        self.clear();
+        self.spare_capacity_mut().fill(MaybeUninit::new(0));
+    }
+}
+
+#[cfg(feature = "bytes")]
+impl Buffer for bytes::BytesMut {
+    fn with_capacity(capacity: usize) -> Self {
+        bytes::BytesMut::with_capacity(capacity)
+    }
+
+    fn capacity(&self) -> usize {
+        bytes::BytesMut::capacity(self)
+    }
+
+    fn reclaim(&mut self, class_size: usize) -> bool {
+        self.clear();
+        // Never allocates: succeeds only when this handle owns the whole
+        // allocation again (every split-off part has been dropped).
+        self.try_reclaim(class_size)
+    }
+
+    fn zero(&mut self) {
+        self.clear();
+        self.spare_capacity_mut().fill(MaybeUninit::new(0));
+    }
+}
+
+/// Why [`BufferPool::try_checkout`] could not serve a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckoutError {
+    /// The request is larger than any allocation can be (`isize::MAX`).
+    TooLarge {
+        /// The capacity asked for.
+        requested: usize,
+    },
+}
+
+impl fmt::Display for CheckoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckoutError::TooLarge { requested } => write!(
+                f,
+                "cannot check out {requested} bytes: no allocation can exceed {} bytes; \
+                 ask for less or split the data",
+                isize::MAX
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CheckoutError {}
+
+/// Which class a checked-out buffer came from, so that it goes back to the
+/// right one however its capacity changed. Returned by
+/// [`BufferPool::take`], consumed by [`BufferPool::give_back`] or
+/// [`BufferPool::forget`].
+#[must_use = "give the ticket back with its buffer, or the buffer counts as outstanding forever"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ticket {
+    slot: u8,
+}
+
+impl Ticket {
+    /// The class size the buffer came from, or `None` for a request above
+    /// the largest class (an unpooled allocation).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// let (buf, ticket) = pool.take(1000);
+    /// assert_eq!(ticket.class_size(), Some(1024));
+    /// pool.give_back(buf, ticket);
+    /// ```
+    pub fn class_size(&self) -> Option<usize> {
+        let slot = self.slot as usize;
+        (slot < BUFFER_CLASSES).then(|| 1 << slot)
+    }
+}
+
+/// A pool of byte buffers in power-of-two size classes.
+///
+/// A checkout of `n` bytes gets a buffer of the smallest class of at least
+/// `n` bytes (a 0-byte request gets the smallest class). A request above
+/// the largest class gets a plain allocation of exactly `n` bytes, counted
+/// as unpooled and dropped on return. Each returned buffer is cleared
+/// (length 0: no stale bytes are readable), checked for sole ownership, and
+/// dropped instead of kept if its capacity grew to twice its class or past
+/// [`BufferConfig::max_retained`].
+///
+/// ```
+/// use pool_core::BufferPool;
+///
+/// let pool = BufferPool::<Vec<u8>>::new();
+/// let mut buf = pool.checkout(3000);
+/// assert_eq!(buf.capacity(), 4096);
+/// buf.extend_from_slice(b"request body");
+/// drop(buf); // back into this thread's 4 KiB cache
+/// let again = pool.checkout(4096);
+/// assert!(again.is_empty());
+/// assert_eq!(pool.stats().hits(), 1);
+/// ```
+pub struct BufferPool<B: Buffer> {
+    shared: Arc<Shared<B>>,
+    config: Mutex<BufferConfig>,
+}
+
+impl<B: Buffer> fmt::Debug for BufferPool<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("buffer", &std::any::type_name::<B>())
+            .field("config", &*lock(&self.config))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Buffer> Default for BufferPool<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn class_bytes(slot: usize) -> usize {
+    if slot < BUFFER_CLASSES {
+        1 << slot
+    } else {
+        0
+    }
+}
+
+impl<B: Buffer> BufferPool<B> {
+    /// A pool with the default settings (see [`BufferConfig`]).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// assert_eq!(pool.checkout(0).capacity(), 512);
+    /// ```
+    pub fn new() -> Self {
+        match Self::with_config(BufferConfig::new()) {
+            Ok(pool) => pool,
+            Err(e) => unreachable!("default settings are valid: {e}"),
+        }
+    }
+
+    /// A pool with the given settings; fails if a setting is out of range.
+    ///
+    /// ```
+    /// use pool_core::{BufferConfig, BufferPool};
+    /// let err = BufferPool::<Vec<u8>>::with_config(BufferConfig::new().max_class(100)).unwrap_err();
+    /// assert!(err.to_string().contains("max_class"));
+    /// ```
+    pub fn with_config(config: BufferConfig) -> Result<Self, ConfigError> {
+        let limits = config.limits()?;
+        Ok(BufferPool {
+            shared: Arc::new(Shared::new(BUFFER_SLOTS, limits, class_bytes)),
+            config: Mutex::new(config),
+        })
+    }
+
+    /// Checks out an empty buffer of at least `min_capacity` bytes.
+    ///
+    /// # Panics
+    ///
+    /// If `min_capacity` exceeds `isize::MAX` (as `Vec::with_capacity`
+    /// does); [`try_checkout`](BufferPool::try_checkout) returns an error
+    /// instead.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// let buf = pool.checkout(600);
+    /// assert!(buf.is_empty());
+    /// assert_eq!(buf.capacity(), 1024);
+    /// ```
+    #[inline]
+    pub fn checkout(&self, min_capacity: usize) -> PooledBuf<'_, B> {
+        let (buf, ticket) = self.take(min_capacity);
+        PooledBuf {
+            buf: Some(buf),
+            slot: ticket.slot,
+            pool: self,
+        }
+    }
+
+    /// Like [`checkout`](BufferPool::checkout), but returns an error instead
+    /// of panicking for an impossible size.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// assert!(pool.try_checkout(usize::MAX).is_err());
+    /// assert_eq!(pool.try_checkout(10)?.capacity(), 512);
+    /// # Ok::<(), pool_core::CheckoutError>(())
+    /// ```
+    pub fn try_checkout(&self, min_capacity: usize) -> Result<PooledBuf<'_, B>, CheckoutError> {
+        check_size(min_capacity)?;
+        Ok(self.checkout(min_capacity))
+    }
+
+    /// Like [`checkout`](BufferPool::checkout), but the guard owns an `Arc`
+    /// of the pool, so it is `'static` even when the pool is not in a
+    /// `static`.
+    ///
+    /// # Panics
+    ///
+    /// As [`checkout`](BufferPool::checkout).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let pool = Arc::new(pool_core::BufferPool::<Vec<u8>>::new());
+    /// let mut buf = pool.checkout_owned(100);
+    /// std::thread::spawn(move || buf.push(1)).join().unwrap();
+    /// assert_eq!(pool.stats().outstanding(), 0);
+    /// ```
+    #[inline]
+    pub fn checkout_owned(self: &Arc<Self>, min_capacity: usize) -> OwnedPooledBuf<B> {
+        let (buf, ticket) = self.take(min_capacity);
+        OwnedPooledBuf {
+            buf: Some(buf),
+            slot: ticket.slot,
+            pool: Arc::clone(self),
+        }
+    }
+
+    /// The low-level checkout behind the guards, for crates that wrap
+    /// buffers in guards of their own: an empty buffer and the [`Ticket`]
+    /// to hand back with it to [`give_back`](BufferPool::give_back).
+    ///
+    /// # Panics
+    ///
+    /// As [`checkout`](BufferPool::checkout).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// let (mut buf, ticket) = pool.take(100);
+    /// buf.push(1);
+    /// pool.give_back(buf, ticket);
+    /// assert_eq!(pool.stats().outstanding(), 0);
+    /// ```
+    #[inline]
+    pub fn take(&self, min_capacity: usize) -> (B, Ticket) {
+        let (min_shift, max_shift) = self.shared.hot.range();
+        let shift = if min_capacity <= 1 << min_shift {
+            min_shift
+        } else {
+            usize::BITS - (min_capacity - 1).leading_zeros()
+        };
+        if shift > max_shift {
+            return self.take_unpooled(min_capacity);
+        }
+        let class = shift as usize;
+        let buf = match self.shared.take(class) {
+            Some(buf) => buf,
+            None => B::with_capacity(1 << class),
+        };
+        (buf, Ticket { slot: shift as u8 })
+    }
+
+    #[cold]
+    fn take_unpooled(&self, min_capacity: usize) -> (B, Ticket) {
+        if let Err(e) = check_size(min_capacity) {
+            panic!("{e}");
+        }
+        self.shared.miss(UNPOOLED);
+        (
+            B::with_capacity(min_capacity),
+            Ticket {
+                slot: UNPOOLED as u8,
+            },
+        )
+    }
+
+    /// Returns a buffer taken with [`take`](BufferPool::take), on any
+    /// thread. The buffer is cleared; it is kept only if it is the sole
+    /// owner of its memory and did not outgrow its class.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// let (mut buf, ticket) = pool.take(512);
+    /// buf.reserve(8192); // grew far past its class: dropped on return
+    /// pool.give_back(buf, ticket);
+    /// assert_eq!(pool.stats().total().discarded.oversize, 1);
+    /// ```
+    #[inline]
+    pub fn give_back(&self, mut buf: B, ticket: Ticket) {
+        let slot = ticket.slot as usize;
+        if slot >= BUFFER_CLASSES {
+            self.shared.discard(UNPOOLED, Discard::Oversize);
+            return;
+        }
+        let class_size = 1usize << slot;
+        if !buf.reclaim(class_size) {
+            self.shared.discard(slot, Discard::Shared);
+            return;
+        }
+        let capacity = buf.capacity();
+        // Relaxed: a limit read as a hint; see `Hot`.
+        if capacity >= class_size.saturating_mul(2)
+            || capacity > self.shared.hot.max_retained.load(Ordering::Relaxed)
+        {
+            self.shared.discard(slot, Discard::Oversize);
+            return;
+        }
+        if self.shared.hot.zero_on_return.load(Ordering::Relaxed) {
+            buf.zero();
+        }
+        self.shared.put(slot, buf);
+    }
+
+    /// Accounts for a buffer taken with [`take`](BufferPool::take) that
+    /// will never come back (kept for good, or handed to code that frees
+    /// it). Without this the pool reports it as outstanding.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// let (buf, ticket) = pool.take(64);
+    /// pool.forget(ticket);
+    /// drop(buf);
+    /// assert_eq!(pool.stats().outstanding(), 0);
+    /// ```
+    pub fn forget(&self, ticket: Ticket) {
+        self.shared.detach(ticket.slot as usize);
+    }
+
+    /// Creates `count` buffers in every class of the configured range and
+    /// stores them in the global overflow, within its bounds (the byte
+    /// bound fills from the smallest class up). Returns how many were
+    /// stored.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferConfig::new().min_class(1024).max_class(4096).build::<Vec<u8>>()?;
+    /// assert_eq!(pool.prewarm(10), 30);
+    /// drop(pool.checkout(2000));
+    /// assert_eq!(pool.stats().misses(), 0);
+    /// # Ok::<(), pool_core::ConfigError>(())
+    /// ```
+    pub fn prewarm(&self, count: usize) -> usize {
+        let (min_shift, max_shift) = self.shared.hot.range();
+        (min_shift..=max_shift)
+            .map(|shift| self.prewarm_class(1 << shift, count))
+            .sum()
+    }
+
+    /// Creates `count` buffers of the class serving `size` bytes and stores
+    /// them in the global overflow, within its bounds. Returns how many were
+    /// stored (0 for a size above the largest class).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// assert_eq!(pool.prewarm_class(4096, 8), 8);
+    /// assert_eq!(pool.prewarm_class(1 << 30, 8), 0);
+    /// ```
+    pub fn prewarm_class(&self, size: usize, count: usize) -> usize {
+        let (min_shift, max_shift) = self.shared.hot.range();
+        let shift = (usize::BITS - size.saturating_sub(1).leading_zeros()).max(min_shift);
+        if shift > max_shift {
+            return 0;
+        }
+        self.shared
+            .prewarm(shift as usize, count, || B::with_capacity(1 << shift))
+    }
+
+    /// Drops every buffer the global overflow holds and asks every thread's
+    /// cache to drop its buffers at its next operation (this thread's at
+    /// once). Returns the bytes dropped from the overflow.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// pool.prewarm_class(4096, 16);
+    /// assert_eq!(pool.trim(), 16 * 4096);
+    /// assert_eq!(pool.stats().retained_bytes(), 0);
+    /// ```
+    pub fn trim(&self) -> usize {
+        self.shared.trim().1
+    }
+
+    /// Idle decay; see [`Pool::maintain`](crate::Pool::maintain).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// pool.maintain(); // cheap when nothing is due
+    /// ```
+    pub fn maintain(&self) -> bool {
+        self.shared.maintain()
+    }
+
+    /// Changes the settings of a live pool, class range included. Guards
+    /// already out stay valid; a buffer returning to a class that is no
+    /// longer in the range is dropped. On error nothing changes.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// let held = pool.checkout(512);
+    /// pool.reconfigure(pool.config().min_class(4096))?;
+    /// drop(held); // its 512 B class is gone: dropped, not kept
+    /// assert_eq!(pool.checkout(1).capacity(), 4096);
+    /// # Ok::<(), pool_core::ConfigError>(())
+    /// ```
+    pub fn reconfigure(&self, config: BufferConfig) -> Result<(), ConfigError> {
+        let limits = config.limits()?;
+        let mut current = lock(&self.config);
+        self.shared.reconfigure(limits);
+        *current = config;
+        Ok(())
+    }
+
+    /// The settings in force.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// assert_eq!(pool.config().get_max_class(), 1 << 20);
+    /// ```
+    pub fn config(&self) -> BufferConfig {
+        *lock(&self.config)
+    }
+
+    /// A snapshot of the pool's counters, per class, summed over all
+    /// threads. See [`Pool::stats`](crate::Pool::stats).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// drop(pool.checkout(4096));
+    /// drop(pool.checkout(4096));
+    /// let stats = pool.stats();
+    /// let class = stats.class(4096).unwrap();
+    /// assert_eq!((class.checkouts, class.local_hits, class.misses), (2, 1, 1));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let (min_shift, max_shift) = self.shared.hot.range();
+        let sums = self.shared.sums();
+        let in_range = |slot: usize| (min_shift as usize..=max_shift as usize).contains(&slot);
+        Stats::from_sums(
+            sums,
+            |slot| (slot < BUFFER_CLASSES).then(|| (1usize << slot, in_range(slot))),
+            self.shared.global_bytes(),
+            true,
+        )
+    }
+}
+
+fn check_size(n: usize) -> Result<(), CheckoutError> {
+    if n > isize::MAX as usize {
+        Err(CheckoutError::TooLarge { requested: n })
+    } else {
+        Ok(())
+    }
+}
+
+/// A buffer checked out of a [`BufferPool`], borrowing the pool.
+///
+/// Derefs to the buffer. Dropping it returns the buffer on the dropping
+/// thread. `Send` when `B` is; `'static` when the pool is in a `static`.
+pub struct PooledBuf<'a, B: Buffer> {
+    buf: Option<B>,
+    slot: u8,
+    pool: &'a BufferPool<B>,
+}
+
+/// A buffer checked out by [`BufferPool::checkout_owned`]; owns an `Arc` of
+/// the pool and is always `'static`.
+pub struct OwnedPooledBuf<B: Buffer> {
+    buf: Option<B>,
+    slot: u8,
+    pool: Arc<BufferPool<B>>,
+}
+
+macro_rules! buf_guard_impls {
+    ($guard:ident $(<$lt:lifetime>)?) => {
+        impl<$($lt,)? B: Buffer> $guard<$($lt,)? B> {
+            /// Takes the buffer out of the pool for good; the pool counts it
+            /// as detached.
+            ///
+            /// ```
+            /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+            /// let v: Vec<u8> = pool_core::PooledBuf::detach(pool.checkout(10));
+            /// assert_eq!(v.capacity(), 512);
+            /// assert_eq!(pool.stats().outstanding(), 0);
+            /// ```
+            pub fn detach(mut this: Self) -> B {
+                this.pool.shared.detach(this.slot as usize);
+                match this.buf.take() {
+                    Some(b) => b,
+                    None => unreachable!("a guard holds its buffer until dropped"),
+                }
+            }
+
+            /// Whether the buffer came from a size class (false for a
+            /// request above the largest class).
+            ///
+            /// ```
+            /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+            /// assert!(pool.checkout(10).is_pooled());
+            /// assert!(!pool.checkout(4 << 20).is_pooled());
+            /// ```
+            pub fn is_pooled(&self) -> bool {
+                (self.slot as usize) < BUFFER_CLASSES
+            }
+        }
+
+        impl<$($lt,)? B: Buffer> Deref for $guard<$($lt,)? B> {
+            type Target = B;
+            #[inline]
+            fn deref(&self) -> &B {
+                match &self.buf {
+                    Some(b) => b,
+                    None => unreachable!("a guard holds its buffer until dropped"),
+                }
+            }
+        }
+
+        impl<$($lt,)? B: Buffer> DerefMut for $guard<$($lt,)? B> {
+            #[inline]
+            fn deref_mut(&mut self) -> &mut B {
+                match &mut self.buf {
+                    Some(b) => b,
+                    None => unreachable!("a guard holds its buffer until dropped"),
+                }
+            }
+        }
+
+        impl<$($lt,)? B: Buffer> Drop for $guard<$($lt,)? B> {
+            #[inline]
+            fn drop(&mut self) {
+                if let Some(b) = self.buf.take() {
+                    self.pool.give_back(b, Ticket { slot: self.slot });
+                }
+            }
+        }
+
+        impl<$($lt,)? B: Buffer + fmt::Debug> fmt::Debug for $guard<$($lt,)? B> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&**self, f)
+            }
+        }
+    };
+}
+
+buf_guard_impls!(PooledBuf<'a>);
+buf_guard_impls!(OwnedPooledBuf);

@@ -1,0 +1,708 @@
+//! Builders, their validation, and the resolved limits the pool runs on.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Largest size class, in bytes: 1 GiB.
+pub const MAX_CLASS_SIZE: usize = 1 << MAX_SHIFT;
+/// `log2(MAX_CLASS_SIZE)`.
+pub(crate) const MAX_SHIFT: u32 = 30;
+/// Size-classed pools keep one cache slot per power of two up to 1 GiB, so
+/// that a runtime change of the class range needs no re-indexing.
+pub(crate) const BUFFER_CLASSES: usize = MAX_SHIFT as usize + 1;
+/// Class slots plus one slot counting requests above the largest class.
+pub(crate) const BUFFER_SLOTS: usize = BUFFER_CLASSES + 1;
+/// Most objects a thread may cache per class. Far above any useful value;
+/// it keeps a typo (an extra few zeros) from pinning gigabytes per thread.
+pub const MAX_THREAD_CAPACITY: usize = 1 << 16;
+
+/// A setting rejected by a builder: which one, the value given, and what
+/// would be accepted.
+///
+/// ```
+/// use pool_core::PoolConfig;
+///
+/// let err = PoolConfig::new().thread_capacity(0).validate().unwrap_err();
+/// assert_eq!(err.setting(), "thread_capacity");
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid pool setting `thread_capacity` = 0: expected 1 ..= 65536 objects per thread"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    setting: &'static str,
+    value: String,
+    expected: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, value: impl fmt::Display, expected: impl Into<String>) -> Self {
+        ConfigError {
+            setting,
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+
+    /// The name of the builder method whose value was rejected.
+    ///
+    /// ```
+    /// # use pool_core::BufferConfig;
+    /// let err = BufferConfig::new().min_class(4096).max_class(512).validate().unwrap_err();
+    /// assert_eq!(err.setting(), "max_class");
+    /// ```
+    pub fn setting(&self) -> &'static str {
+        self.setting
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid pool setting `{}` = {}: expected {}",
+            self.setting, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Settings of a generic object pool ([`Pool`](crate::Pool)); also its
+/// builder.
+///
+/// Defaults suit a typical service: each thread caches up to 64 objects and
+/// moves them to and from the shared overflow 32 at a time; the overflow
+/// holds at most 1024 objects; idle objects decay after about a second.
+///
+/// ```
+/// use pool_core::{PoolConfig, Recycler};
+///
+/// let pool = PoolConfig::new()
+///     .thread_capacity(128)
+///     .batch(16)
+///     .global_capacity(4096)
+///     .build(Recycler::new(String::new, |s: &mut String| s.clear()))?;
+/// assert_eq!(pool.config().get_thread_capacity(), 128);
+/// # Ok::<(), pool_core::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    thread_capacity: usize,
+    batch: Option<usize>,
+    global_capacity: usize,
+    decay_interval: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn check_common(
+    thread_capacity: usize,
+    batch: Option<usize>,
+    decay_interval: Duration,
+) -> Result<(), ConfigError> {
+    if !(1..=MAX_THREAD_CAPACITY).contains(&thread_capacity) {
+        return Err(ConfigError::new(
+            "thread_capacity",
+            thread_capacity,
+            format!("1 ..= {MAX_THREAD_CAPACITY} objects per thread"),
+        ));
+    }
+    if let Some(batch) = batch {
+        if batch == 0 || batch > thread_capacity {
+            return Err(ConfigError::new(
+                "batch",
+                batch,
+                format!("1 ..= thread_capacity ({thread_capacity})"),
+            ));
+        }
+    }
+    if decay_interval.is_zero() {
+        return Err(ConfigError::new(
+            "decay_interval",
+            format!("{decay_interval:?}"),
+            "a non-zero duration",
+        ));
+    }
+    Ok(())
+}
+
+impl PoolConfig {
+    /// The default settings.
+    ///
+    /// ```
+    /// let config = pool_core::PoolConfig::new();
+    /// assert_eq!(config.get_thread_capacity(), 64);
+    /// assert_eq!(config.get_batch(), 32);
+    /// ```
+    pub const fn new() -> Self {
+        PoolConfig {
+            thread_capacity: 64,
+            batch: None,
+            global_capacity: 1024,
+            decay_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Most objects one thread caches (1 ..= 65536; default 64).
+    ///
+    /// ```
+    /// let config = pool_core::PoolConfig::new().thread_capacity(8);
+    /// assert_eq!(config.get_thread_capacity(), 8);
+    /// ```
+    pub const fn thread_capacity(mut self, objects: usize) -> Self {
+        self.thread_capacity = objects;
+        self
+    }
+
+    /// Objects moved between a thread's cache and the global overflow in one
+    /// operation (1 ..= `thread_capacity`; default half the thread capacity).
+    ///
+    /// ```
+    /// let config = pool_core::PoolConfig::new().thread_capacity(8).batch(2);
+    /// assert_eq!(config.get_batch(), 2);
+    /// ```
+    pub const fn batch(mut self, objects: usize) -> Self {
+        self.batch = Some(objects);
+        self
+    }
+
+    /// Most objects the global overflow holds (default 1024). 0 is valid: the
+    /// threads then share nothing, and a full thread cache drops its surplus.
+    ///
+    /// ```
+    /// let config = pool_core::PoolConfig::new().global_capacity(0);
+    /// assert_eq!(config.get_global_capacity(), 0);
+    /// ```
+    pub const fn global_capacity(mut self, objects: usize) -> Self {
+        self.global_capacity = objects;
+        self
+    }
+
+    /// The idle-decay period (non-zero; default 1 s). See
+    /// [`Pool::maintain`](crate::Pool::maintain).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = pool_core::PoolConfig::new().decay_interval(Duration::from_millis(250));
+    /// assert_eq!(config.get_decay_interval(), Duration::from_millis(250));
+    /// ```
+    pub const fn decay_interval(mut self, period: Duration) -> Self {
+        self.decay_interval = period;
+        self
+    }
+
+    /// The per-thread capacity set.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::PoolConfig::new().get_thread_capacity(), 64);
+    /// ```
+    pub const fn get_thread_capacity(&self) -> usize {
+        self.thread_capacity
+    }
+
+    /// The batch size in effect (the one set, or half the thread capacity).
+    ///
+    /// ```
+    /// assert_eq!(pool_core::PoolConfig::new().thread_capacity(1).get_batch(), 1);
+    /// ```
+    pub const fn get_batch(&self) -> usize {
+        match self.batch {
+            Some(b) => b,
+            None => default_batch(self.thread_capacity),
+        }
+    }
+
+    /// The global overflow capacity set.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::PoolConfig::new().get_global_capacity(), 1024);
+    /// ```
+    pub const fn get_global_capacity(&self) -> usize {
+        self.global_capacity
+    }
+
+    /// The idle-decay period set.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert_eq!(pool_core::PoolConfig::new().get_decay_interval(), Duration::from_secs(1));
+    /// ```
+    pub const fn get_decay_interval(&self) -> Duration {
+        self.decay_interval
+    }
+
+    /// Checks every setting without building a pool.
+    ///
+    /// ```
+    /// let err = pool_core::PoolConfig::new().thread_capacity(4).batch(8).validate().unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid pool setting `batch` = 8: expected 1 ..= thread_capacity (4)");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.limits().map(|_| ())
+    }
+
+    /// Builds a pool with these settings and `recycler`.
+    ///
+    /// ```
+    /// use pool_core::{PoolConfig, Recycler};
+    /// let pool = PoolConfig::new().build(Recycler::new(Vec::<u32>::new, |v: &mut Vec<u32>| v.clear()))?;
+    /// assert_eq!(pool.checkout().len(), 0);
+    /// # Ok::<(), pool_core::ConfigError>(())
+    /// ```
+    pub fn build<T, R>(self, recycler: R) -> Result<crate::Pool<T, R>, ConfigError>
+    where
+        T: Send + 'static,
+        R: crate::Recycle<T>,
+    {
+        crate::Pool::with_config(recycler, self)
+    }
+
+    pub(crate) fn limits(&self) -> Result<Limits, ConfigError> {
+        check_common(self.thread_capacity, self.batch, self.decay_interval)?;
+        Ok(Limits {
+            min_shift: 0,
+            max_shift: 0,
+            cap: vec![self.thread_capacity],
+            batch: vec![self.get_batch()],
+            global_objects: vec![self.global_capacity],
+            global_bytes: usize::MAX,
+            max_retained: usize::MAX,
+            zero_on_return: false,
+            decay_interval: self.decay_interval,
+        })
+    }
+}
+
+const fn default_batch(cap: usize) -> usize {
+    if cap >= 2 {
+        cap / 2
+    } else {
+        1
+    }
+}
+
+/// Settings of a size-classed buffer pool ([`BufferPool`](crate::BufferPool));
+/// also its builder.
+///
+/// Classes are the powers of two from `min_class` to `max_class`. A checkout
+/// of `n` bytes gets a buffer from the smallest class of at least `n` bytes.
+/// A thread caches, per class, at most `thread_capacity` buffers and at most
+/// `thread_bytes` bytes (but always at least one buffer), so a thread holds
+/// many small buffers and few large ones.
+///
+/// Defaults: classes 512 B ..= 1 MiB; per thread and class 64 buffers and
+/// 256 KiB; global overflow 1024 buffers per class and 64 MiB in all; a
+/// buffer whose capacity passed 1 MiB is dropped on return; idle decay 1 s.
+///
+/// ```
+/// use pool_core::BufferConfig;
+///
+/// let pool = BufferConfig::new()
+///     .min_class(1024)
+///     .max_class(64 * 1024)
+///     .global_bytes(16 << 20)
+///     .build::<Vec<u8>>()?;
+/// assert_eq!(pool.checkout(1500).capacity(), 2048);
+/// # Ok::<(), pool_core::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferConfig {
+    min_class: usize,
+    max_class: usize,
+    thread_capacity: usize,
+    thread_bytes: usize,
+    batch: Option<usize>,
+    global_capacity: usize,
+    global_bytes: usize,
+    max_retained: Option<usize>,
+    zero_on_return: bool,
+    decay_interval: Duration,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BufferConfig {
+    /// The default settings.
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new();
+    /// assert_eq!((config.get_min_class(), config.get_max_class()), (512, 1 << 20));
+    /// ```
+    pub const fn new() -> Self {
+        BufferConfig {
+            min_class: 512,
+            max_class: 1 << 20,
+            thread_capacity: 64,
+            thread_bytes: 256 << 10,
+            batch: None,
+            global_capacity: 1024,
+            global_bytes: 64 << 20,
+            max_retained: None,
+            zero_on_return: false,
+            decay_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Size of the smallest class, a power of two from 1 to 1 GiB (default
+    /// 512). Requests below it get a buffer of this size.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferConfig::new().min_class(64).build::<Vec<u8>>()?;
+    /// assert_eq!(pool.checkout(1).capacity(), 64);
+    /// # Ok::<(), pool_core::ConfigError>(())
+    /// ```
+    pub const fn min_class(mut self, bytes: usize) -> Self {
+        self.min_class = bytes;
+        self
+    }
+
+    /// Size of the largest class, a power of two from `min_class` to 1 GiB
+    /// (default 1 MiB). Larger requests are served by a plain allocation that
+    /// is not kept on return.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferConfig::new().max_class(4096).build::<Vec<u8>>()?;
+    /// let big = pool.checkout(10_000);
+    /// assert!(!big.is_pooled());
+    /// # Ok::<(), pool_core::ConfigError>(())
+    /// ```
+    pub const fn max_class(mut self, bytes: usize) -> Self {
+        self.max_class = bytes;
+        self
+    }
+
+    /// Most buffers one thread caches per class (1 ..= 65536; default 64).
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new().thread_capacity(16);
+    /// assert_eq!(config.get_thread_capacity(), 16);
+    /// ```
+    pub const fn thread_capacity(mut self, buffers: usize) -> Self {
+        self.thread_capacity = buffers;
+        self
+    }
+
+    /// Most bytes one thread caches per class (default 256 KiB). A class
+    /// larger than this still caches one buffer per thread.
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new().thread_bytes(64 << 10);
+    /// assert_eq!(config.class_thread_capacity(4096), 16);
+    /// assert_eq!(config.class_thread_capacity(1 << 20), 1);
+    /// ```
+    pub const fn thread_bytes(mut self, bytes: usize) -> Self {
+        self.thread_bytes = bytes;
+        self
+    }
+
+    /// Buffers moved between a thread and the global overflow at once
+    /// (1 ..= `thread_capacity`; default half a class's thread capacity).
+    /// It is capped per class by that class's thread capacity.
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new().batch(8);
+    /// assert_eq!(config.get_batch(), Some(8));
+    /// ```
+    pub const fn batch(mut self, buffers: usize) -> Self {
+        self.batch = Some(buffers);
+        self
+    }
+
+    /// Most buffers the global overflow holds per class (default 1024; 0
+    /// means threads share nothing).
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new().global_capacity(10);
+    /// assert_eq!(config.get_global_capacity(), 10);
+    /// ```
+    pub const fn global_capacity(mut self, buffers: usize) -> Self {
+        self.global_capacity = buffers;
+        self
+    }
+
+    /// Most bytes the global overflow holds over all classes (default
+    /// 64 MiB).
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new().global_bytes(1 << 30);
+    /// assert_eq!(config.get_global_bytes(), 1 << 30);
+    /// ```
+    pub const fn global_bytes(mut self, bytes: usize) -> Self {
+        self.global_bytes = bytes;
+        self
+    }
+
+    /// A returned buffer whose capacity exceeds this is dropped instead of
+    /// kept (at least `max_class`; default `max_class`). Buffers that grew
+    /// past their class but stay within it are kept in the class their
+    /// capacity fills.
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new().max_retained(4 << 20);
+    /// assert_eq!(config.get_max_retained(), 4 << 20);
+    /// ```
+    pub const fn max_retained(mut self, bytes: usize) -> Self {
+        self.max_retained = Some(bytes);
+        self
+    }
+
+    /// Overwrite every returned buffer's whole capacity with zeros before it
+    /// is kept (default off). For pools that carry secrets; costs a
+    /// `memset` of the class size per return.
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new().zero_on_return(true);
+    /// assert!(config.get_zero_on_return());
+    /// ```
+    pub const fn zero_on_return(mut self, on: bool) -> Self {
+        self.zero_on_return = on;
+        self
+    }
+
+    /// The idle-decay period (non-zero; default 1 s). See
+    /// [`BufferPool::maintain`](crate::BufferPool::maintain).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let config = pool_core::BufferConfig::new().decay_interval(Duration::from_secs(5));
+    /// assert_eq!(config.get_decay_interval(), Duration::from_secs(5));
+    /// ```
+    pub const fn decay_interval(mut self, period: Duration) -> Self {
+        self.decay_interval = period;
+        self
+    }
+
+    /// The smallest class set.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::BufferConfig::new().get_min_class(), 512);
+    /// ```
+    pub const fn get_min_class(&self) -> usize {
+        self.min_class
+    }
+
+    /// The largest class set.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::BufferConfig::new().get_max_class(), 1 << 20);
+    /// ```
+    pub const fn get_max_class(&self) -> usize {
+        self.max_class
+    }
+
+    /// The per-thread buffer count set.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::BufferConfig::new().get_thread_capacity(), 64);
+    /// ```
+    pub const fn get_thread_capacity(&self) -> usize {
+        self.thread_capacity
+    }
+
+    /// The per-thread byte bound set.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::BufferConfig::new().get_thread_bytes(), 256 << 10);
+    /// ```
+    pub const fn get_thread_bytes(&self) -> usize {
+        self.thread_bytes
+    }
+
+    /// The batch size set, if any.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::BufferConfig::new().get_batch(), None);
+    /// ```
+    pub const fn get_batch(&self) -> Option<usize> {
+        self.batch
+    }
+
+    /// The per-class global capacity set.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::BufferConfig::new().get_global_capacity(), 1024);
+    /// ```
+    pub const fn get_global_capacity(&self) -> usize {
+        self.global_capacity
+    }
+
+    /// The global byte bound set.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::BufferConfig::new().get_global_bytes(), 64 << 20);
+    /// ```
+    pub const fn get_global_bytes(&self) -> usize {
+        self.global_bytes
+    }
+
+    /// The largest capacity kept on return.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::BufferConfig::new().max_class(4096).get_max_retained(), 4096);
+    /// ```
+    pub const fn get_max_retained(&self) -> usize {
+        match self.max_retained {
+            Some(m) => m,
+            None => self.max_class,
+        }
+    }
+
+    /// Whether returned buffers are zeroed.
+    ///
+    /// ```
+    /// assert!(!pool_core::BufferConfig::new().get_zero_on_return());
+    /// ```
+    pub const fn get_zero_on_return(&self) -> bool {
+        self.zero_on_return
+    }
+
+    /// The idle-decay period set.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert_eq!(pool_core::BufferConfig::new().get_decay_interval(), Duration::from_secs(1));
+    /// ```
+    pub const fn get_decay_interval(&self) -> Duration {
+        self.decay_interval
+    }
+
+    /// How many buffers of a `class_size`-byte class one thread caches.
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new();
+    /// assert_eq!(config.class_thread_capacity(512), 64);
+    /// assert_eq!(config.class_thread_capacity(64 << 10), 4);
+    /// ```
+    pub const fn class_thread_capacity(&self, class_size: usize) -> usize {
+        let by_bytes = if class_size == 0 {
+            usize::MAX
+        } else {
+            self.thread_bytes / class_size
+        };
+        let cap = if by_bytes < self.thread_capacity {
+            by_bytes
+        } else {
+            self.thread_capacity
+        };
+        if cap == 0 {
+            1
+        } else {
+            cap
+        }
+    }
+
+    /// Checks every setting without building a pool.
+    ///
+    /// ```
+    /// let err = pool_core::BufferConfig::new().min_class(1000).validate().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "invalid pool setting `min_class` = 1000: expected a power of two from 1 to 1073741824 bytes (try 1024)"
+    /// );
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.limits().map(|_| ())
+    }
+
+    /// Builds a pool of `B` buffers with these settings.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferConfig::new().build::<Vec<u8>>()?;
+    /// assert_eq!(pool.checkout(100).capacity(), 512);
+    /// # Ok::<(), pool_core::ConfigError>(())
+    /// ```
+    pub fn build<B: crate::Buffer>(self) -> Result<crate::BufferPool<B>, ConfigError> {
+        crate::BufferPool::with_config(self)
+    }
+
+    pub(crate) fn limits(&self) -> Result<Limits, ConfigError> {
+        let class_ok = |n: usize| n.is_power_of_two() && n <= MAX_CLASS_SIZE;
+        let expected = |n: usize| {
+            let hint = if n == 0 {
+                "1".to_string()
+            } else if n > MAX_CLASS_SIZE {
+                MAX_CLASS_SIZE.to_string()
+            } else {
+                n.next_power_of_two().to_string()
+            };
+            format!("a power of two from 1 to {MAX_CLASS_SIZE} bytes (try {hint})")
+        };
+        if !class_ok(self.min_class) {
+            return Err(ConfigError::new(
+                "min_class",
+                self.min_class,
+                expected(self.min_class),
+            ));
+        }
+        if !class_ok(self.max_class) {
+            return Err(ConfigError::new(
+                "max_class",
+                self.max_class,
+                expected(self.max_class),
+            ));
+        }
+        if self.max_class < self.min_class {
+            return Err(ConfigError::new(
+                "max_class",
+                self.max_class,
+                format!("at least min_class ({})", self.min_class),
+            ));
+        }
+        check_common(self.thread_capacity, self.batch, self.decay_interval)?;
+        if self.get_max_retained() < self.max_class {
+            return Err(ConfigError::new(
+                "max_retained",
+                self.get_max_retained(),
+                format!("at least max_class ({})", self.max_class),
+            ));
+        }
+        let min_shift = self.min_class.trailing_zeros();
+        let max_shift = self.max_class.trailing_zeros();
+        let mut cap = vec![0; BUFFER_SLOTS];
+        let mut batch = vec![1; BUFFER_SLOTS];
+        let mut global_objects = vec![0; BUFFER_SLOTS];
+        for shift in min_shift..=max_shift {
+            let i = shift as usize;
+            let c = self.class_thread_capacity(1 << shift);
+            cap[i] = c;
+            batch[i] = self.batch.unwrap_or(default_batch(c)).min(c);
+            global_objects[i] = self.global_capacity;
+        }
+        Ok(Limits {
+            min_shift,
+            max_shift,
+            cap,
+            batch,
+            global_objects,
+            global_bytes: self.global_bytes,
+            max_retained: self.get_max_retained(),
+            zero_on_return: self.zero_on_return,
+            decay_interval: self.decay_interval,
+        })
+    }
+}
+
+/// Validated limits, per class index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) min_shift: u32,
+    pub(crate) max_shift: u32,
+    /// Per-thread capacity per class; 0 for classes outside the range.
+    pub(crate) cap: Vec<usize>,
+    pub(crate) batch: Vec<usize>,
+    pub(crate) global_objects: Vec<usize>,
+    pub(crate) global_bytes: usize,
+    pub(crate) max_retained: usize,
+    pub(crate) zero_on_return: bool,
+    pub(crate) decay_interval: Duration,
+}

@@ -1,0 +1,273 @@
+//! The bounded global overflow ("depot") of one class.
+//!
+//! Threads never exchange single objects through the depot: a thread whose
+//! cache is full pushes a whole batch (one `Vec<T>`) in one locked operation,
+//! and a thread whose cache is empty takes a whole batch in one locked
+//! operation. The lock is therefore taken once per `batch` checkouts or
+//! returns at most, and never on the fast path.
+//!
+//! Bounds: at most `max_objects` objects per class, and, shared by every class
+//! of a pool, at most the [`Budget`]'s limit in bytes. A batch that does not
+//! fit is handed back to the caller, which drops it outside the lock.
+//!
+//! No user code (constructors, reset policies, destructors of `T`) ever runs
+//! while the lock is held: every operation that removes objects returns them
+//! to the caller to drop.
+
+use crossbeam_utils::{Backoff, CachePadded};
+
+use crate::loom::{lock, AtomicUsize, Mutex, Ordering};
+
+/// Empty batch vessels kept for reuse, per class. A vessel is a `Vec<T>`
+/// with the capacity of one batch; keeping a few avoids an allocation each
+/// time a thread hands a batch over.
+const MAX_SPARE_VESSELS: usize = 4;
+
+/// A byte budget shared by all depots of one pool.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: CachePadded<AtomicUsize>,
+    limit: AtomicUsize,
+}
+
+impl Budget {
+    pub(crate) fn new(limit: usize) -> Self {
+        Budget {
+            used: CachePadded::new(AtomicUsize::new(0)),
+            limit: AtomicUsize::new(limit),
+        }
+    }
+
+    pub(crate) fn set_limit(&self, limit: usize) {
+        // Relaxed: the limit is a bound on a counter, it publishes no data.
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Reserves `bytes`, or returns false when that would pass the limit.
+    fn try_reserve(&self, bytes: usize) -> bool {
+        if bytes == 0 {
+            return true;
+        }
+        let limit = self.limit.load(Ordering::Relaxed);
+        let backoff = Backoff::new();
+        // Relaxed throughout: the budget only counts bytes; the objects
+        // themselves move under the depot's mutex, which orders them.
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let Some(next) = used.checked_add(bytes).filter(|&n| n <= limit) else {
+                return false;
+            };
+            match self
+                .used
+                .compare_exchange_weak(used, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => {
+                    used = actual;
+                    backoff.spin();
+                }
+            }
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        if bytes != 0 {
+            let prev = self.used.fetch_sub(bytes, Ordering::Relaxed);
+            debug_assert!(prev >= bytes, "budget released {bytes} of {prev}");
+        }
+    }
+}
+
+/// Counters kept by a depot, read by `stats()`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DepotCounters {
+    /// Objects currently held.
+    pub(crate) objects: u64,
+    /// Batches accepted from threads (prewarm included).
+    pub(crate) batches_in: u64,
+    /// Batches handed to threads.
+    pub(crate) batches_out: u64,
+    /// Objects dropped because the depot or the byte budget was full.
+    pub(crate) discarded_full: u64,
+    /// Objects released by `trim` or idle decay.
+    pub(crate) released: u64,
+}
+
+struct Inner<T> {
+    full: Vec<Vec<T>>,
+    spares: Vec<Vec<T>>,
+    objects: usize,
+    /// The fewest objects held since the last decay tick: what nobody needed.
+    low_water: usize,
+    batches_in: u64,
+    batches_out: u64,
+    discarded_full: u64,
+    released: u64,
+}
+
+/// The global overflow of one class.
+pub(crate) struct Depot<T> {
+    /// Objects held. Written only under the lock; read without it as a hint
+    /// so that a thread finding the depot empty does not take the lock.
+    hint: CachePadded<AtomicUsize>,
+    /// Bytes one object of this class accounts for (0 for untyped sizes).
+    object_bytes: usize,
+    inner: CachePadded<Mutex<Inner<T>>>,
+}
+
+impl<T> std::fmt::Debug for Depot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Depot")
+            .field("objects", &self.hint.load(Ordering::Relaxed))
+            .field("object_bytes", &self.object_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a rejected push gives back: the batch, to drop outside the lock.
+pub(crate) type Rejected<T> = Vec<T>;
+
+impl<T> Depot<T> {
+    pub(crate) fn new(object_bytes: usize) -> Self {
+        Depot {
+            hint: CachePadded::new(AtomicUsize::new(0)),
+            object_bytes,
+            inner: CachePadded::new(Mutex::new(Inner {
+                full: Vec::new(),
+                spares: Vec::new(),
+                objects: 0,
+                low_water: 0,
+                batches_in: 0,
+                batches_out: 0,
+                discarded_full: 0,
+                released: 0,
+            })),
+        }
+    }
+
+    /// Pushes a whole batch. On success returns an empty vessel for the
+    /// caller's next batch, if one is spare. When the batch would pass
+    /// `max_objects` or the byte budget, returns it untouched in `Err`.
+    pub(crate) fn push(
+        &self,
+        batch: Vec<T>,
+        max_objects: usize,
+        budget: &Budget,
+    ) -> Result<Option<Vec<T>>, Rejected<T>> {
+        if batch.is_empty() {
+            return Ok(Some(batch));
+        }
+        let n = batch.len();
+        let bytes = n.saturating_mul(self.object_bytes);
+        let mut inner = lock(&self.inner);
+        if inner.objects + n > max_objects || !budget.try_reserve(bytes) {
+            inner.discarded_full += n as u64;
+            return Err(batch);
+        }
+        inner.objects += n;
+        inner.batches_in += 1;
+        inner.full.push(batch);
+        // Relaxed: a hint only; the batch itself is published by the mutex.
+        self.hint.store(inner.objects, Ordering::Relaxed);
+        Ok(inner.spares.pop())
+    }
+
+    /// Takes a whole batch, or `None` when the depot is empty. On success
+    /// the caller's empty `vessel`, if any, is kept here for reuse (the
+    /// emptied batch becomes the caller's next vessel).
+    pub(crate) fn take(&self, budget: &Budget, vessel: &mut Option<Vec<T>>) -> Option<Vec<T>> {
+        // Relaxed: reading a stale zero only means this checkout allocates
+        // instead of reusing; a stale non-zero is checked under the lock.
+        if self.hint.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut inner = lock(&self.inner);
+        let batch = inner.full.pop()?;
+        let n = batch.len();
+        inner.objects -= n;
+        inner.low_water = inner.low_water.min(inner.objects);
+        inner.batches_out += 1;
+        if inner.spares.len() < MAX_SPARE_VESSELS {
+            if let Some(v) = vessel.take() {
+                debug_assert!(v.is_empty(), "a vessel must be empty");
+                inner.spares.push(v);
+            }
+        }
+        self.hint.store(inner.objects, Ordering::Relaxed);
+        budget.release(n.saturating_mul(self.object_bytes));
+        Some(batch)
+    }
+
+    /// Removes every batch (for `trim`). The caller drops them.
+    pub(crate) fn drain(&self, budget: &Budget) -> Vec<Vec<T>> {
+        let mut inner = lock(&self.inner);
+        let n = inner.objects;
+        inner.objects = 0;
+        inner.low_water = 0;
+        inner.released += n as u64;
+        inner.spares.clear();
+        self.hint.store(0, Ordering::Relaxed);
+        budget.release(n.saturating_mul(self.object_bytes));
+        std::mem::take(&mut inner.full)
+    }
+
+    /// One idle-decay tick: releases whole batches worth at most the fewest
+    /// objects held since the previous tick (those nobody needed), then
+    /// starts a new period. The caller drops what is returned.
+    pub(crate) fn decay(&self, budget: &Budget) -> Vec<Vec<T>> {
+        let mut inner = lock(&self.inner);
+        let mut unused = inner.low_water;
+        let mut out = Vec::new();
+        // Oldest batches sit at the bottom of the stack; release those.
+        let mut i = 0;
+        while i < inner.full.len() {
+            let len = inner.full[i].len();
+            if len <= unused {
+                unused -= len;
+                out.push(inner.full.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        let n: usize = out.iter().map(Vec::len).sum();
+        inner.objects -= n;
+        inner.released += n as u64;
+        inner.low_water = inner.objects;
+        inner.spares.clear();
+        self.hint.store(inner.objects, Ordering::Relaxed);
+        budget.release(n.saturating_mul(self.object_bytes));
+        out
+    }
+
+    /// Releases whole batches until at most `max_objects` remain (after a
+    /// bound was lowered). The caller drops what is returned.
+    pub(crate) fn shrink_to(&self, max_objects: usize, budget: &Budget) -> Vec<Vec<T>> {
+        let mut inner = lock(&self.inner);
+        let mut out = Vec::new();
+        while inner.objects > max_objects {
+            let Some(batch) = inner.full.pop() else { break };
+            inner.objects -= batch.len();
+            inner.released += batch.len() as u64;
+            budget.release(batch.len().saturating_mul(self.object_bytes));
+            out.push(batch);
+        }
+        inner.low_water = inner.low_water.min(inner.objects);
+        self.hint.store(inner.objects, Ordering::Relaxed);
+        out
+    }
+
+    pub(crate) fn counters(&self) -> DepotCounters {
+        let inner = lock(&self.inner);
+        DepotCounters {
+            objects: inner.objects as u64,
+            batches_in: inner.batches_in,
+            batches_out: inner.batches_out,
+            discarded_full: inner.discarded_full,
+            released: inner.released,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Thread-local sharded object and buffer pools with a batched, bounded
+//! global overflow.
+//!
+//! Every thread that uses a pool gets its own cache. Checking out and
+//! returning on a thread touch only that thread's cache: no lock, no atomic
+//! read-modify-write on shared memory, no allocation. When a thread's cache
+//! is full, half of it moves to the pool's global overflow in one locked
+//! operation; when it is empty, it takes a whole batch from the overflow
+//! before it allocates. So a value dropped on another thread than the one
+//! it came from is an ordinary return, and producers on some threads with
+//! consumers on others share one bounded set of buffers instead of piling
+//! them up where they are dropped.
+//!
+//! # Usage
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use pool_core::{BufferPool, Pool};
+//!
+//! // Size-classed byte buffers: 512 B to 1 MiB by default.
+//! static BUFFERS: LazyLock<BufferPool<Vec<u8>>> = LazyLock::new(BufferPool::new);
+//! // Any value with a reset policy: here `String`s, cleared on return.
+//! static STRINGS: LazyLock<Pool<String>> = LazyLock::new(Pool::new);
+//!
+//! let handles: Vec<_> = (0..4)
+//!     .map(|i| {
+//!         std::thread::spawn(move || {
+//!             for _ in 0..1000 {
+//!                 let mut buf = BUFFERS.checkout(4096);
+//!                 buf.extend_from_slice(b"payload");
+//!                 let mut line = STRINGS.checkout();
+//!                 line.push_str("worker ");
+//!                 line.push_str(&i.to_string());
+//!             } // both go back to this thread's cache here
+//!         })
+//!     })
+//!     .collect();
+//! for h in handles {
+//!     h.join().unwrap();
+//! }
+//! let stats = BUFFERS.stats();
+//! assert_eq!(stats.checkouts(), 4000);
+//! assert_eq!(stats.outstanding(), 0);
+//! assert!(stats.hit_rate() > 0.99);
+//! ```
+//!
+//! # Bounds and lifecycle
+//!
+//! - Per thread: at most `thread_capacity` values per class (and, for
+//!   buffers, `thread_bytes` bytes per class).
+//! - Global overflow: at most `global_capacity` values per class and, for
+//!   buffers, `global_bytes` bytes in all. Batches that do not fit are
+//!   dropped and counted.
+//! - A returned buffer is cleared, must own its memory alone, and is
+//!   dropped if it grew to twice its class or past `max_retained`.
+//! - [`Pool::trim`] releases the overflow and every thread's cache;
+//!   [`Pool::maintain`], called from a timer or a runtime's park hook,
+//!   frees what stayed unused for a whole decay interval.
+//! - A thread that exits hands its cache to the overflow.
+//! - Settings change at runtime with [`Pool::reconfigure`].
+//!
+//! # Safety and correctness
+//!
+//! The only `unsafe` is in the per-thread cache (`src/local.rs`): an
+//! `UnsafeCell` that only its owning thread touches. The global overflow's
+//! push / take / trim / decay protocol is model-checked with `loom`
+//! (`scripts/loom.sh`), the unsafe code runs under Miri (`scripts/miri.sh`),
+//! and a proptest model checks the accounting against a reference.
+#![warn(
+    clippy::undocumented_unsafe_blocks,
+    unsafe_op_in_unsafe_fn,
+    missing_docs
+)]
+
+mod buffer;
+mod config;
+mod depot;
+mod exit;
+mod local;
+mod loom;
+mod pool;
+mod recycle;
+mod shared;
+mod stats;
+
+pub use buffer::{Buffer, BufferPool, CheckoutError, OwnedPooledBuf, PooledBuf, Ticket};
+pub use config::{BufferConfig, ConfigError, PoolConfig, MAX_CLASS_SIZE, MAX_THREAD_CAPACITY};
+pub use pool::{OwnedPooled, Pool, Pooled};
+pub use recycle::{DefaultRecycle, Keep, Recycle, Recycler, Reset};
+pub use stats::{ClassStats, Discards, Stats};
+
+#[cfg(all(test, loom))]
+mod loom_tests;

@@ -1,0 +1,410 @@
+//! Statistics snapshots.
+
+use std::fmt;
+
+use crate::shared::Sums;
+
+/// Why returned values were dropped instead of kept, by count.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Discards {
+    /// A full global overflow (object or byte bound) refused a batch.
+    pub full: u64,
+    /// The buffer had grown to twice its class or past `max_retained`.
+    pub oversize: u64,
+    /// The recycling policy's `reset` returned false.
+    pub rejected: u64,
+    /// A split-off part still shared the buffer's memory.
+    pub shared: u64,
+    /// The value's class left the configured range while it was out (or it
+    /// was returned on a thread that was tearing down).
+    pub stale: u64,
+    /// Dropped from caches or the overflow by `trim`, idle decay or a
+    /// lowered bound.
+    pub trimmed: u64,
+}
+
+impl Discards {
+    /// All discards together.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::Discards::default().total(), 0);
+    /// ```
+    pub fn total(&self) -> u64 {
+        self.full + self.oversize + self.rejected + self.shared + self.stale + self.trimmed
+    }
+
+    fn add(&mut self, o: &Discards) {
+        self.full += o.full;
+        self.oversize += o.oversize;
+        self.rejected += o.rejected;
+        self.shared += o.shared;
+        self.stale += o.stale;
+        self.trimmed += o.trimmed;
+    }
+}
+
+/// Counters of one size class (or of a whole generic pool).
+///
+/// `checkouts = local_hits + global_hits + misses`; `outstanding =
+/// checkouts - returns - detached`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClassStats {
+    /// The class's buffer size; `None` for a generic pool.
+    pub class_size: Option<usize>,
+    /// Checkouts served by this class.
+    pub checkouts: u64,
+    /// Served from the checking-out thread's cache.
+    pub local_hits: u64,
+    /// Served after taking a batch from the global overflow.
+    pub global_hits: u64,
+    /// Served by a new allocation because cache and overflow were empty.
+    pub misses: u64,
+    /// Values handed back (kept or discarded).
+    pub returns: u64,
+    /// Values taken out for good.
+    pub detached: u64,
+    /// Batches taken from the global overflow.
+    pub batches_taken: u64,
+    /// Batches pushed to the global overflow (accepted or not).
+    pub batches_pushed: u64,
+    /// Values dropped, by reason.
+    pub discarded: Discards,
+    /// Checked out and not yet returned.
+    pub outstanding: u64,
+    /// Values in thread caches.
+    pub retained_local: u64,
+    /// Values in the global overflow.
+    pub retained_global: u64,
+}
+
+impl ClassStats {
+    /// Checkouts served without a new allocation.
+    ///
+    /// ```
+    /// let mut c = pool_core::ClassStats::default();
+    /// c.local_hits = 3;
+    /// c.global_hits = 1;
+    /// assert_eq!(c.hits(), 4);
+    /// ```
+    pub fn hits(&self) -> u64 {
+        self.local_hits + self.global_hits
+    }
+
+    /// `hits / checkouts`, or 0 with no checkouts.
+    ///
+    /// ```
+    /// let mut c = pool_core::ClassStats::default();
+    /// (c.checkouts, c.local_hits) = (4, 3);
+    /// assert_eq!(c.hit_rate(), 0.75);
+    /// ```
+    pub fn hit_rate(&self) -> f64 {
+        ratio(self.hits(), self.checkouts)
+    }
+
+    /// Values the pool keeps (thread caches and overflow).
+    ///
+    /// ```
+    /// let mut c = pool_core::ClassStats::default();
+    /// (c.retained_local, c.retained_global) = (2, 5);
+    /// assert_eq!(c.retained(), 7);
+    /// ```
+    pub fn retained(&self) -> u64 {
+        self.retained_local + self.retained_global
+    }
+
+    /// Nominal bytes the pool keeps in this class (retained × class size;
+    /// a kept buffer's capacity is below twice that).
+    ///
+    /// ```
+    /// let mut c = pool_core::ClassStats::default();
+    /// (c.class_size, c.retained_global) = (Some(4096), 2);
+    /// assert_eq!(c.retained_bytes(), 8192);
+    /// ```
+    pub fn retained_bytes(&self) -> u64 {
+        self.retained() * self.class_size.unwrap_or(0) as u64
+    }
+
+    fn from_sums(s: &Sums, class_size: Option<usize>) -> Self {
+        let checkouts = s.local_hits + s.global_hits + s.misses;
+        let local_discards = s.rejected + s.oversize + s.shared + s.stale;
+        // Values that entered this class's thread caches, minus those that
+        // left. Computed in i128: counters of a live pool are read at
+        // slightly different moments.
+        let cached = (s.returns as i128 - local_discards as i128) + s.objects_taken as i128
+            - (s.local_hits + s.global_hits) as i128
+            - s.objects_pushed as i128
+            - s.trimmed as i128;
+        let outstanding = checkouts as i128 - s.returns as i128 - s.detached as i128;
+        ClassStats {
+            class_size,
+            checkouts,
+            local_hits: s.local_hits,
+            global_hits: s.global_hits,
+            misses: s.misses,
+            returns: s.returns,
+            detached: s.detached,
+            batches_taken: s.batches_taken,
+            batches_pushed: s.batches_pushed,
+            discarded: Discards {
+                full: s.depot.discarded_full,
+                oversize: s.oversize,
+                rejected: s.rejected,
+                shared: s.shared,
+                stale: s.stale,
+                trimmed: s.trimmed + s.depot.released,
+            },
+            outstanding: outstanding.max(0) as u64,
+            retained_local: cached.max(0) as u64,
+            retained_global: s.depot.objects,
+        }
+    }
+
+    fn add(&mut self, o: &ClassStats) {
+        self.checkouts += o.checkouts;
+        self.local_hits += o.local_hits;
+        self.global_hits += o.global_hits;
+        self.misses += o.misses;
+        self.returns += o.returns;
+        self.detached += o.detached;
+        self.batches_taken += o.batches_taken;
+        self.batches_pushed += o.batches_pushed;
+        self.discarded.add(&o.discarded);
+        self.outstanding += o.outstanding;
+        self.retained_local += o.retained_local;
+        self.retained_global += o.retained_global;
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// A snapshot of a pool's counters: per class, and unpooled requests.
+///
+/// ```
+/// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+/// drop(pool.checkout(100));
+/// drop(pool.checkout(100));
+/// drop(pool.checkout(8 << 20)); // above the largest class
+/// let s = pool.stats();
+/// assert_eq!((s.checkouts(), s.hits(), s.misses(), s.unpooled_checkouts), (3, 1, 2, 1));
+/// assert_eq!(s.outstanding(), 0);
+/// println!("{s}"); // a table, one row per class in use
+/// ```
+#[derive(Debug, Default, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Per class: every class of the configured range, and any other class
+    /// with activity. One entry for a generic pool.
+    pub classes: Vec<ClassStats>,
+    /// Checkouts above the largest class (plain allocations; each is a
+    /// miss).
+    pub unpooled_checkouts: u64,
+    /// Unpooled buffers returned (and dropped).
+    pub unpooled_returns: u64,
+    /// Bytes the global overflow holds (the byte bound's gauge).
+    pub global_bytes: usize,
+}
+
+impl Stats {
+    pub(crate) fn from_sums(
+        sums: Vec<Sums>,
+        class: impl Fn(usize) -> Option<(usize, bool)>,
+        global_bytes: usize,
+        sized: bool,
+    ) -> Stats {
+        let mut stats = Stats {
+            global_bytes,
+            ..Stats::default()
+        };
+        for (slot, s) in sums.iter().enumerate() {
+            match class(slot) {
+                Some((size, in_range)) => {
+                    let c = ClassStats::from_sums(s, Some(size));
+                    if in_range || c != ClassStats::from_sums(&Sums::default(), Some(size)) {
+                        stats.classes.push(c);
+                    }
+                }
+                None if sized => {
+                    stats.unpooled_checkouts = s.misses;
+                    stats.unpooled_returns = s.returns + s.detached;
+                }
+                None => stats.classes.push(ClassStats::from_sums(s, None)),
+            }
+        }
+        stats
+    }
+
+    /// The class serving `size`-byte buffers, if listed.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// assert!(pool.stats().class(4096).is_some());
+    /// assert!(pool.stats().class(3000).is_none()); // not a class size
+    /// ```
+    pub fn class(&self, size: usize) -> Option<&ClassStats> {
+        self.classes.iter().find(|c| c.class_size == Some(size))
+    }
+
+    /// All classes summed (unpooled requests not included).
+    ///
+    /// ```
+    /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
+    /// drop(pool.checkout());
+    /// assert_eq!(pool.stats().total().checkouts, 1);
+    /// ```
+    pub fn total(&self) -> ClassStats {
+        let mut t = ClassStats::default();
+        for c in &self.classes {
+            t.add(c);
+        }
+        t
+    }
+
+    /// All checkouts, unpooled included.
+    ///
+    /// ```
+    /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
+    /// assert_eq!(pool.stats().checkouts(), 0);
+    /// ```
+    pub fn checkouts(&self) -> u64 {
+        self.total().checkouts + self.unpooled_checkouts
+    }
+
+    /// Checkouts served without allocating.
+    ///
+    /// ```
+    /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
+    /// assert_eq!(pool.stats().hits(), 0);
+    /// ```
+    pub fn hits(&self) -> u64 {
+        self.total().hits()
+    }
+
+    /// Checkouts that allocated: empty pool, or above the largest class.
+    ///
+    /// ```
+    /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
+    /// drop(pool.checkout());
+    /// assert_eq!(pool.stats().misses(), 1);
+    /// ```
+    pub fn misses(&self) -> u64 {
+        self.total().misses + self.unpooled_checkouts
+    }
+
+    /// `hits / checkouts`, or 0 with no checkouts.
+    ///
+    /// ```
+    /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
+    /// assert_eq!(pool.stats().hit_rate(), 0.0);
+    /// ```
+    pub fn hit_rate(&self) -> f64 {
+        ratio(self.hits(), self.checkouts())
+    }
+
+    /// Values checked out and not yet returned, unpooled included.
+    ///
+    /// ```
+    /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
+    /// let held = pool.checkout();
+    /// assert_eq!(pool.stats().outstanding(), 1);
+    /// drop(held);
+    /// assert_eq!(pool.stats().outstanding(), 0);
+    /// ```
+    pub fn outstanding(&self) -> u64 {
+        self.total().outstanding
+            + self
+                .unpooled_checkouts
+                .saturating_sub(self.unpooled_returns)
+    }
+
+    /// Values kept by the pool, in thread caches and the overflow.
+    ///
+    /// ```
+    /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
+    /// drop(pool.checkout());
+    /// assert_eq!(pool.stats().retained_objects(), 1);
+    /// ```
+    pub fn retained_objects(&self) -> u64 {
+        self.total().retained()
+    }
+
+    /// Nominal bytes kept by the pool (0 for a generic pool).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// drop(pool.checkout(4096));
+    /// assert_eq!(pool.stats().retained_bytes(), 4096);
+    /// ```
+    pub fn retained_bytes(&self) -> u64 {
+        self.classes.iter().map(ClassStats::retained_bytes).sum()
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:>9} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8}",
+            "class",
+            "checkouts",
+            "local_hit",
+            "batch_hit",
+            "miss",
+            "hit%",
+            "discarded",
+            "out",
+            "kept"
+        )?;
+        let row = |f: &mut fmt::Formatter<'_>, name: String, c: &ClassStats| {
+            writeln!(
+                f,
+                "{:>9} {:>10} {:>10} {:>9} {:>9} {:>6.1}% {:>9} {:>8} {:>8}",
+                name,
+                c.checkouts,
+                c.local_hits,
+                c.global_hits,
+                c.misses,
+                c.hit_rate() * 100.0,
+                c.discarded.total(),
+                c.outstanding,
+                c.retained()
+            )
+        };
+        for c in self
+            .classes
+            .iter()
+            .filter(|c| c.checkouts > 0 || c.retained() > 0)
+        {
+            let name = match c.class_size {
+                Some(n) if n >= 1 << 20 => format!("{}M", n >> 20),
+                Some(n) if n >= 1 << 10 => format!("{}K", n >> 10),
+                Some(n) => format!("{n}B"),
+                None => "all".to_string(),
+            };
+            row(f, name, c)?;
+        }
+        if self.unpooled_checkouts > 0 {
+            writeln!(
+                f,
+                "{:>9} {:>10} {:>10} {:>9} {:>9}",
+                "unpooled", self.unpooled_checkouts, 0, 0, self.unpooled_checkouts
+            )?;
+        }
+        write!(
+            f,
+            "total: {} checkouts, hit rate {:.1}%, {} outstanding, {} kept ({} bytes)",
+            self.checkouts(),
+            self.hit_rate() * 100.0,
+            self.outstanding(),
+            self.retained_objects(),
+            self.retained_bytes()
+        )
+    }
+}

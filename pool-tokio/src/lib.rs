@@ -1,0 +1,1 @@
+//! Pooled `BytesMut` for tokio services (work in progress).
