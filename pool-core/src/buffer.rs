@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::config::{BufferConfig, ConfigError, BUFFER_CLASSES, BUFFER_SLOTS};
 use crate::loom::{lock, Mutex, Ordering};
-use crate::shared::{Discard, Shared};
-use crate::stats::Stats;
+use crate::shared::Shared;
+use crate::stats::{Discard, Returned, Source, Stats};
 
 /// The counter slot of checkouts above the largest class.
 const UNPOOLED: usize = BUFFER_CLASSES;
@@ -121,9 +121,23 @@ impl std::error::Error for CheckoutError {}
 #[derive(Debug, PartialEq, Eq)]
 pub struct Ticket {
     slot: u8,
+    source: Source,
 }
 
 impl Ticket {
+    /// Where the buffer came from (this thread's cache, the overflow, a new
+    /// allocation, or an unpooled one).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// let (buf, ticket) = pool.take(1 << 30);
+    /// assert_eq!(ticket.source(), pool_core::Source::Unpooled);
+    /// # pool.give_back(buf, ticket);
+    /// ```
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
     /// The class size the buffer came from, or `None` for a request above
     /// the largest class (an unpooled allocation).
     ///
@@ -308,11 +322,17 @@ impl<B: Buffer> BufferPool<B> {
             return self.take_unpooled(min_capacity);
         }
         let class = shift as usize;
-        let buf = match self.shared.take(class) {
-            Some(buf) => buf,
-            None => B::with_capacity(1 << class),
+        let (buf, source) = match self.shared.take(class) {
+            Some(hit) => hit,
+            None => (B::with_capacity(1 << class), Source::New),
         };
-        (buf, Ticket { slot: shift as u8 })
+        (
+            buf,
+            Ticket {
+                slot: shift as u8,
+                source,
+            },
+        )
     }
 
     #[cold]
@@ -325,6 +345,7 @@ impl<B: Buffer> BufferPool<B> {
             B::with_capacity(min_capacity),
             Ticket {
                 slot: UNPOOLED as u8,
+                source: Source::Unpooled,
             },
         )
     }
@@ -332,6 +353,8 @@ impl<B: Buffer> BufferPool<B> {
     /// Returns a buffer taken with [`take`](BufferPool::take), on any
     /// thread. The buffer is cleared; it is kept only if it is the sole
     /// owner of its memory and did not outgrow its class.
+    ///
+    /// Returns what became of it.
     ///
     /// ```
     /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
@@ -341,16 +364,16 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.stats().total().discarded.oversize, 1);
     /// ```
     #[inline]
-    pub fn give_back(&self, mut buf: B, ticket: Ticket) {
+    pub fn give_back(&self, mut buf: B, ticket: Ticket) -> Returned {
         let slot = ticket.slot as usize;
         if slot >= BUFFER_CLASSES {
-            self.shared.discard(UNPOOLED, Discard::Oversize);
-            return;
+            self.shared.discard(UNPOOLED, Discard::Unpooled);
+            return Returned::Discarded(Discard::Unpooled);
         }
         let class_size = 1usize << slot;
         if !buf.reclaim(class_size) {
             self.shared.discard(slot, Discard::Shared);
-            return;
+            return Returned::Discarded(Discard::Shared);
         }
         let capacity = buf.capacity();
         // Relaxed: a limit read as a hint; see `Hot`.
@@ -358,12 +381,16 @@ impl<B: Buffer> BufferPool<B> {
             || capacity > self.shared.hot.max_retained.load(Ordering::Relaxed)
         {
             self.shared.discard(slot, Discard::Oversize);
-            return;
+            return Returned::Discarded(Discard::Oversize);
         }
         if self.shared.hot.zero_on_return.load(Ordering::Relaxed) {
             buf.zero();
         }
-        self.shared.put(slot, buf);
+        if self.shared.put(slot, buf) {
+            Returned::Kept
+        } else {
+            Returned::Discarded(Discard::Stale)
+        }
     }
 
     /// Accounts for a buffer taken with [`take`](BufferPool::take) that
@@ -461,6 +488,19 @@ impl<B: Buffer> BufferPool<B> {
         self.shared.reconfigure(limits);
         *current = config;
         Ok(())
+    }
+
+    /// Hands this thread's cache to the global overflow now (what happens
+    /// anyway when the thread exits). For a runtime's thread-stop hook.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// drop(pool.checkout(4096));
+    /// pool.flush_thread();
+    /// assert_eq!(pool.stats().class(4096).unwrap().retained_global, 1);
+    /// ```
+    pub fn flush_thread(&self) {
+        self.shared.flush_thread();
     }
 
     /// The settings in force.
@@ -581,7 +621,7 @@ macro_rules! buf_guard_impls {
             #[inline]
             fn drop(&mut self) {
                 if let Some(b) = self.buf.take() {
-                    self.pool.give_back(b, Ticket { slot: self.slot });
+                    let _ = self.pool.give_back(b, Ticket { slot: self.slot, source: Source::New });
                 }
             }
         }

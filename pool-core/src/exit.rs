@@ -49,7 +49,12 @@ pub(crate) fn register(pool: Weak<dyn FlushOnExit>) -> bool {
             // Forget pools that have been dropped, so a thread that sees many
             // short-lived pools does not accumulate registrations.
             pools.retain(|p| p.strong_count() > 0);
-            pools.push(pool);
+            if !pools
+                .iter()
+                .any(|p| p.as_ptr() as *const () == pool.as_ptr() as *const ())
+            {
+                pools.push(pool);
+            }
             true
         })
         .unwrap_or(false)

@@ -87,7 +87,7 @@ pub use buffer::{Buffer, BufferPool, CheckoutError, OwnedPooledBuf, PooledBuf, T
 pub use config::{BufferConfig, ConfigError, PoolConfig, MAX_CLASS_SIZE, MAX_THREAD_CAPACITY};
 pub use pool::{OwnedPooled, Pool, Pooled};
 pub use recycle::{DefaultRecycle, Keep, Recycle, Recycler, Reset};
-pub use stats::{ClassStats, Discards, Stats};
+pub use stats::{ClassStats, Discard, Discards, Returned, Source, Stats};
 
 #[cfg(all(test, loom))]
 mod loom_tests;

@@ -144,7 +144,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     #[inline]
     fn take(&self) -> T {
         match self.shared.take(CLASS) {
-            Some(v) => v,
+            Some((v, _)) => v,
             None => self.recycler.create(),
         }
     }
@@ -152,7 +152,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     #[inline]
     fn give_back(&self, mut value: T) {
         if self.recycler.reset(&mut value) {
-            self.shared.put(CLASS, value);
+            let _ = self.shared.put(CLASS, value);
         } else {
             self.shared.discard(CLASS, Discard::Rejected);
             drop(value);
@@ -231,6 +231,20 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
         self.shared.reconfigure(limits);
         *current = config;
         Ok(())
+    }
+
+    /// Hands this thread's cache to the global overflow now (what happens
+    /// anyway when the thread exits). For a runtime's thread-stop hook, or a
+    /// thread about to sleep for long.
+    ///
+    /// ```
+    /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
+    /// drop(pool.checkout());
+    /// pool.flush_thread();
+    /// assert_eq!(pool.stats().total().retained_global, 1);
+    /// ```
+    pub fn flush_thread(&self) {
+        self.shared.flush_thread();
     }
 
     /// The settings in force.

@@ -89,16 +89,7 @@ impl Sums {
     }
 }
 
-/// Why a returned object was not kept. Counted per thread and class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Discard {
-    /// The reset policy said no.
-    Rejected,
-    /// The buffer grew past the largest size kept.
-    Oversize,
-    /// Another handle still shares the buffer's memory.
-    Shared,
-}
+pub(crate) use crate::stats::{Discard, Source};
 
 /// Counters for operations made where no thread cache is available (a
 /// thread tearing down its thread-locals). Rare, so plain `fetch_add`.
@@ -194,7 +185,7 @@ impl<T: Send + 'static> Shared<T> {
     /// Takes an object of `class` from this thread's cache, or a batch from
     /// the depot. `None` means the caller creates one (counted as a miss).
     #[inline]
-    pub(crate) fn take(self: &Arc<Self>, class: usize) -> Option<T> {
+    pub(crate) fn take(self: &Arc<Self>, class: usize) -> Option<(T, Source)> {
         let Some(local) = self.local() else {
             self.orphans[class]
                 .misses
@@ -218,7 +209,7 @@ impl<T: Send + 'static> Shared<T> {
         match hit {
             Some(v) => {
                 local.counters[class].local_hits.bump();
-                Some(v)
+                Some((v, Source::Local))
             }
             None => self.take_slow(local, class),
         }
@@ -226,7 +217,7 @@ impl<T: Send + 'static> Shared<T> {
 
     #[cold]
     #[inline(never)]
-    fn take_slow(self: &Arc<Self>, local: &Local<T>, class: usize) -> Option<T> {
+    fn take_slow(self: &Arc<Self>, local: &Local<T>, class: usize) -> Option<(T, Source)> {
         let dropped = self.catch_up(local);
         let depot = &self.depots[class];
         let budget = &self.budget;
@@ -262,13 +253,13 @@ impl<T: Send + 'static> Shared<T> {
         match took {
             Took::Local(v) => {
                 counters.local_hits.bump();
-                Some(v)
+                Some((v, Source::Local))
             }
             Took::Global(v, n) => {
                 counters.global_hits.bump();
                 counters.batches_taken.bump();
                 counters.objects_taken.add(n as u64);
-                Some(v)
+                Some((v, Source::Global))
             }
             Took::Miss => {
                 counters.misses.bump();
@@ -278,15 +269,17 @@ impl<T: Send + 'static> Shared<T> {
     }
 
     /// Returns an object (already reset by the caller) to this thread's
-    /// cache, pushing a batch to the depot when the cache is full.
+    /// cache, pushing a batch to the depot when the cache is full. Returns
+    /// false if the object was dropped instead (its class left the range,
+    /// or the thread is tearing down).
     #[inline]
-    pub(crate) fn put(self: &Arc<Self>, class: usize, value: T) {
+    pub(crate) fn put(self: &Arc<Self>, class: usize, value: T) -> bool {
         let Some(local) = self.local() else {
             self.orphans[class]
                 .returns
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             drop(value);
-            return;
+            return false;
         };
         // Relaxed: see `take`.
         let epoch = self.gens.epoch.load(Ordering::Relaxed);
@@ -304,14 +297,17 @@ impl<T: Send + 'static> Shared<T> {
             })
         };
         match rest {
-            None => local.counters[class].returns.bump(),
+            None => {
+                local.counters[class].returns.bump();
+                true
+            }
             Some(value) => self.put_slow(local, class, value),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn put_slow(self: &Arc<Self>, local: &Local<T>, class: usize, value: T) {
+    fn put_slow(self: &Arc<Self>, local: &Local<T>, class: usize, value: T) -> bool {
         let mut dropped = self.catch_up(local);
         let counters = &local.counters[class];
         counters.returns.bump();
@@ -343,6 +339,7 @@ impl<T: Send + 'static> Shared<T> {
                 (None, pushed)
             })
         };
+        let kept = stale.is_none();
         if let Some(value) = stale {
             counters.stale.bump();
             dropped.push(value);
@@ -352,6 +349,7 @@ impl<T: Send + 'static> Shared<T> {
             counters.objects_pushed.add(n as u64);
             drop(rejected);
         }
+        kept
     }
 
     /// Counts a return that the caller dropped instead of putting back.
@@ -369,6 +367,8 @@ impl<T: Send + 'static> Shared<T> {
             Discard::Rejected => c.rejected.bump(),
             Discard::Oversize => c.oversize.bump(),
             Discard::Shared => c.shared.bump(),
+            Discard::Stale => c.stale.bump(),
+            Discard::Unpooled => {}
         }
     }
 
@@ -629,6 +629,13 @@ impl<T: Send + 'static> Shared<T> {
     /// Bytes the depots hold.
     pub(crate) fn global_bytes(&self) -> usize {
         self.budget.used()
+    }
+}
+
+impl<T: Send + 'static> Shared<T> {
+    /// Hands this thread's cache to the depots now.
+    pub(crate) fn flush_thread(&self) {
+        self.flush_current_thread();
     }
 }
 
