@@ -45,14 +45,17 @@ pub trait Buffer: Send + Sized + 'static {
 }
 
 impl Buffer for Vec<u8> {
+    #[inline]
     fn with_capacity(capacity: usize) -> Self {
         Vec::with_capacity(capacity)
     }
 
+    #[inline]
     fn capacity(&self) -> usize {
         Vec::capacity(self)
     }
 
+    #[inline]
     fn reclaim(&mut self, class_size: usize) -> bool {
         self.clear();
         Vec::capacity(self) >= class_size
@@ -66,14 +69,17 @@ impl Buffer for Vec<u8> {
 
 #[cfg(feature = "bytes")]
 impl Buffer for bytes::BytesMut {
+    #[inline]
     fn with_capacity(capacity: usize) -> Self {
         bytes::BytesMut::with_capacity(capacity)
     }
 
+    #[inline]
     fn capacity(&self) -> usize {
         bytes::BytesMut::capacity(self)
     }
 
+    #[inline]
     fn reclaim(&mut self, class_size: usize) -> bool {
         self.clear();
         // Never allocates: succeeds only when this handle owns the whole
@@ -248,12 +254,14 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline]
     pub fn checkout(&self, min_capacity: usize) -> PooledBuf<'_, B> {
-        let (buf, ticket) = self.take(min_capacity);
-        PooledBuf {
-            buf: Some(buf),
-            slot: ticket.slot,
+        let slot = self.slot_for(min_capacity);
+        let mut guard = PooledBuf {
+            buf: None,
+            slot,
             pool: self,
-        }
+        };
+        self.fill(slot, min_capacity, &mut guard.buf);
+        guard
     }
 
     /// Like [`checkout`](BufferPool::checkout), but returns an error instead
@@ -287,12 +295,14 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline]
     pub fn checkout_owned(self: &Arc<Self>, min_capacity: usize) -> OwnedPooledBuf<B> {
-        let (buf, ticket) = self.take(min_capacity);
-        OwnedPooledBuf {
-            buf: Some(buf),
-            slot: ticket.slot,
+        let slot = self.slot_for(min_capacity);
+        let mut guard = OwnedPooledBuf {
+            buf: None,
+            slot,
             pool: Arc::clone(self),
-        }
+        };
+        self.fill(slot, min_capacity, &mut guard.buf);
+        guard
     }
 
     /// The low-level checkout behind the guards, for crates that wrap
@@ -312,6 +322,18 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline]
     pub fn take(&self, min_capacity: usize) -> (B, Ticket) {
+        let slot = self.slot_for(min_capacity);
+        let mut buf = None;
+        let source = self.fill(slot, min_capacity, &mut buf);
+        match buf {
+            Some(buf) => (buf, Ticket { slot, source }),
+            None => unreachable!("fill always fills"),
+        }
+    }
+
+    /// The class slot serving `min_capacity` bytes, or `UNPOOLED`.
+    #[inline]
+    fn slot_for(&self, min_capacity: usize) -> u8 {
         let (min_shift, max_shift) = self.shared.hot.range();
         let shift = if min_capacity <= 1 << min_shift {
             min_shift
@@ -319,35 +341,34 @@ impl<B: Buffer> BufferPool<B> {
             usize::BITS - (min_capacity - 1).leading_zeros()
         };
         if shift > max_shift {
-            return self.take_unpooled(min_capacity);
+            UNPOOLED as u8
+        } else {
+            shift as u8
         }
-        let class = shift as usize;
-        let (buf, source) = match self.shared.take(class) {
-            Some(hit) => hit,
-            None => (B::with_capacity(1 << class), Source::New),
-        };
-        (
-            buf,
-            Ticket {
-                slot: shift as u8,
-                source,
-            },
-        )
+    }
+
+    /// Puts a buffer of `slot` into `dst` (which is `None`).
+    #[inline]
+    fn fill(&self, slot: u8, min_capacity: usize, dst: &mut Option<B>) -> Source {
+        let class = slot as usize;
+        if class >= BUFFER_CLASSES {
+            *dst = Some(self.take_unpooled(min_capacity));
+            return Source::Unpooled;
+        }
+        let source = self.shared.take_into(class, dst);
+        if source == Source::New {
+            *dst = Some(B::with_capacity(1 << class));
+        }
+        source
     }
 
     #[cold]
-    fn take_unpooled(&self, min_capacity: usize) -> (B, Ticket) {
+    fn take_unpooled(&self, min_capacity: usize) -> B {
         if let Err(e) = check_size(min_capacity) {
             panic!("{e}");
         }
         self.shared.miss(UNPOOLED);
-        (
-            B::with_capacity(min_capacity),
-            Ticket {
-                slot: UNPOOLED as u8,
-                source: Source::Unpooled,
-            },
-        )
+        B::with_capacity(min_capacity)
     }
 
     /// Returns a buffer taken with [`take`](BufferPool::take), on any
@@ -364,33 +385,42 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.stats().total().discarded.oversize, 1);
     /// ```
     #[inline]
-    pub fn give_back(&self, mut buf: B, ticket: Ticket) -> Returned {
-        let slot = ticket.slot as usize;
-        if slot >= BUFFER_CLASSES {
-            self.shared.discard(UNPOOLED, Discard::Unpooled);
-            return Returned::Discarded(Discard::Unpooled);
-        }
-        let class_size = 1usize << slot;
-        if !buf.reclaim(class_size) {
-            self.shared.discard(slot, Discard::Shared);
-            return Returned::Discarded(Discard::Shared);
-        }
-        let capacity = buf.capacity();
-        // Relaxed: a limit read as a hint; see `Hot`.
-        if capacity >= class_size.saturating_mul(2)
-            || capacity > self.shared.hot.max_retained.load(Ordering::Relaxed)
-        {
-            self.shared.discard(slot, Discard::Oversize);
-            return Returned::Discarded(Discard::Oversize);
-        }
-        if self.shared.hot.zero_on_return.load(Ordering::Relaxed) {
-            buf.zero();
-        }
-        if self.shared.put(slot, buf) {
-            Returned::Kept
+    pub fn give_back(&self, buf: B, ticket: Ticket) -> Returned {
+        self.give_back_slot(&mut Some(buf), ticket.slot)
+    }
+
+    /// Returns the buffer in `src` to class `slot`, leaving `src` `None`.
+    #[inline]
+    fn give_back_slot(&self, src: &mut Option<B>, slot: u8) -> Returned {
+        let Some(buf) = src.as_mut() else {
+            return Returned::Kept;
+        };
+        let slot = slot as usize;
+        let verdict = if slot >= BUFFER_CLASSES {
+            Discard::Unpooled
+        } else if !buf.reclaim(1 << slot) {
+            Discard::Shared
         } else {
-            Returned::Discarded(Discard::Stale)
-        }
+            let capacity = buf.capacity();
+            // Relaxed: a limit read as a hint; see `Hot`.
+            if capacity >= (1usize << slot).saturating_mul(2)
+                || capacity > self.shared.hot.max_retained.load(Ordering::Relaxed)
+            {
+                Discard::Oversize
+            } else {
+                if self.shared.hot.zero_on_return.load(Ordering::Relaxed) {
+                    buf.zero();
+                }
+                return if self.shared.put_from(slot, src) {
+                    Returned::Kept
+                } else {
+                    Returned::Discarded(Discard::Stale)
+                };
+            }
+        };
+        *src = None;
+        self.shared.discard(slot.min(UNPOOLED), verdict);
+        Returned::Discarded(verdict)
     }
 
     /// Accounts for a buffer taken with [`take`](BufferPool::take) that
@@ -620,9 +650,7 @@ macro_rules! buf_guard_impls {
         impl<$($lt,)? B: Buffer> Drop for $guard<$($lt,)? B> {
             #[inline]
             fn drop(&mut self) {
-                if let Some(b) = self.buf.take() {
-                    let _ = self.pool.give_back(b, Ticket { slot: self.slot, source: Source::New });
-                }
+                let _ = self.pool.give_back_slot(&mut self.buf, self.slot);
             }
         }
 

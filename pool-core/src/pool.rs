@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::config::{ConfigError, PoolConfig};
 use crate::loom::{lock, Mutex};
 use crate::recycle::{DefaultRecycle, Recycle, Reset};
-use crate::shared::{Discard, Shared};
+use crate::shared::{Discard, Shared, Source};
 use crate::stats::Stats;
 
 /// The only class of a generic pool.
@@ -116,10 +116,12 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// ```
     #[inline]
     pub fn checkout(&self) -> Pooled<'_, T, R> {
-        Pooled {
-            value: Some(self.take()),
+        let mut guard = Pooled {
+            value: None,
             pool: self,
-        }
+        };
+        self.fill(&mut guard.value);
+        guard
     }
 
     /// Like [`checkout`](Pool::checkout), but the guard owns an `Arc` of the
@@ -135,27 +137,29 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// ```
     #[inline]
     pub fn checkout_owned(self: &Arc<Self>) -> OwnedPooled<T, R> {
-        OwnedPooled {
-            value: Some(self.take()),
+        let mut guard = OwnedPooled {
+            value: None,
             pool: Arc::clone(self),
+        };
+        self.fill(&mut guard.value);
+        guard
+    }
+
+    #[inline]
+    fn fill(&self, slot: &mut Option<T>) {
+        if self.shared.take_into(CLASS, slot) == Source::New {
+            *slot = Some(self.recycler.create());
         }
     }
 
     #[inline]
-    fn take(&self) -> T {
-        match self.shared.take(CLASS) {
-            Some((v, _)) => v,
-            None => self.recycler.create(),
-        }
-    }
-
-    #[inline]
-    fn give_back(&self, mut value: T) {
-        if self.recycler.reset(&mut value) {
-            let _ = self.shared.put(CLASS, value);
+    fn give_back(&self, slot: &mut Option<T>) {
+        let Some(value) = slot.as_mut() else { return };
+        if self.recycler.reset(value) {
+            let _ = self.shared.put_from(CLASS, slot);
         } else {
+            *slot = None;
             self.shared.discard(CLASS, Discard::Rejected);
-            drop(value);
         }
     }
 
@@ -355,9 +359,7 @@ macro_rules! guard_impls {
         impl<$($lt,)? T: Send + 'static, R: Recycle<T>> Drop for $guard<$($lt,)? T, R> {
             #[inline]
             fn drop(&mut self) {
-                if let Some(v) = self.value.take() {
-                    self.pool.give_back(v);
-                }
+                self.pool.give_back(&mut self.value);
             }
         }
 

@@ -123,9 +123,9 @@ impl<T: Send + 'static> std::fmt::Debug for Shared<T> {
     }
 }
 
-enum Took<T> {
-    Local(T),
-    Global(T, usize),
+enum Took {
+    Local,
+    Global(usize),
     Miss,
 }
 
@@ -183,14 +183,18 @@ impl<T: Send + 'static> Shared<T> {
     }
 
     /// Takes an object of `class` from this thread's cache, or a batch from
-    /// the depot. `None` means the caller creates one (counted as a miss).
+    /// the depot, into `dst` (which must be `None`). Returns where it came
+    /// from; `Source::New` means `dst` is still `None` and the caller
+    /// creates one (counted as a miss). Writing into the caller's slot keeps
+    /// the fast path free of copies of `T`.
     #[inline]
-    pub(crate) fn take(self: &Arc<Self>, class: usize) -> Option<(T, Source)> {
+    pub(crate) fn take_into(self: &Arc<Self>, class: usize, dst: &mut Option<T>) -> Source {
+        debug_assert!(dst.is_none());
         let Some(local) = self.local() else {
             self.orphans[class]
                 .misses
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return None;
+            return Source::New;
         };
         // Relaxed: a stale epoch only delays catching up by one operation;
         // `catch_up` reads the generations again with Acquire.
@@ -200,24 +204,22 @@ impl<T: Send + 'static> Shared<T> {
         let hit = unsafe {
             local.with(|st| {
                 if st.epoch == epoch {
-                    st.classes[class].items.pop()
-                } else {
-                    None
+                    *dst = st.classes[class].items.pop();
                 }
+                dst.is_some()
             })
         };
-        match hit {
-            Some(v) => {
-                local.counters[class].local_hits.bump();
-                Some((v, Source::Local))
-            }
-            None => self.take_slow(local, class),
+        if hit {
+            local.counters[class].local_hits.bump();
+            Source::Local
+        } else {
+            self.take_slow(local, class, dst)
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn take_slow(self: &Arc<Self>, local: &Local<T>, class: usize) -> Option<(T, Source)> {
+    fn take_slow(self: &Arc<Self>, local: &Local<T>, class: usize, dst: &mut Option<T>) -> Source {
         let dropped = self.catch_up(local);
         let depot = &self.depots[class];
         let budget = &self.budget;
@@ -225,11 +227,12 @@ impl<T: Send + 'static> Shared<T> {
         // `self.local()`); the closure runs no user code: it moves objects
         // between vectors and takes the depot's lock, under which no user
         // code runs either.
-        let took = unsafe {
+        let source = unsafe {
             local.with(|st| {
                 let cc = &mut st.classes[class];
-                if let Some(v) = cc.items.pop() {
-                    return Took::Local(v);
+                *dst = cc.items.pop();
+                if dst.is_some() {
+                    return Took::Local;
                 }
                 if cc.cap == 0 {
                     return Took::Miss;
@@ -242,66 +245,73 @@ impl<T: Send + 'static> Shared<T> {
                 if cc.vessel.is_none() {
                     cc.vessel = Some(batch);
                 }
-                match cc.items.pop() {
-                    Some(v) => Took::Global(v, n),
-                    None => Took::Miss,
+                *dst = cc.items.pop();
+                if dst.is_some() {
+                    Took::Global(n)
+                } else {
+                    Took::Miss
                 }
             })
         };
         drop(dropped);
         let counters = &local.counters[class];
-        match took {
-            Took::Local(v) => {
+        match source {
+            Took::Local => {
                 counters.local_hits.bump();
-                Some((v, Source::Local))
+                Source::Local
             }
-            Took::Global(v, n) => {
+            Took::Global(n) => {
                 counters.global_hits.bump();
                 counters.batches_taken.bump();
                 counters.objects_taken.add(n as u64);
-                Some((v, Source::Global))
+                Source::Global
             }
             Took::Miss => {
                 counters.misses.bump();
-                None
+                Source::New
             }
         }
     }
 
-    /// Returns an object (already reset by the caller) to this thread's
-    /// cache, pushing a batch to the depot when the cache is full. Returns
-    /// false if the object was dropped instead (its class left the range,
-    /// or the thread is tearing down).
+    /// Returns the object in `src` (already reset by the caller) to this
+    /// thread's cache, pushing a batch to the depot when the cache is full;
+    /// `src` is left `None`. Returns false if the object was dropped instead
+    /// (its class left the range, or the thread is tearing down).
     #[inline]
-    pub(crate) fn put(self: &Arc<Self>, class: usize, value: T) -> bool {
+    pub(crate) fn put_from(self: &Arc<Self>, class: usize, src: &mut Option<T>) -> bool {
         let Some(local) = self.local() else {
             self.orphans[class]
                 .returns
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            drop(value);
+            *src = None;
             return false;
         };
-        // Relaxed: see `take`.
+        // Relaxed: see `take_into`.
         let epoch = self.gens.epoch.load(Ordering::Relaxed);
         // SAFETY: `local` is this thread's slot (from `self.local()`), and
-        // the closure runs no user code.
-        let rest = unsafe {
+        // the closure runs no user code (an object left in `src` is dropped
+        // by the slow path, after `with`).
+        let kept = unsafe {
             local.with(|st| {
                 let cc = &mut st.classes[class];
                 if st.epoch == epoch && cc.items.len() < cc.cap {
-                    cc.items.push(value);
-                    None
+                    if let Some(v) = src.take() {
+                        cc.items.push(v);
+                    }
+                    true
                 } else {
-                    Some(value)
+                    false
                 }
             })
         };
-        match rest {
-            None => {
-                local.counters[class].returns.bump();
-                true
+        if kept {
+            local.counters[class].returns.bump();
+            true
+        } else {
+            match src.take() {
+                Some(value) => self.put_slow(local, class, value),
+                None => false,
             }
-            Some(value) => self.put_slow(local, class, value),
         }
     }
 
