@@ -1,0 +1,632 @@
+//! `BytesPool`: the pool handle, its builder, and the byte budget.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use pool_core::{BufferConfig, BufferPool, Stats};
+use tokio::sync::{Semaphore, TryAcquireError};
+
+use crate::error::{BuildError, CheckoutError};
+use crate::pooled::PooledBytes;
+
+/// The state behind every handle of one pool.
+pub(crate) struct Inner {
+    pub(crate) pool: BufferPool<BytesMut>,
+    pub(crate) budget: Option<Budget>,
+}
+
+impl Inner {
+    pub(crate) fn new(config: BufferConfig, budget: Option<usize>) -> Result<Inner, BuildError> {
+        let pool = BufferPool::with_config(config)?;
+        let budget = match budget {
+            None => None,
+            Some(limit) => Some(Budget::new(limit, &config)?),
+        };
+        Ok(Inner { pool, budget })
+    }
+}
+
+/// How a guard reaches its pool: a plain reference for pools that live for
+/// the whole program (no reference count touched per checkout), an `Arc`
+/// otherwise.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    Static(&'static Inner),
+    Shared(Arc<Inner>),
+}
+
+impl Handle {
+    #[inline]
+    pub(crate) fn inner(&self) -> &Inner {
+        match self {
+            Handle::Static(inner) => inner,
+            Handle::Shared(inner) => inner,
+        }
+    }
+}
+
+/// An optional bound on the bytes checked out and not yet returned.
+///
+/// Design: a `tokio::sync::Semaphore` whose permits are bytes. A checkout
+/// takes as many permits as its class size and `forget`s them; the return
+/// adds them back. The semaphore is fair (first come, first served, so a
+/// large request is not starved by small ones) and its `acquire_many` is
+/// cancel-safe: a waiter dropped before it completes gives back any permits
+/// already assigned to it and the next waiter is woken. Pools without a
+/// budget never touch it.
+pub(crate) struct Budget {
+    limit: usize,
+    semaphore: Semaphore,
+    // The class range, to compute a request's charge before the buffer is
+    // taken. Relaxed: a hint kept in step by `BytesPool::reconfigure`; a
+    // guard releases exactly what it was charged, so a stale read can only
+    // mis-size one charge, never unbalance the budget.
+    min_class: AtomicUsize,
+    max_class: AtomicUsize,
+    overdrafts: AtomicU64,
+}
+
+impl Budget {
+    fn new(limit: usize, config: &BufferConfig) -> Result<Budget, BuildError> {
+        check_budget(limit, config)?;
+        Ok(Budget {
+            limit,
+            semaphore: Semaphore::new(limit),
+            min_class: AtomicUsize::new(config.get_min_class()),
+            max_class: AtomicUsize::new(config.get_max_class()),
+            overdrafts: AtomicU64::new(0),
+        })
+    }
+
+    /// The bytes a request of `n` charges: its class size, or `n` itself
+    /// above the largest class.
+    fn charge(&self, n: usize) -> Result<usize, CheckoutError> {
+        check_size(n)?;
+        let (min, max) = (self.min_class.load(Relaxed), self.max_class.load(Relaxed));
+        let charge = if n <= max {
+            n.max(min).next_power_of_two()
+        } else {
+            n
+        };
+        if charge > self.limit {
+            return Err(CheckoutError::ExceedsBudget {
+                charge,
+                budget: self.limit,
+            });
+        }
+        if charge > u32::MAX as usize {
+            return Err(CheckoutError::TooLarge {
+                requested: n,
+                limit: u32::MAX as usize,
+            });
+        }
+        Ok(charge)
+    }
+
+    fn try_acquire(&self, charge: usize) -> Result<(), CheckoutError> {
+        // `charge` fits in u32: checked by `charge`.
+        match self.semaphore.try_acquire_many(charge as u32) {
+            Ok(permit) => {
+                permit.forget();
+                Ok(())
+            }
+            Err(TryAcquireError::NoPermits) => Err(CheckoutError::BudgetExhausted {
+                charge,
+                available: self.semaphore.available_permits(),
+                budget: self.limit,
+            }),
+            Err(TryAcquireError::Closed) => unreachable!("the budget semaphore is never closed"),
+        }
+    }
+
+    async fn acquire(&self, charge: usize) {
+        match self.semaphore.acquire_many(charge as u32).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => unreachable!("the budget semaphore is never closed"),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn release(&self, charge: usize) {
+        self.semaphore.add_permits(charge);
+    }
+}
+
+fn check_budget(limit: usize, config: &BufferConfig) -> Result<(), BuildError> {
+    let min = config.get_min_class();
+    if limit < min || limit > Semaphore::MAX_PERMITS {
+        return Err(BuildError::Budget {
+            budget: limit,
+            expected: format!(
+                "from min_class ({min}, so that one buffer fits) to {} bytes",
+                Semaphore::MAX_PERMITS
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn check_size(n: usize) -> Result<(), CheckoutError> {
+    if n > isize::MAX as usize {
+        Err(CheckoutError::TooLarge {
+            requested: n,
+            limit: isize::MAX as usize,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// A snapshot of a pool's byte budget.
+///
+/// ```
+/// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build()?;
+/// let held = pool.checkout(3000); // charges its 4 KiB class
+/// let budget = pool.budget().unwrap();
+/// assert_eq!((budget.limit, budget.charged, budget.available()), (1 << 20, 4096, (1 << 20) - 4096));
+/// # drop(held);
+/// # Ok::<(), pool_tokio::BuildError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BudgetStats {
+    /// The budget: most bytes checked out at once.
+    pub limit: usize,
+    /// Bytes charged by buffers checked out now.
+    pub charged: usize,
+    /// Checkouts by [`BytesPool::checkout`] served past an exhausted budget
+    /// (uncharged) because that method never waits nor fails.
+    pub overdrafts: u64,
+}
+
+impl BudgetStats {
+    /// Bytes that can be checked out now without waiting.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(8192).build()?;
+    /// assert_eq!(pool.budget().unwrap().available(), 8192);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn available(&self) -> usize {
+        self.limit - self.charged
+    }
+}
+
+/// A pool of [`BytesMut`] buffers in power-of-two size classes, with an
+/// optional budget on the bytes checked out.
+///
+/// A cheap handle: clones share one pool. Checking out and returning on one
+/// thread touch only that thread's cache (see [`pool_core`]); a buffer
+/// dropped on another thread, as tasks moved by work stealing do all the
+/// time, is an ordinary return there.
+///
+/// Guards of a pool built here hold an `Arc` of it (one atomic increment
+/// per checkout and one decrement per return); [`leak`](BytesPool::leak)
+/// makes a pool that lives for the rest of the program and whose guards
+/// hold a plain reference, like the [default pool](crate::default_pool).
+///
+/// ```
+/// use pool_core::BufferConfig;
+/// use pool_tokio::BytesPool;
+///
+/// let pool = BytesPool::with_config(BufferConfig::new().max_class(64 << 10))?;
+/// let mut buf = pool.checkout(1500);
+/// buf.extend_from_slice(b"GET / HTTP/1.1\r\n");
+/// assert_eq!(buf.capacity(), 2048);
+/// drop(buf);
+/// assert_eq!(pool.checkout(2048).len(), 0); // reused, cleared
+/// assert_eq!(pool.stats().hits(), 1);
+/// # Ok::<(), pool_core::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct BytesPool {
+    pub(crate) handle: Handle,
+}
+
+impl fmt::Debug for BytesPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BytesPool")
+            .field("static", &matches!(self.handle, Handle::Static(_)))
+            .field("config", &self.config())
+            .field("budget", &self.budget())
+            .finish()
+    }
+}
+
+impl Default for BytesPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BytesPool {
+    /// A pool with pool-core's default settings (classes 512 B ..= 1 MiB)
+    /// and no budget.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// assert_eq!(pool.checkout(0).capacity(), 512);
+    /// ```
+    pub fn new() -> Self {
+        match Self::builder().build() {
+            Ok(pool) => pool,
+            Err(e) => unreachable!("default settings are valid: {e}"),
+        }
+    }
+
+    /// A pool with the given settings and no budget.
+    ///
+    /// ```
+    /// let err = pool_tokio::BytesPool::with_config(pool_core::BufferConfig::new().min_class(1000))
+    ///     .unwrap_err();
+    /// assert_eq!(err.setting(), "min_class");
+    /// ```
+    pub fn with_config(config: BufferConfig) -> Result<Self, pool_core::ConfigError> {
+        let pool = BufferPool::with_config(config)?;
+        Ok(BytesPool {
+            handle: Handle::Shared(Arc::new(Inner { pool, budget: None })),
+        })
+    }
+
+    /// A builder, for a budget or settings.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder()
+    ///     .config(pool_core::BufferConfig::new().min_class(1024))
+    ///     .budget(16 << 20)
+    ///     .build()?;
+    /// assert_eq!(pool.budget().unwrap().limit, 16 << 20);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn builder() -> Builder {
+        Builder {
+            config: BufferConfig::new(),
+            budget: None,
+        }
+    }
+
+    pub(crate) fn from_static(inner: &'static Inner) -> Self {
+        BytesPool {
+            handle: Handle::Static(inner),
+        }
+    }
+
+    /// Makes this pool live for the rest of the program: the returned
+    /// handle's guards hold a plain `&'static` reference, so checkouts and
+    /// returns touch no reference count. For pools built once at start-up.
+    /// Costs one small allocation, never freed (nor is the pool).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new().leak();
+    /// let buf = pool.checkout(100);
+    /// std::thread::spawn(move || drop(buf)).join().unwrap();
+    /// assert_eq!(pool.stats().outstanding(), 0);
+    /// ```
+    pub fn leak(self) -> BytesPool {
+        match self.handle {
+            Handle::Static(_) => self,
+            Handle::Shared(arc) => {
+                let inner: &'static Arc<Inner> = Box::leak(Box::new(arc));
+                BytesPool::from_static(inner)
+            }
+        }
+    }
+
+    /// Checks out an empty buffer of at least `min_capacity` bytes (its
+    /// class size). Never waits and never fails: on a pool whose budget is
+    /// exhausted it is served anyway, uncharged, and counted in
+    /// [`BudgetStats::overdrafts`]; use
+    /// [`checkout_async`](BytesPool::checkout_async) to wait for the budget
+    /// or [`try_checkout`](BytesPool::try_checkout) to be refused.
+    ///
+    /// # Panics
+    ///
+    /// If `min_capacity` exceeds `isize::MAX`.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut buf = pool.checkout(600);
+    /// assert!(buf.is_empty() && buf.capacity() == 1024);
+    /// buf.extend_from_slice(b"hello");
+    /// ```
+    #[inline]
+    pub fn checkout(&self, min_capacity: usize) -> PooledBytes {
+        let inner = self.handle.inner();
+        let charge = match &inner.budget {
+            None => 0,
+            Some(budget) => self.overdraft_charge(budget, min_capacity),
+        };
+        self.serve(min_capacity, charge)
+    }
+
+    #[cold]
+    fn overdraft_charge(&self, budget: &Budget, n: usize) -> usize {
+        match budget
+            .charge(n)
+            .and_then(|c| budget.try_acquire(c).map(|()| c))
+        {
+            Ok(charge) => charge,
+            Err(CheckoutError::TooLarge { requested, limit }) if limit == isize::MAX as usize => {
+                panic!("{}", CheckoutError::TooLarge { requested, limit })
+            }
+            Err(_) => {
+                budget.overdrafts.fetch_add(1, Relaxed);
+                crate::tracing::event!(
+                    debug,
+                    bytes = n,
+                    outcome = "overdraft",
+                    "budget exhausted: checkout served uncharged"
+                );
+                0
+            }
+        }
+    }
+
+    #[inline]
+    fn serve(&self, n: usize, charge: usize) -> PooledBytes {
+        let (buf, ticket) = self.handle.inner().pool.take(n);
+        crate::tracing::checkout(&ticket, n);
+        PooledBytes::new(buf, ticket, charge, self.handle.clone())
+    }
+
+    /// Checks out a buffer, or says why not: the size is impossible, or the
+    /// budget is exhausted now (or smaller than the request).
+    ///
+    /// ```
+    /// use pool_tokio::{BytesPool, CheckoutError};
+    /// let pool = BytesPool::builder().budget(8192).build()?;
+    /// assert!(matches!(pool.try_checkout(usize::MAX), Err(CheckoutError::TooLarge { .. })));
+    /// assert!(matches!(pool.try_checkout(10_000), Err(CheckoutError::ExceedsBudget { .. })));
+    /// let a = pool.try_checkout(4096)?;
+    /// let b = pool.try_checkout(4096)?;
+    /// assert!(matches!(pool.try_checkout(1), Err(CheckoutError::BudgetExhausted { .. })));
+    /// # drop((a, b));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_checkout(&self, min_capacity: usize) -> Result<PooledBytes, CheckoutError> {
+        let charge = match &self.handle.inner().budget {
+            None => {
+                check_size(min_capacity)?;
+                0
+            }
+            Some(budget) => {
+                let charge = budget.charge(min_capacity)?;
+                budget.try_acquire(charge)?;
+                charge
+            }
+        };
+        Ok(self.serve(min_capacity, charge))
+    }
+
+    /// Checks out a buffer, waiting while the budget is exhausted until
+    /// returns free enough bytes (immediately on a pool without a budget).
+    /// Waiters are served first come, first served.
+    ///
+    /// Cancel-safe: dropping the future while it waits loses nothing (bytes
+    /// set aside for it go back to the budget and the next waiter is woken).
+    ///
+    /// Fails only for a request that could never be served
+    /// ([`CheckoutError::TooLarge`], [`CheckoutError::ExceedsBudget`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = pool_tokio::BytesPool::builder().budget(8192).build()?;
+    /// let held = pool.checkout_async(8192).await?;
+    /// let waiter = tokio::spawn({
+    ///     let pool = pool.clone();
+    ///     async move { pool.checkout_async(4096).await.map(|b| b.capacity()) }
+    /// });
+    /// tokio::task::yield_now().await;
+    /// assert!(!waiter.is_finished()); // waits for a return...
+    /// drop(held); // ...which wakes it
+    /// assert_eq!(waiter.await??, 4096);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn checkout_async(&self, min_capacity: usize) -> Result<PooledBytes, CheckoutError> {
+        let charge = match &self.handle.inner().budget {
+            None => {
+                check_size(min_capacity)?;
+                0
+            }
+            Some(budget) => {
+                let charge = budget.charge(min_capacity)?;
+                budget.acquire(charge).await;
+                charge
+            }
+        };
+        // No await point between taking the permits and building the
+        // guard: once the bytes are charged, the guard owns them.
+        Ok(self.serve(min_capacity, charge))
+    }
+
+    /// A snapshot of the pool's counters (see [`pool_core::Stats`]; its
+    /// `Display` is a table).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// drop(pool.checkout(100));
+    /// drop(pool.checkout(100));
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.checkouts(), stats.hits(), stats.outstanding()), (2, 1, 0));
+    /// println!("{stats}");
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.handle.inner().pool.stats()
+    }
+
+    /// The budget's state, or `None` for a pool without one.
+    ///
+    /// ```
+    /// assert!(pool_tokio::BytesPool::new().budget().is_none());
+    /// ```
+    pub fn budget(&self) -> Option<BudgetStats> {
+        self.handle.inner().budget.as_ref().map(|b| BudgetStats {
+            limit: b.limit,
+            charged: b.limit - b.semaphore.available_permits().min(b.limit),
+            overdrafts: b.overdrafts.load(Relaxed),
+        })
+    }
+
+    /// The settings in force.
+    ///
+    /// ```
+    /// assert_eq!(pool_tokio::BytesPool::new().config(), pool_core::BufferConfig::new());
+    /// ```
+    pub fn config(&self) -> BufferConfig {
+        self.handle.inner().pool.config()
+    }
+
+    /// Changes the settings of a live pool (see
+    /// [`BufferPool::reconfigure`]). On a pool with a budget, the smallest
+    /// class must still fit in it. On error nothing changes.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// pool.reconfigure(pool.config().min_class(4096))?;
+    /// assert_eq!(pool.checkout(1).capacity(), 4096);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn reconfigure(&self, config: BufferConfig) -> Result<(), BuildError> {
+        let inner = self.handle.inner();
+        if let Some(budget) = &inner.budget {
+            check_budget(budget.limit, &config)?;
+        }
+        inner.pool.reconfigure(config)?;
+        if let Some(budget) = &inner.budget {
+            budget.min_class.store(config.get_min_class(), Relaxed);
+            budget.max_class.store(config.get_max_class(), Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Drops every buffer the pool keeps (see [`BufferPool::trim`]);
+    /// returns the bytes freed from the global overflow.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// pool.prewarm(4096, 4);
+    /// assert_eq!(pool.trim(), 4 * 4096);
+    /// ```
+    pub fn trim(&self) -> usize {
+        let _span = crate::runtime::trim_span("trim");
+        self.handle.inner().pool.trim()
+    }
+
+    /// Idle decay (see [`BufferPool::maintain`]): cheap; frees what stayed
+    /// unused for a whole decay interval. Returns true if a decay tick ran.
+    ///
+    /// ```
+    /// pool_tokio::BytesPool::new().maintain();
+    /// ```
+    pub fn maintain(&self) -> bool {
+        self.handle.inner().pool.maintain()
+    }
+
+    /// Hands this thread's cache to the global overflow (see
+    /// [`BufferPool::flush_thread`]).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// drop(pool.checkout(4096));
+    /// pool.flush_thread();
+    /// assert_eq!(pool.stats().class(4096).unwrap().retained_global, 1);
+    /// ```
+    pub fn flush_thread(&self) {
+        self.handle.inner().pool.flush_thread();
+    }
+
+    /// Creates `count` buffers of the class serving `size` bytes in the
+    /// global overflow, so the first checkouts do not allocate; returns how
+    /// many were stored.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// assert_eq!(pool.prewarm(8192, 16), 16);
+    /// drop(pool.checkout(8192));
+    /// assert_eq!(pool.stats().misses(), 0);
+    /// ```
+    pub fn prewarm(&self, size: usize, count: usize) -> usize {
+        self.handle.inner().pool.prewarm_class(size, count)
+    }
+
+    /// The underlying pool-core pool, for anything not wrapped here.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// assert_eq!(pool.buffer_pool().stats(), pool.stats());
+    /// ```
+    pub fn buffer_pool(&self) -> &BufferPool<BytesMut> {
+        &self.handle.inner().pool
+    }
+}
+
+/// Builds a [`BytesPool`]: pool-core settings and an optional byte budget.
+///
+/// ```
+/// use pool_core::BufferConfig;
+/// let pool = pool_tokio::BytesPool::builder()
+///     .config(BufferConfig::new().max_class(256 << 10))
+///     .budget(32 << 20)
+///     .build()?;
+/// assert_eq!(pool.config().get_max_class(), 256 << 10);
+/// # Ok::<(), pool_tokio::BuildError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder {
+    config: BufferConfig,
+    budget: Option<usize>,
+}
+
+impl Builder {
+    /// The pool-core settings: classes, per-thread and global bounds, decay
+    /// (default [`BufferConfig::new`]).
+    ///
+    /// ```
+    /// let b = pool_tokio::BytesPool::builder().config(pool_core::BufferConfig::new().min_class(64));
+    /// assert_eq!(b.build()?.checkout(1).capacity(), 64);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn config(mut self, config: BufferConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// A bound on the bytes checked out at once (each buffer charges its
+    /// class size; an unpooled one its requested size), from `min_class`
+    /// to `Semaphore::MAX_PERMITS`. Default: none.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build()?;
+    /// assert_eq!(pool.budget().unwrap().limit, 1 << 20);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn budget(mut self, bytes: usize) -> Self {
+        self.budget = Some(bytes);
+        self
+    }
+
+    /// Builds the pool; fails, saying which setting and what to change, if
+    /// one is out of range.
+    ///
+    /// ```
+    /// let err = pool_tokio::BytesPool::builder().budget(100).build().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     format!(
+    ///         "invalid pool setting `budget` = 100: expected from min_class (512, so that one \
+    ///          buffer fits) to {} bytes",
+    ///         tokio::sync::Semaphore::MAX_PERMITS
+    ///     )
+    /// );
+    /// ```
+    pub fn build(self) -> Result<BytesPool, BuildError> {
+        Ok(BytesPool {
+            handle: Handle::Shared(Arc::new(Inner::new(self.config, self.budget)?)),
+        })
+    }
+}

@@ -1,0 +1,336 @@
+//! `PooledBytes`, the checkout guard, and the owner behind a frozen one.
+//!
+//! The whole return path is [`give_back`]: the guard's `Drop`, a frozen
+//! buffer's last `Bytes` clone and a taken-apart `Framed` all end there.
+
+use std::fmt;
+use std::io;
+use std::ops::{Deref, DerefMut};
+
+use bytes::buf::UninitSlice;
+use bytes::{BufMut, Bytes, BytesMut};
+use pool_core::{Source, Ticket};
+
+use crate::pool::{BytesPool, Handle, Inner};
+
+/// Returns a buffer and its budget charge to the pool.
+#[inline]
+fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize) {
+    let class = ticket.class_size();
+    let capacity = buf.capacity();
+    let returned = inner.pool.give_back(buf, ticket);
+    crate::tracing::returned(class, capacity, returned);
+    // After the buffer is back, so that a woken waiter can find it.
+    if charge > 0 {
+        if let Some(budget) = &inner.budget {
+            budget.release(charge);
+        }
+    }
+}
+
+/// A [`BytesMut`] checked out of a [`BytesPool`]; dropping it returns the
+/// buffer to the pool, on whatever thread drops it.
+///
+/// Derefs to `BytesMut`, and implements [`BufMut`] and [`io::Write`], so it
+/// goes wherever a `BytesMut` goes: `read_buf(&mut buf)`, a codec's
+/// `decode(&mut buf)`, `write!(buf, ...)`. It is `Send + Sync + 'static`, so
+/// a task can hold it across `.await` and move between workers.
+///
+/// Split-off parts (`split_to`, `split_off`, `split`) share its memory and
+/// stay valid after it is dropped: the pool sees the memory is still shared
+/// and drops the buffer instead of reusing it. [`freeze`](Self::freeze)
+/// turns it into `Bytes` without a copy; the memory comes back to the pool
+/// when the last clone drops.
+///
+/// ```
+/// use std::io::Write;
+/// use bytes::BufMut;
+///
+/// let mut buf = pool_tokio::checkout(64);
+/// buf.put_slice(b"status: ");
+/// write!(buf, "{}", 200)?;
+/// assert_eq!(&buf[..], b"status: 200");
+/// let body = buf.freeze(); // no copy
+/// assert_eq!(&body[..], b"status: 200");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct PooledBytes {
+    buf: Option<(BytesMut, Ticket)>,
+    charge: usize,
+    handle: Handle,
+}
+
+impl PooledBytes {
+    #[inline]
+    pub(crate) fn new(buf: BytesMut, ticket: Ticket, charge: usize, handle: Handle) -> Self {
+        PooledBytes {
+            buf: Some((buf, ticket)),
+            charge,
+            handle,
+        }
+    }
+
+    /// Takes the guard apart without returning the buffer.
+    #[inline]
+    pub(crate) fn into_raw(mut self) -> (BytesMut, Lease) {
+        match self.buf.take() {
+            Some((buf, ticket)) => (
+                buf,
+                Lease {
+                    ticket,
+                    charge: self.charge,
+                },
+            ),
+            None => unreachable!("a guard holds its buffer until dropped"),
+        }
+    }
+
+    /// Rebuilds a guard from [`into_raw`](Self::into_raw)'s parts.
+    #[inline]
+    pub(crate) fn from_raw(buf: BytesMut, lease: Lease, handle: Handle) -> Self {
+        Self::new(buf, lease.ticket, lease.charge, handle)
+    }
+
+    #[inline]
+    fn ticket(&self) -> &Ticket {
+        match &self.buf {
+            Some((_, ticket)) => ticket,
+            None => unreachable!("a guard holds its buffer until dropped"),
+        }
+    }
+
+    /// Turns the buffer's contents into [`Bytes`] without copying. The
+    /// memory goes back to the pool when the last clone of the `Bytes` (and
+    /// of any slice of it) drops. Costs one small allocation for the shared
+    /// owner (`Bytes::from_owner`).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut buf = pool.checkout(4096);
+    /// buf.extend_from_slice(b"frozen");
+    /// let a = buf.freeze();
+    /// let b = a.slice(1..3);
+    /// drop(a);
+    /// assert_eq!(pool.stats().outstanding(), 1); // `b` still holds it
+    /// assert_eq!(&b[..], b"ro");
+    /// drop(b);
+    /// assert_eq!(pool.stats().outstanding(), 0);
+    /// assert_eq!(pool.stats().total().discarded.total(), 0); // kept for reuse
+    /// ```
+    pub fn freeze(self) -> Bytes {
+        let handle = self.handle.clone();
+        let (buf, lease) = self.into_raw();
+        Bytes::from_owner(Frozen {
+            buf: Some((buf, lease)),
+            handle,
+        })
+    }
+
+    /// Takes the buffer out of the pool for good (it will not come back;
+    /// the pool counts it as detached, and its budget charge is released).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let buf: bytes::BytesMut = pool.checkout(100).detach();
+    /// assert_eq!(buf.capacity(), 512);
+    /// assert_eq!(pool.stats().outstanding(), 0);
+    /// ```
+    pub fn detach(self) -> BytesMut {
+        let handle = self.handle.clone();
+        let (buf, lease) = self.into_raw();
+        let inner = handle.inner();
+        inner.pool.forget(lease.ticket);
+        if let Some(budget) = &inner.budget {
+            if lease.charge > 0 {
+                budget.release(lease.charge);
+            }
+        }
+        buf
+    }
+
+    /// The size class the buffer came from; `None` for a request above the
+    /// largest class (a plain allocation, dropped on return).
+    ///
+    /// ```
+    /// assert_eq!(pool_tokio::checkout(3000).class_size(), Some(4096));
+    /// ```
+    pub fn class_size(&self) -> Option<usize> {
+        self.ticket().class_size()
+    }
+
+    /// Where the buffer came from: this thread's cache, the overflow, a
+    /// new allocation, or an unpooled one.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// assert_eq!(pool.checkout(10).source(), pool_core::Source::New);
+    /// assert_eq!(pool.checkout(10).source(), pool_core::Source::Local);
+    /// ```
+    pub fn source(&self) -> Source {
+        self.ticket().source()
+    }
+
+    /// The bytes this buffer charges to the pool's budget (0 without a
+    /// budget, or for an overdraft).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build()?;
+    /// assert_eq!(pool.checkout(1000).budget_charge(), 1024);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn budget_charge(&self) -> usize {
+        self.charge
+    }
+
+    /// A handle to the pool this buffer goes back to.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let buf = pool.checkout(10);
+    /// assert_eq!(buf.pool().stats().outstanding(), 1);
+    /// ```
+    pub fn pool(&self) -> BytesPool {
+        BytesPool {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+/// A checked-out buffer's accounting, apart from the buffer (while a
+/// `Framed` owns the buffer).
+#[derive(Debug)]
+pub(crate) struct Lease {
+    ticket: Ticket,
+    charge: usize,
+}
+
+impl Drop for PooledBytes {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some((buf, ticket)) = self.buf.take() {
+            give_back(self.handle.inner(), buf, ticket, self.charge);
+        }
+    }
+}
+
+impl Deref for PooledBytes {
+    type Target = BytesMut;
+
+    #[inline]
+    fn deref(&self) -> &BytesMut {
+        match &self.buf {
+            Some((buf, _)) => buf,
+            None => unreachable!("a guard holds its buffer until dropped"),
+        }
+    }
+}
+
+impl DerefMut for PooledBytes {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        match &mut self.buf {
+            Some((buf, _)) => buf,
+            None => unreachable!("a guard holds its buffer until dropped"),
+        }
+    }
+}
+
+impl AsRef<[u8]> for PooledBytes {
+    #[inline]
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl AsMut<[u8]> for PooledBytes {
+    #[inline]
+    fn as_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+impl fmt::Debug for PooledBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledBytes")
+            .field("class_size", &self.class_size())
+            .field("capacity", &self.capacity())
+            .field("bytes", &**self)
+            .finish()
+    }
+}
+
+impl io::Write for PooledBytes {
+    #[inline]
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+// SAFETY: every method forwards to `BytesMut`'s own `BufMut` implementation
+// on the one buffer this guard holds, so the trait's contract (the bytes
+// `chunk_mut` exposes belong to the buffer; `advance_mut(cnt)` is called
+// only after `cnt` of them were initialised) is exactly `BytesMut`'s.
+unsafe impl BufMut for PooledBytes {
+    #[inline]
+    fn remaining_mut(&self) -> usize {
+        BufMut::remaining_mut(&**self)
+    }
+
+    #[inline]
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: our caller upholds `advance_mut`'s contract for this
+        // buffer's `chunk_mut`, which is the inner buffer's.
+        unsafe { BufMut::advance_mut(&mut **self, cnt) }
+    }
+
+    #[inline]
+    fn chunk_mut(&mut self) -> &mut UninitSlice {
+        BufMut::chunk_mut(&mut **self)
+    }
+
+    #[inline]
+    fn put_slice(&mut self, src: &[u8]) {
+        self.extend_from_slice(src);
+    }
+
+    #[inline]
+    fn put_bytes(&mut self, val: u8, cnt: usize) {
+        BufMut::put_bytes(&mut **self, val, cnt);
+    }
+}
+
+/// The owner behind a frozen buffer's `Bytes`: returns the buffer when the
+/// last clone drops.
+struct Frozen {
+    buf: Option<(BytesMut, Lease)>,
+    handle: Handle,
+}
+
+impl AsRef<[u8]> for Frozen {
+    fn as_ref(&self) -> &[u8] {
+        match &self.buf {
+            Some((buf, _)) => buf,
+            None => &[],
+        }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if let Some((buf, lease)) = self.buf.take() {
+            give_back(self.handle.inner(), buf, lease.ticket, lease.charge);
+        }
+    }
+}
