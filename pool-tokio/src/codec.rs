@@ -185,7 +185,7 @@ impl BytesPool {
 /// let pool = pool_tokio::BytesPool::new();
 /// let framed = pool.framed(tokio::io::empty(), tokio_util::codec::BytesCodec::new());
 /// let parts = framed.into_parts();
-/// assert!(parts.read_buf.is_empty());
+/// assert!(parts.read_buf.as_ref().unwrap().is_empty());
 /// assert_eq!(pool.stats().outstanding(), 2);
 /// drop(parts);
 /// assert_eq!(pool.stats().outstanding(), 0);
@@ -428,7 +428,7 @@ impl<T, E> PooledFramedWrite<T, E> {
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
-    /// let writer = pool.framed_write(Vec::new(), tokio_util::codec::BytesCodec::new(), 0);
+    /// let writer = pool.framed_write(Vec::<u8>::new(), tokio_util::codec::BytesCodec::new(), 0);
     /// let parts = writer.into_parts();
     /// assert!(parts.read_buf.is_none());
     /// assert!(parts.write_buf.unwrap().is_empty());
