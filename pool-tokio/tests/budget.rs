@@ -1,0 +1,150 @@
+//! The byte budget: waiting, cancellation, errors, and aborted tasks.
+
+use std::time::Duration;
+
+use pool_tokio::{BytesPool, CheckoutError};
+
+fn budgeted(bytes: usize) -> BytesPool {
+    BytesPool::builder().budget(bytes).build().unwrap()
+}
+
+#[tokio::test]
+async fn checkout_async_waits_for_a_return_instead_of_allocating() {
+    let pool = budgeted(16 << 10);
+    let held: Vec<_> = (0..4).map(|_| pool.try_checkout(4096).unwrap()).collect();
+    assert_eq!(pool.budget().unwrap().available(), 0);
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.checkout_async(3000).await.unwrap().capacity() }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiter.is_finished());
+    assert_eq!(pool.stats().checkouts(), 4, "no checkout past the budget");
+    drop(held);
+    assert_eq!(waiter.await.unwrap(), 4096);
+    let stats = pool.stats();
+    assert_eq!((stats.checkouts(), stats.hits(), stats.outstanding()), (5, 1, 0));
+    assert_eq!(pool.budget().unwrap().charged, 0);
+}
+
+#[tokio::test]
+async fn try_checkout_reports_an_exhausted_budget_and_requests_over_it() {
+    let pool = budgeted(8192);
+    let a = pool.try_checkout(5000).unwrap();
+    match pool.try_checkout(100) {
+        Err(CheckoutError::BudgetExhausted {
+            charge,
+            available,
+            budget,
+        }) => assert_eq!((charge, available, budget), (512, 0, 8192)),
+        other => panic!("expected an exhausted budget, got {other:?}"),
+    }
+    let err = pool.try_checkout(8193).unwrap_err();
+    assert!(matches!(err, CheckoutError::ExceedsBudget { charge: 16384, budget: 8192 }));
+    assert!(err.to_string().contains("raise the budget"), "{err}");
+    // Waiting can never serve it either: an error, not a hang.
+    assert!(pool.checkout_async(9000).await.is_err());
+    drop(a);
+    assert!(pool.try_checkout(8192).is_ok());
+}
+
+#[test]
+fn plain_checkout_never_waits_and_counts_overdrafts() {
+    let pool = budgeted(4096);
+    let a = pool.checkout(4096);
+    let b = pool.checkout(4096);
+    assert_eq!((a.budget_charge(), b.budget_charge()), (4096, 0));
+    let budget = pool.budget().unwrap();
+    assert_eq!((budget.charged, budget.overdrafts), (4096, 1));
+    drop((a, b));
+    assert_eq!(pool.budget().unwrap().charged, 0);
+}
+
+#[test]
+fn budget_settings_are_validated() {
+    let err = BytesPool::builder().budget(0).build().unwrap_err();
+    assert!(err.to_string().contains("`budget` = 0"), "{err}");
+    let pool = budgeted(4096);
+    let err = pool.reconfigure(pool.config().min_class(8192)).unwrap_err();
+    assert!(err.to_string().contains("budget"), "{err}");
+    assert_eq!(pool.config().get_min_class(), 512, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_dropped_waiter_loses_nothing_and_wakes_the_next() {
+    let pool = budgeted(8192);
+    let half = pool.checkout_async(4096).await.unwrap();
+    // First in line: wants everything, so it is assigned the free half and
+    // keeps waiting for the rest.
+    let first = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.checkout_async(8192).await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Second in line: fair queueing keeps it behind the first.
+    let second = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.checkout_async(4096).await.map(|b| b.capacity()) }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!first.is_finished() && !second.is_finished());
+    // Cancelling the first hands what it had to the second, no return needed.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    let got = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("the next waiter was woken")
+        .unwrap();
+    assert_eq!(got.unwrap(), 4096);
+    drop(half);
+    let budget = pool.budget().unwrap();
+    assert_eq!(budget.charged, 0);
+    assert_eq!(pool.stats().outstanding(), 0);
+}
+
+#[test]
+fn aborted_tasks_holding_buffers_return_everything() {
+    let pool = budgeted(1 << 20);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut held = Vec::new();
+                for j in 0..4 {
+                    held.push(pool.checkout_async(512 << ((i + j) % 6)).await.unwrap());
+                }
+                let frozen = pool.checkout_async(1000).await.unwrap().freeze();
+                std::future::pending::<()>().await;
+                drop((held, frozen));
+            }));
+        }
+        // And tasks still waiting for budget when they are aborted.
+        for _ in 0..8 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = pool.checkout_async(1 << 20).await;
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pool.stats().outstanding() > 0);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            assert!(t.await.unwrap_err().is_cancelled());
+        }
+    });
+    drop(rt);
+    let stats = pool.stats();
+    assert_eq!(stats.outstanding(), 0, "{stats}");
+    assert_eq!(stats.total().returns, stats.checkouts());
+    assert_eq!(pool.budget().unwrap().charged, 0);
+    // The whole budget is usable again.
+    assert!(pool.try_checkout(1 << 20).is_ok());
+}
