@@ -1,0 +1,740 @@
+//! `compare`: the side-by-side runner of issue 4.
+//!
+//! ```text
+//! cargo run --release -p benches --bin compare -- [--quick] [--threads 1,2,4,8,16]
+//!     [--workloads w1,w1f,w2,w3,w4,w5] [--sizes 256,4k,64k,1m]
+//!     [--contenders pool-core,tls-floor,...] [--bins PATH,PATH] [--out DIR]
+//! ```
+//!
+//! Every point (workload, contender, size, threads) runs in a fresh child
+//! process (this binary re-executed with the hidden `--child` flag), so
+//! pools and allocators start empty and peak RSS is the contender's own.
+//! `--bins` names other builds of this binary (built with `--features
+//! jemalloc` or `--features mimalloc`): each point runs under every build
+//! in the same run, interleaved, and rows carry the allocator. Prints one
+//! markdown table per workload plus a target check, and writes
+//! `results.csv`, `report.md` and `w2-scaling.svg` under `--out`
+//! (default `target/compare`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use benches::workloads::{self, Budget, Measurement};
+use benches::{for_contender, Contender, Visit, ALLOCATOR, CONTENDERS, THIS_PROJECT};
+
+/// Size of the W2, W3 and W4 buffers.
+const SMALL: usize = 4096;
+/// Size of the W5 buffers.
+const BURST_SIZE: usize = 64 * 1024;
+/// The workloads, in run order.
+const WORKLOADS: &[&str] = &["w1", "w1f", "w2", "w3", "w4", "w5"];
+/// Pool crates (for W5's "fastest pool crate").
+const POOL_CRATES: &[&str] = &[
+    "sharded-slab",
+    "lockfree-linear",
+    "lockfree-spin",
+    "object-pool",
+    "opool",
+    "mutex-vec",
+    "arrayqueue",
+];
+
+struct Args {
+    quick: bool,
+    threads: Vec<usize>,
+    workloads: Vec<String>,
+    sizes: Vec<usize>,
+    contenders: Vec<String>,
+    bins: Vec<PathBuf>,
+    out: PathBuf,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mul) = match s.as_bytes().last() {
+        Some(b'k') => (&s[..s.len() - 1], 1024),
+        Some(b'm') => (&s[..s.len() - 1], 1 << 20),
+        _ => (&s[..], 1),
+    };
+    let n: usize = num.parse().map_err(|_| format!("bad size {s:?}"))?;
+    if n * mul < 128 {
+        return Err(format!("size {s:?} is below 128 bytes"));
+    }
+    Ok(n * mul)
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+fn parse_args(argv: &[String]) -> Result<Args, String> {
+    let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let mut args = Args {
+        quick: false,
+        threads: Vec::new(),
+        workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
+        sizes: vec![256, 4096, 64 * 1024, 1 << 20],
+        contenders: CONTENDERS.iter().map(|s| s.to_string()).collect(),
+        bins: Vec::new(),
+        out: PathBuf::from("target/compare"),
+    };
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--quick" => args.quick = true,
+            "--threads" => {
+                args.threads = list(&value()?)
+                    .iter()
+                    .map(|t| match t.parse::<usize>() {
+                        Ok(t) if (1..=256).contains(&t) => Ok(t),
+                        _ => Err(format!("bad thread count {t:?}")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--workloads" => args.workloads = list(&value()?),
+            "--sizes" => {
+                args.sizes = list(&value()?)
+                    .iter()
+                    .map(|s| parse_size(s))
+                    .collect::<Result<_, _>>()?
+            }
+            "--contenders" => args.contenders = list(&value()?),
+            "--bins" => args.bins = list(&value()?).into_iter().map(PathBuf::from).collect(),
+            "--out" => args.out = PathBuf::from(value()?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if args.threads.is_empty() {
+        args.threads = if args.quick {
+            vec![1, 2]
+        } else {
+            let mut t: Vec<usize> = [1, 2, 4, 8, 16]
+                .into_iter()
+                .filter(|&t| t <= cores.max(2))
+                .collect();
+            if !t.contains(&cores) && cores <= 16 {
+                t.push(cores);
+            }
+            t
+        };
+    }
+    for w in &args.workloads {
+        if !WORKLOADS.contains(&w.as_str()) {
+            return Err(format!(
+                "unknown workload {w:?} (known: {}; w6 and w7 are not implemented yet)",
+                WORKLOADS.join(",")
+            ));
+        }
+    }
+    for c in &args.contenders {
+        if !CONTENDERS.contains(&c.as_str()) {
+            return Err(format!(
+                "unknown contender {c:?} (known: {})",
+                CONTENDERS.join(",")
+            ));
+        }
+    }
+    Ok(args)
+}
+
+// ------------------------------------------------------------------ child
+
+struct Point<'a> {
+    workload: &'a str,
+    size: usize,
+    threads: usize,
+    budget: Budget,
+}
+
+impl Visit for Point<'_> {
+    type Output = Measurement;
+    fn visit<C: Contender>(self, c: &'static C) -> Measurement {
+        benches::set_create_size(self.size);
+        match self.workload {
+            "w1" => workloads::w1(c, self.size, false, self.budget),
+            "w1f" => workloads::w1(c, self.size, true, self.budget),
+            "w2" => workloads::w2(c, self.size, self.threads, self.budget),
+            "w3" => workloads::w3(c, self.size, self.threads, self.budget),
+            "w4" => workloads::w4(c, self.size, self.threads, self.budget),
+            "w5" => workloads::w5(c, self.size),
+            other => panic!("unknown workload {other}"),
+        }
+    }
+}
+
+/// `--child WORKLOAD CONTENDER SIZE THREADS quick|full`: measures one point
+/// and prints it as one tab-separated `ROW` line.
+fn child(argv: &[String]) -> ExitCode {
+    let [workload, contender, size, threads, mode] = argv else {
+        eprintln!("--child needs WORKLOAD CONTENDER SIZE THREADS MODE");
+        return ExitCode::FAILURE;
+    };
+    let (Ok(size), Ok(threads)) = (size.parse(), threads.parse()) else {
+        eprintln!("--child: bad size or thread count");
+        return ExitCode::FAILURE;
+    };
+    let budget = if mode == "quick" {
+        Budget::quick()
+    } else {
+        Budget::full()
+    };
+    let point = Point {
+        workload,
+        size,
+        threads,
+        budget,
+    };
+    let Some(m) = for_contender(contender, point) else {
+        eprintln!("--child: unknown contender {contender}");
+        return ExitCode::FAILURE;
+    };
+    let extra: Vec<String> = m.extra.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
+    println!(
+        "ROW\t{ALLOCATOR}\t{}\t{}\t{}\t{}\t{}",
+        m.ns_per_op,
+        m.mops,
+        m.peak_rss,
+        extra.join(";"),
+        m.note
+    );
+    ExitCode::SUCCESS
+}
+
+// ------------------------------------------------------------------ parent
+
+#[derive(Clone)]
+struct Row {
+    workload: String,
+    contender: String,
+    allocator: String,
+    size: usize,
+    threads: usize,
+    ns: f64,
+    mops: f64,
+    peak_rss: u64,
+    extra: Vec<(String, f64)>,
+    note: String,
+}
+
+impl Row {
+    fn extra(&self, key: &str) -> Option<f64> {
+        self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+fn run_child(
+    bin: &Path,
+    w: &str,
+    c: &str,
+    size: usize,
+    threads: usize,
+    quick: bool,
+) -> Result<Row, String> {
+    let mode = if quick { "quick" } else { "full" };
+    let out = Command::new(bin)
+        .args([
+            "--child",
+            w,
+            c,
+            &size.to_string(),
+            &threads.to_string(),
+            mode,
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = stdout.lines().find(|l| l.starts_with("ROW\t")) else {
+        return Err(format!(
+            "{w} {c} size {size} threads {threads} under {}: {}\n{}",
+            bin.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    };
+    let f: Vec<&str> = line.split('\t').collect();
+    let num = |i: usize| {
+        f.get(i)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Row {
+        workload: w.to_string(),
+        contender: c.to_string(),
+        allocator: f.get(1).unwrap_or(&"?").to_string(),
+        size,
+        threads,
+        ns: num(2),
+        mops: num(3),
+        peak_rss: f.get(4).and_then(|s| s.parse().ok()).unwrap_or(0),
+        extra: f
+            .get(5)
+            .unwrap_or(&"")
+            .split(';')
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect(),
+        note: f.get(6).unwrap_or(&"").to_string(),
+    })
+}
+
+fn human_size(n: usize) -> String {
+    if n >= 1 << 20 && n & ((1 << 20) - 1) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1024 && n & 1023 == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / benches::rss::MIB
+}
+
+fn this_project<'a>(rows: &'a [Row], r: &Row) -> Option<&'a Row> {
+    rows.iter().find(|p| {
+        p.contender == THIS_PROJECT
+            && p.workload == r.workload
+            && p.allocator == r.allocator
+            && p.size == r.size
+            && p.threads == r.threads
+    })
+}
+
+const DESCRIPTIONS: &[(&str, &str)] = &[
+    ("w1", "W1: one thread, checkout + write 64 B and the last byte + return; ns/op per operation"),
+    ("w1f", "W1f: one thread, checkout + fill the whole buffer + return; ns/op per operation"),
+    ("w2", "W2: T threads on one shared pool doing W1 at 4 KiB behind a Barrier; ns/op per thread, Mops/s aggregate"),
+    ("w3", "W3: T producers -> bounded channels (256) -> T consumers, 4 KiB, every return remote; ns/op = wall ns per message; RSS growth = peak over baseline"),
+    ("w4", "W4: tokio multi-thread runtime with T workers, 4 tasks per worker, 4 KiB held across yield_now().await then written and returned; ns/op = wall ns per operation"),
+    ("w5", "W5: 2,000 x 64 KiB checked out, filled, returned (twice; the second burst timed, ns per buffer); RSS after, after an idle second (idle ticks), after trim"),
+];
+
+fn table(rows: &[Row], w: &str) -> String {
+    let mut s = String::new();
+    let title = DESCRIPTIONS
+        .iter()
+        .find(|(k, _)| *k == w)
+        .map_or(w, |(_, d)| d);
+    let _ = writeln!(s, "\n### {title}\n");
+    let ours: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
+    let extras: Vec<String> = ours
+        .iter()
+        .flat_map(|r| r.extra.iter().map(|(k, _)| k.clone()))
+        .fold(Vec::new(), |mut acc, k| {
+            if !acc.contains(&k) {
+                acc.push(k);
+            }
+            acc
+        });
+    let _ = write!(
+        s,
+        "| contender | allocator | size | threads | ns/op | Mops/s | ratio to {THIS_PROJECT} | peak RSS MiB |"
+    );
+    for e in &extras {
+        let _ = write!(s, " {} |", e.replace('_', " "));
+    }
+    let _ = write!(s, "\n|---|---|---:|---:|---:|---:|---:|---:|");
+    for _ in &extras {
+        let _ = write!(s, "---:|");
+    }
+    s.push('\n');
+    let mut sorted = ours.clone();
+    let order = |c: &str| {
+        CONTENDERS
+            .iter()
+            .position(|x| *x == c)
+            .unwrap_or(usize::MAX)
+    };
+    sorted.sort_by(|a, b| {
+        (a.size, a.threads, &a.allocator, order(&a.contender)).cmp(&(
+            b.size,
+            b.threads,
+            &b.allocator,
+            order(&b.contender),
+        ))
+    });
+    for r in sorted {
+        let ratio =
+            this_project(rows, r).map_or("-".to_string(), |p| format!("{:.2}", r.ns / p.ns));
+        let _ = write!(
+            s,
+            "| {} | {} | {} | {} | {:.1} | {:.2} | {} | {:.1} |",
+            r.contender,
+            r.allocator,
+            human_size(r.size),
+            r.threads,
+            r.ns,
+            r.mops,
+            ratio,
+            mib(r.peak_rss)
+        );
+        for e in &extras {
+            let _ = write!(
+                s,
+                " {} |",
+                r.extra(e).map_or("-".into(), |v| format!("{v:.1}"))
+            );
+        }
+        s.push('\n');
+    }
+    if let Some(note) = ours
+        .iter()
+        .find(|r| r.contender == THIS_PROJECT && !r.note.is_empty())
+    {
+        let _ = writeln!(s, "\n{THIS_PROJECT} in W5: {}.", note.note);
+    }
+    let _ = writeln!(
+        s,
+        "\nratio = contender ns/op / {THIS_PROJECT} ns/op in the same allocator build, size and threads (above 1: {THIS_PROJECT} is faster)."
+    );
+    s
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+/// The issue-4 targets that this run's rows can decide.
+fn targets(rows: &[Row]) -> String {
+    let mut s = String::from("\n### Issue-4 targets in this run\n\n| target | allocator | measured | verdict |\n|---|---|---|---|\n");
+    let ours = |r: &&Row| r.contender == THIS_PROJECT;
+    let find = |w: &str, c: &str, a: &str, size: usize, t: usize| {
+        rows.iter().find(|r| {
+            r.workload == w
+                && r.contender == c
+                && r.allocator == a
+                && r.size == size
+                && r.threads == t
+        })
+    };
+    for w in ["w1", "w1f"] {
+        for p in rows.iter().filter(|r| r.workload == w).filter(ours) {
+            let fresh = rows
+                .iter()
+                .filter(|r| r.workload == w && r.contender == "fresh-bytesmut" && r.size == p.size)
+                .min_by(|a, b| a.ns.total_cmp(&b.ns));
+            if let Some(f) = fresh {
+                let _ = writeln!(
+                    s,
+                    "| {} {}: no slower than the best fresh BytesMut ({}) | {} | {:.1} ns vs {:.1} ns: ratio {:.2} | {} |",
+                    w.to_uppercase(), human_size(p.size), f.allocator, p.allocator, p.ns, f.ns, p.ns / f.ns, verdict(p.ns <= f.ns)
+                );
+            }
+            if let Some(f) = find(w, "tls-floor", &p.allocator, p.size, p.threads) {
+                let _ = writeln!(
+                    s,
+                    "| {} {}: no slower than the thread-local floor | {} | {:.1} ns vs {:.1} ns: ratio {:.2} | {} |",
+                    w.to_uppercase(), human_size(p.size), p.allocator, p.ns, f.ns, p.ns / f.ns, verdict(p.ns <= f.ns)
+                );
+            }
+        }
+    }
+    let allocators: Vec<String> = rows.iter().fold(Vec::new(), |mut a, r| {
+        if !a.contains(&r.allocator) {
+            a.push(r.allocator.clone());
+        }
+        a
+    });
+    for a in &allocators {
+        let w2: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.workload == "w2" && &r.allocator == a)
+            .filter(ours)
+            .collect();
+        if let (Some(lo), Some(hi)) = (
+            w2.iter().min_by_key(|r| r.threads),
+            w2.iter().max_by_key(|r| r.threads),
+        ) {
+            if hi.threads > lo.threads {
+                let ratio = hi.ns / lo.ns;
+                let _ = writeln!(
+                    s,
+                    "| W2: per-thread ns at T={} within 1.2x of T={} | {a} | {:.1} ns vs {:.1} ns: ratio {:.2} | {} |",
+                    hi.threads, lo.threads, hi.ns, lo.ns, ratio, verdict(ratio <= 1.2)
+                );
+            }
+            for p in &w2 {
+                let beaten: Vec<String> = rows
+                    .iter()
+                    .filter(|r| {
+                        r.workload == "w2"
+                            && r.threads == p.threads
+                            && r.contender != THIS_PROJECT
+                            && r.ns < p.ns
+                    })
+                    .map(|r| format!("{} ({}) {:.1} ns", r.contender, r.allocator, r.ns))
+                    .collect();
+                let _ =
+                    writeln!(
+                    s,
+                    "| W2 T={}: below every other contender | {a} | {:.1} ns; faster: {} | {} |",
+                    p.threads,
+                    p.ns,
+                    if beaten.is_empty() { "none".to_string() } else { beaten.join(", ") },
+                    verdict(beaten.is_empty())
+                );
+            }
+        }
+        for (w, what) in [("w3", "cost per message"), ("w4", "throughput")] {
+            for p in rows
+                .iter()
+                .filter(|r| r.workload == w && &r.allocator == a)
+                .filter(ours)
+            {
+                let best = rows
+                    .iter()
+                    .filter(|r| {
+                        r.workload == w && r.threads == p.threads && r.contender != THIS_PROJECT
+                    })
+                    .min_by(|x, y| x.ns.total_cmp(&y.ns));
+                if let Some(b) = best {
+                    let growth = p
+                        .extra("rss_growth_mib")
+                        .map_or(String::new(), |g| format!("; RSS growth {g:.1} MiB"));
+                    let _ = writeln!(
+                        s,
+                        "| {} T={}: {what} at least as good as the best contender ({} {}) | {a} | {:.1} ns vs {:.1} ns: ratio {:.2}{growth} | {} |",
+                        w.to_uppercase(), p.threads, b.contender, b.allocator, p.ns, b.ns, p.ns / b.ns, verdict(p.ns <= b.ns)
+                    );
+                }
+            }
+        }
+        for p in rows
+            .iter()
+            .filter(|r| r.workload == "w5" && &r.allocator == a)
+            .filter(ours)
+        {
+            let best = rows
+                .iter()
+                .filter(|r| r.workload == "w5" && POOL_CRATES.contains(&r.contender.as_str()))
+                .min_by(|x, y| x.ns.total_cmp(&y.ns));
+            if let Some(b) = best {
+                let _ = writeln!(
+                    s,
+                    "| W5: second burst no slower than the fastest pool crate ({} {}) | {a} | {:.1} ns vs {:.1} ns per buffer: ratio {:.2} | {} |",
+                    b.contender, b.allocator, p.ns, b.ns, p.ns / b.ns, verdict(p.ns <= b.ns)
+                );
+            }
+            if let (Some(after), Some(idle), Some(trim)) = (
+                p.extra("rss_after_mib"),
+                p.extra("rss_idle_mib"),
+                p.extra("rss_trim_mib"),
+            ) {
+                let _ = writeln!(
+                    s,
+                    "| W5: after the idle second, retained memory at the floor | {a} | RSS {after:.1} MiB after the burst, {idle:.1} MiB after the idle second, {trim:.1} MiB after trim() | see figures |"
+                );
+            }
+        }
+    }
+    s
+}
+
+fn csv(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "workload,contender,allocator,size,threads,ns_per_op,mops,ratio_to_pool_core,peak_rss_mib,extra\n",
+    );
+    for r in rows {
+        let ratio = this_project(rows, r).map_or(String::new(), |p| format!("{:.3}", r.ns / p.ns));
+        let extra: Vec<String> = r.extra.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{:.2},{:.3},{},{:.1},{}",
+            r.workload,
+            r.contender,
+            r.allocator,
+            r.size,
+            r.threads,
+            r.ns,
+            r.mops,
+            ratio,
+            mib(r.peak_rss),
+            extra.join(";")
+        );
+    }
+    s
+}
+
+fn plot_w2(rows: &[Row], path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let mut series: BTreeMap<(usize, String, String), Vec<(f64, f64)>> = BTreeMap::new();
+    let order = |c: &str| {
+        CONTENDERS
+            .iter()
+            .position(|x| *x == c)
+            .unwrap_or(usize::MAX)
+    };
+    for r in rows
+        .iter()
+        .filter(|r| r.workload == "w2" && r.ns.is_finite())
+    {
+        series
+            .entry((
+                order(&r.contender),
+                r.contender.clone(),
+                r.allocator.clone(),
+            ))
+            .or_default()
+            .push((r.threads as f64, r.ns));
+    }
+    if series.is_empty() {
+        return Ok(());
+    }
+    let max_t = rows
+        .iter()
+        .filter(|r| r.workload == "w2")
+        .map(|r| r.threads)
+        .max()
+        .unwrap_or(2) as f64;
+    let (lo, hi) = series
+        .values()
+        .flatten()
+        .fold((f64::MAX, 0f64), |(lo, hi), &(_, y)| (lo.min(y), hi.max(y)));
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "W2: per-thread ns per 4 KiB checkout+write+return",
+            ("sans-serif", 20),
+        )
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (1f64..max_t.max(2.0)).log_scale(),
+            ((lo * 0.8)..(hi * 1.25)).log_scale(),
+        )
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("threads")
+        .y_desc("ns/op per thread (log)")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (i, ((_, contender, allocator), mut pts)) in series.into_iter().enumerate() {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let color = Palette99::pick(i).to_rgba();
+        let width = if contender == THIS_PROJECT { 3 } else { 1 };
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(width)))
+            .map_err(|e| e.to_string())?
+            .label(format!("{contender} ({allocator})"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("--child") {
+        return child(&argv[1..]);
+    }
+    let args = match parse_args(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("error: {e}");
+            }
+            eprintln!("usage: compare [--quick] [--threads 1,2,4] [--workloads {}] [--sizes 256,4k,64k,1m] [--contenders {}] [--bins PATH,...] [--out DIR]", WORKLOADS.join(","), CONTENDERS.join(","));
+            return ExitCode::from(2);
+        }
+    };
+    let me = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot find this executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut bins = vec![me];
+    bins.extend(args.bins.iter().cloned());
+    let started = Instant::now();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut report = format!(
+        "## compare{} (allocator builds: {})\n",
+        if args.quick { " --quick" } else { "" },
+        bins.len()
+    );
+    let mut failures = 0;
+    for w in &args.workloads {
+        let points: Vec<(usize, usize)> = match w.as_str() {
+            "w1" | "w1f" => args.sizes.iter().map(|&s| (s, 1)).collect(),
+            "w2" | "w3" | "w4" => args.threads.iter().map(|&t| (SMALL, t)).collect(),
+            _ => vec![(BURST_SIZE, 1)],
+        };
+        for &(size, threads) in &points {
+            for c in &args.contenders {
+                for bin in &bins {
+                    match run_child(bin, w, c, size, threads, args.quick) {
+                        Ok(r) => rows.push(r),
+                        Err(e) => {
+                            failures += 1;
+                            eprintln!("error: {e}");
+                        }
+                    }
+                }
+            }
+        }
+        let t = table(&rows, w);
+        print!("{t}");
+        report.push_str(&t);
+    }
+    let t = targets(&rows);
+    print!("{t}");
+    report.push_str(&t);
+    let _ = writeln!(
+        report,
+        "\nWall time of the run: {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "\nWall time of the run: {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+    if let Err(e) = std::fs::create_dir_all(&args.out) {
+        eprintln!("error: cannot create {}: {e}", args.out.display());
+        return ExitCode::FAILURE;
+    }
+    for (name, body) in [("results.csv", csv(&rows)), ("report.md", report)] {
+        let p = args.out.join(name);
+        match std::fs::write(&p, body) {
+            Ok(()) => eprintln!("wrote {}", p.display()),
+            Err(e) => eprintln!("error: cannot write {}: {e}", p.display()),
+        }
+    }
+    let svg = args.out.join("w2-scaling.svg");
+    match plot_w2(&rows, &svg) {
+        Ok(()) if svg.exists() => eprintln!("wrote {}", svg.display()),
+        Ok(()) => {}
+        Err(e) => eprintln!("error: cannot plot W2: {e}"),
+    }
+    if failures > 0 {
+        eprintln!("{failures} point(s) failed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,538 @@
+//! One small adapter per contender.
+//!
+//! Each adapter is a unit struct whose pool lives in a `static` (so guards
+//! are `'static`, as they would be in a server). The single-type pools
+//! (everything except pool-core and fresh allocation) hand out whatever
+//! `BytesMut` they hold: the adapter replaces a buffer smaller than the
+//! request with a new one, which happens only while the pool warms up
+//! because the runner measures one size per process.
+
+use std::cell::{RefCell, UnsafeCell};
+use std::hint::black_box;
+use std::sync::{LazyLock, Mutex};
+
+use bytes::BytesMut;
+use crossbeam_queue::ArrayQueue;
+
+/// Bytes written by the non-filling workloads (plus the last byte).
+const PAYLOAD: [u8; 64] = [0x5a; 64];
+
+/// Buffers the bounded textbook pools hold at most (`Mutex<Vec>`,
+/// `ArrayQueue`, opool): as many as pool-core's default global overflow
+/// holds per class.
+const BOUNDED_POOL_CAPACITY: usize = 1024;
+
+/// The contender whose figures are the denominator of every ratio.
+pub const THIS_PROJECT: &str = "pool-core";
+
+/// Every contender's name, in table order.
+pub const CONTENDERS: &[&str] = &[
+    "pool-core",
+    "tls-floor",
+    "fresh-bytesmut",
+    "fresh-vec-zeroed",
+    "sharded-slab",
+    "lockfree-linear",
+    "lockfree-spin",
+    "object-pool",
+    "opool",
+    "mutex-vec",
+    "arrayqueue",
+    // TODO(pool-tokio): add "pool-tokio" here and one line in
+    // `for_contender` once pool_tokio::checkout exists.
+];
+
+/// A buffer source under test: check out, write, read, return.
+///
+/// `Buf` is what crosses threads and `.await` points in W3 and W4, so it
+/// must be `Send`; returning goes through [`put`](Contender::put) (for
+/// guard-based pools that is a drop).
+pub trait Contender: Sync + 'static {
+    /// The checked-out buffer (a guard, a key or a plain buffer).
+    type Buf: Send + 'static;
+
+    /// Name used in tables and on the command line.
+    const NAME: &'static str;
+
+    /// An empty buffer of at least `n` bytes of capacity.
+    fn checkout(&'static self, n: usize) -> Self::Buf;
+
+    /// Writes into the buffer: 64 bytes and the byte at `n - 1`, or all
+    /// `n` bytes when `full`.
+    fn write(&'static self, buf: &mut Self::Buf, n: usize, full: bool);
+
+    /// Reads one byte the writer wrote.
+    fn read(&'static self, buf: &Self::Buf) -> u8;
+
+    /// Returns the buffer (or frees it).
+    fn put(&'static self, buf: Self::Buf);
+
+    /// Called once when the idle phase of W5 starts and every `tick` of it;
+    /// pools with trimming do their idle work here. Returns what was called,
+    /// for the report.
+    fn idle_tick(&'static self) -> &'static str {
+        "nothing"
+    }
+
+    /// Drops everything retained, where the pool can; returns what was
+    /// called.
+    fn trim(&'static self) -> &'static str {
+        "nothing (no trim API)"
+    }
+
+    /// Bytes the pool says it retains, where it has statistics.
+    fn retained_bytes(&'static self) -> Option<u64> {
+        None
+    }
+}
+
+/// Writes into a `BytesMut` as the workloads ask.
+#[inline(always)]
+fn write_bytes(buf: &mut BytesMut, n: usize, full: bool) {
+    if buf.capacity() < n {
+        *buf = BytesMut::with_capacity(n);
+    }
+    if full {
+        buf.resize(n, 0xa5);
+    } else {
+        buf.extend_from_slice(&PAYLOAD);
+        buf.spare_capacity_mut()[n - 1 - PAYLOAD.len()].write(1);
+    }
+    black_box(buf.as_ptr());
+}
+
+#[inline(always)]
+fn read_bytes(buf: &BytesMut) -> u8 {
+    black_box(buf[0])
+}
+
+/// A `BytesMut` of at least `n` bytes, cleared, from whatever a
+/// single-type pool handed out.
+#[inline(always)]
+fn fit(buf: &mut BytesMut, n: usize) {
+    if buf.capacity() < n {
+        *buf = BytesMut::with_capacity(n);
+    }
+}
+
+/// Size the single-type pools create new buffers at (set by the runner
+/// before any checkout; a buffer that is too small is replaced anyway).
+static CREATE_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(4096);
+
+/// Sets the size single-type pools create new buffers at.
+pub fn set_create_size(n: usize) {
+    CREATE_SIZE.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn new_buf() -> BytesMut {
+    BytesMut::with_capacity(CREATE_SIZE.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+macro_rules! guard_contender {
+    ($ty:ident, $name:literal, $buf:ty, |$n:ident| $checkout:expr) => {
+        impl Contender for $ty {
+            type Buf = $buf;
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn checkout(&'static self, $n: usize) -> Self::Buf {
+                $checkout
+            }
+            #[inline(always)]
+            fn write(&'static self, buf: &mut Self::Buf, n: usize, full: bool) {
+                write_bytes(buf, n, full)
+            }
+            #[inline(always)]
+            fn read(&'static self, buf: &Self::Buf) -> u8 {
+                read_bytes(buf)
+            }
+            #[inline(always)]
+            fn put(&'static self, buf: Self::Buf) {
+                drop(buf)
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------- pool-core
+
+static POOL_CORE: LazyLock<pool_core::BufferPool<BytesMut>> =
+    LazyLock::new(pool_core::BufferPool::new);
+
+/// This project: pool-core's `BufferPool<BytesMut>` with default settings,
+/// in a `static LazyLock`; `checkout(n)` and drop of the guard.
+#[derive(Debug)]
+pub struct PoolCore;
+
+impl Contender for PoolCore {
+    type Buf = pool_core::PooledBuf<'static, BytesMut>;
+    const NAME: &'static str = "pool-core";
+    #[inline(always)]
+    fn checkout(&'static self, n: usize) -> Self::Buf {
+        POOL_CORE.checkout(n)
+    }
+    #[inline(always)]
+    fn write(&'static self, buf: &mut Self::Buf, n: usize, full: bool) {
+        write_bytes(buf, n, full)
+    }
+    #[inline(always)]
+    fn read(&'static self, buf: &Self::Buf) -> u8 {
+        read_bytes(buf)
+    }
+    #[inline(always)]
+    fn put(&'static self, buf: Self::Buf) {
+        drop(buf)
+    }
+    fn idle_tick(&'static self) -> &'static str {
+        POOL_CORE.maintain();
+        "BufferPool::maintain()"
+    }
+    fn trim(&'static self) -> &'static str {
+        POOL_CORE.trim();
+        "BufferPool::trim()"
+    }
+    fn retained_bytes(&'static self) -> Option<u64> {
+        Some(POOL_CORE.stats().retained_bytes())
+    }
+}
+
+/// The pool-core pool the [`PoolCore`] adapter uses (for its statistics).
+pub fn pool_core_pool() -> &'static pool_core::BufferPool<BytesMut> {
+    &POOL_CORE
+}
+
+// ---------------------------------------------------------------- fresh
+
+/// Fresh `BytesMut::with_capacity(n)` per checkout, dropped on return.
+#[derive(Debug)]
+pub struct FreshBytesMut;
+
+guard_contender!(FreshBytesMut, "fresh-bytesmut", BytesMut, |n| {
+    BytesMut::with_capacity(n)
+});
+
+/// Fresh zeroed `vec![0u8; n]` per checkout (what Go's `make` does).
+#[derive(Debug)]
+pub struct FreshVec;
+
+impl Contender for FreshVec {
+    type Buf = Vec<u8>;
+    const NAME: &'static str = "fresh-vec-zeroed";
+    #[inline(always)]
+    fn checkout(&'static self, n: usize) -> Vec<u8> {
+        vec![0u8; n]
+    }
+    #[inline(always)]
+    fn write(&'static self, buf: &mut Vec<u8>, n: usize, full: bool) {
+        if full {
+            buf[..n].fill(0xa5);
+        } else {
+            buf[..PAYLOAD.len()].copy_from_slice(&PAYLOAD);
+            buf[n - 1] = 1;
+        }
+        black_box(buf.as_ptr());
+    }
+    #[inline(always)]
+    fn read(&'static self, buf: &Vec<u8>) -> u8 {
+        black_box(buf[0])
+    }
+    #[inline(always)]
+    fn put(&'static self, buf: Vec<u8>) {
+        drop(buf)
+    }
+}
+
+// ---------------------------------------------------------------- the floor
+
+thread_local! {
+    static FLOOR: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The floor: a bare `thread_local!` `RefCell<Vec<BytesMut>>` stack with no
+/// bounds, no statistics and no cross-thread care (a buffer returns to the
+/// stack of whichever thread returns it).
+#[derive(Debug)]
+pub struct ThreadLocalFloor;
+
+impl Contender for ThreadLocalFloor {
+    type Buf = BytesMut;
+    const NAME: &'static str = "tls-floor";
+    #[inline(always)]
+    fn checkout(&'static self, n: usize) -> BytesMut {
+        let mut buf = FLOOR
+            .with(|s| s.borrow_mut().pop())
+            .unwrap_or_else(|| BytesMut::with_capacity(n));
+        fit(&mut buf, n);
+        buf
+    }
+    #[inline(always)]
+    fn write(&'static self, buf: &mut BytesMut, n: usize, full: bool) {
+        write_bytes(buf, n, full)
+    }
+    #[inline(always)]
+    fn read(&'static self, buf: &BytesMut) -> u8 {
+        read_bytes(buf)
+    }
+    #[inline(always)]
+    fn put(&'static self, mut buf: BytesMut) {
+        buf.clear();
+        FLOOR.with(|s| s.borrow_mut().push(buf));
+    }
+}
+
+// ---------------------------------------------------------------- textbook pools
+
+static MUTEX_VEC: Mutex<Vec<BytesMut>> = Mutex::new(Vec::new());
+
+/// Textbook `Mutex<Vec<BytesMut>>` pool, bounded at 1024 buffers.
+#[derive(Debug)]
+pub struct MutexVec;
+
+impl Contender for MutexVec {
+    type Buf = BytesMut;
+    const NAME: &'static str = "mutex-vec";
+    #[inline(always)]
+    fn checkout(&'static self, n: usize) -> BytesMut {
+        let popped = MUTEX_VEC.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut buf = popped.unwrap_or_else(|| BytesMut::with_capacity(n));
+        fit(&mut buf, n);
+        buf
+    }
+    #[inline(always)]
+    fn write(&'static self, buf: &mut BytesMut, n: usize, full: bool) {
+        write_bytes(buf, n, full)
+    }
+    #[inline(always)]
+    fn read(&'static self, buf: &BytesMut) -> u8 {
+        read_bytes(buf)
+    }
+    #[inline(always)]
+    fn put(&'static self, mut buf: BytesMut) {
+        buf.clear();
+        let mut stack = MUTEX_VEC.lock().unwrap_or_else(|e| e.into_inner());
+        if stack.len() < BOUNDED_POOL_CAPACITY {
+            stack.push(buf);
+        }
+    }
+}
+
+static ARRAY_QUEUE: LazyLock<ArrayQueue<BytesMut>> =
+    LazyLock::new(|| ArrayQueue::new(BOUNDED_POOL_CAPACITY));
+
+/// crossbeam-queue `ArrayQueue<BytesMut>` pool of 1024 buffers; a return
+/// to a full queue drops the buffer.
+#[derive(Debug)]
+pub struct ArrayQueuePool;
+
+impl Contender for ArrayQueuePool {
+    type Buf = BytesMut;
+    const NAME: &'static str = "arrayqueue";
+    #[inline(always)]
+    fn checkout(&'static self, n: usize) -> BytesMut {
+        let mut buf = ARRAY_QUEUE
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(n));
+        fit(&mut buf, n);
+        buf
+    }
+    #[inline(always)]
+    fn write(&'static self, buf: &mut BytesMut, n: usize, full: bool) {
+        write_bytes(buf, n, full)
+    }
+    #[inline(always)]
+    fn read(&'static self, buf: &BytesMut) -> u8 {
+        read_bytes(buf)
+    }
+    #[inline(always)]
+    fn put(&'static self, mut buf: BytesMut) {
+        buf.clear();
+        let _ = ARRAY_QUEUE.push(buf);
+    }
+}
+
+// ---------------------------------------------------------------- crates.io pools
+
+static OBJECT_POOL: LazyLock<object_pool::Pool<BytesMut>> =
+    LazyLock::new(|| object_pool::Pool::new(0, new_buf));
+
+/// `object-pool` 0.6: `Pool::pull(fallback)`, `Reusable` guard (a mutex
+/// around a `Vec`, unbounded). The buffer is cleared at checkout (the crate
+/// has no reset hook).
+#[derive(Debug)]
+pub struct ObjectPool;
+
+guard_contender!(
+    ObjectPool,
+    "object-pool",
+    object_pool::Reusable<'static, BytesMut>,
+    |n| {
+        let mut g = OBJECT_POOL.pull(new_buf);
+        g.clear();
+        fit(&mut g, n);
+        g
+    }
+);
+
+static LOCKFREE_LINEAR: LazyLock<lockfree_object_pool::LinearObjectPool<BytesMut>> =
+    LazyLock::new(|| lockfree_object_pool::LinearObjectPool::new(new_buf, BytesMut::clear));
+
+/// `lockfree-object-pool` 0.1: `LinearObjectPool::pull`, cleared on reset.
+#[derive(Debug)]
+pub struct LockfreeLinear;
+
+guard_contender!(
+    LockfreeLinear,
+    "lockfree-linear",
+    lockfree_object_pool::LinearReusable<'static, BytesMut>,
+    |n| {
+        let mut g = LOCKFREE_LINEAR.pull();
+        fit(&mut g, n);
+        g
+    }
+);
+
+static LOCKFREE_SPIN: LazyLock<lockfree_object_pool::SpinLockObjectPool<BytesMut>> =
+    LazyLock::new(|| lockfree_object_pool::SpinLockObjectPool::new(new_buf, BytesMut::clear));
+
+/// `lockfree-object-pool` 0.1: `SpinLockObjectPool::pull`, cleared on reset.
+#[derive(Debug)]
+pub struct LockfreeSpin;
+
+guard_contender!(
+    LockfreeSpin,
+    "lockfree-spin",
+    lockfree_object_pool::SpinLockReusable<'static, BytesMut>,
+    |n| {
+        let mut g = LOCKFREE_SPIN.pull();
+        fit(&mut g, n);
+        g
+    }
+);
+
+/// opool's allocator: creates at the runner's size, clears on return.
+#[derive(Debug)]
+pub struct OpoolAlloc;
+
+impl opool::PoolAllocator<BytesMut> for OpoolAlloc {
+    #[inline]
+    fn allocate(&self) -> BytesMut {
+        new_buf()
+    }
+    #[inline]
+    fn reset(&self, obj: &mut BytesMut) {
+        obj.clear();
+    }
+}
+
+static OPOOL: LazyLock<opool::Pool<OpoolAlloc, BytesMut>> =
+    LazyLock::new(|| opool::Pool::new(BOUNDED_POOL_CAPACITY, OpoolAlloc));
+
+/// `opool` 0.1: the concurrent `Pool` (a bounded `ArrayQueue`) of 1024,
+/// `get()` and its `RefGuard`. (Its `LocalPool` is `!Send` and cannot
+/// cross threads or `.await`, so it is not a contender.)
+#[derive(Debug)]
+pub struct Opool;
+
+guard_contender!(
+    Opool,
+    "opool",
+    opool::RefGuard<'static, OpoolAlloc, BytesMut>,
+    |n| {
+        let mut g = OPOOL.get();
+        fit(&mut g, n);
+        g
+    }
+);
+
+/// A `BytesMut` slot in sharded-slab's pool.
+///
+/// The pool only hands out shared `Ref`s by key; the adapter's `Buf` is a
+/// unique key (not `Clone`), and only its holder touches the buffer, so the
+/// cell is never accessed from two places at once.
+#[derive(Debug, Default)]
+pub struct SlabBuf(UnsafeCell<BytesMut>);
+
+// SAFETY: every access goes through the unique `SlabKey` that owns the slot
+// (see `ShardedSlab`), so the `BytesMut` is reached by one thread at a time;
+// `BytesMut` is `Send`.
+unsafe impl Sync for SlabBuf {}
+
+impl sharded_slab::Clear for SlabBuf {
+    fn clear(&mut self) {
+        self.0.get_mut().clear();
+    }
+}
+
+static SHARDED_SLAB: LazyLock<sharded_slab::Pool<SlabBuf>> = LazyLock::new(sharded_slab::Pool::new);
+
+/// The unique key of a checked-out sharded-slab slot.
+#[derive(Debug)]
+pub struct SlabKey(usize);
+
+/// `sharded-slab` 0.1 `Pool`: `create()` (writes the slot through its
+/// `RefMut`), `get(key)` to write and read, `clear(key)` to return: its
+/// keyed usage.
+#[derive(Debug)]
+pub struct ShardedSlab;
+
+impl Contender for ShardedSlab {
+    type Buf = SlabKey;
+    const NAME: &'static str = "sharded-slab";
+    #[inline(always)]
+    fn checkout(&'static self, n: usize) -> SlabKey {
+        let Some(mut slot) = SHARDED_SLAB.create() else {
+            panic!("sharded-slab pool is full");
+        };
+        fit(slot.0.get_mut(), n);
+        SlabKey(slot.key())
+    }
+    #[inline(always)]
+    fn write(&'static self, buf: &mut SlabKey, n: usize, full: bool) {
+        let Some(slot) = SHARDED_SLAB.get(buf.0) else {
+            panic!("sharded-slab lost a checked-out key");
+        };
+        // SAFETY: `buf` is the unique key of this slot (see `SlabBuf`), and
+        // we hold `&mut` to it: nobody else touches the cell now.
+        let bytes = unsafe { &mut *slot.0.get() };
+        write_bytes(bytes, n, full);
+    }
+    #[inline(always)]
+    fn read(&'static self, buf: &SlabKey) -> u8 {
+        let Some(slot) = SHARDED_SLAB.get(buf.0) else {
+            panic!("sharded-slab lost a checked-out key");
+        };
+        // SAFETY: as in `write`; reading through the unique key's holder.
+        read_bytes(unsafe { &*slot.0.get() })
+    }
+    #[inline(always)]
+    fn put(&'static self, buf: SlabKey) {
+        SHARDED_SLAB.clear(buf.0);
+    }
+}
+
+// ---------------------------------------------------------------- dispatch
+
+/// A workload to run on a contender chosen by name; see [`for_contender`].
+pub trait Visit {
+    /// What the workload returns.
+    type Output;
+    /// Runs the workload on `c`.
+    fn visit<C: Contender>(self, c: &'static C) -> Self::Output;
+}
+
+/// Runs `v` on the contender called `name`; `None` for an unknown name.
+pub fn for_contender<V: Visit>(name: &str, v: V) -> Option<V::Output> {
+    Some(match name {
+        "pool-core" => v.visit(&PoolCore),
+        "tls-floor" => v.visit(&ThreadLocalFloor),
+        "fresh-bytesmut" => v.visit(&FreshBytesMut),
+        "fresh-vec-zeroed" => v.visit(&FreshVec),
+        "sharded-slab" => v.visit(&ShardedSlab),
+        "lockfree-linear" => v.visit(&LockfreeLinear),
+        "lockfree-spin" => v.visit(&LockfreeSpin),
+        "object-pool" => v.visit(&ObjectPool),
+        "opool" => v.visit(&Opool),
+        "mutex-vec" => v.visit(&MutexVec),
+        "arrayqueue" => v.visit(&ArrayQueuePool),
+        _ => return None,
+    })
+}
