@@ -23,7 +23,10 @@ async fn checkout_async_waits_for_a_return_instead_of_allocating() {
     drop(held);
     assert_eq!(waiter.await.unwrap(), 4096);
     let stats = pool.stats();
-    assert_eq!((stats.checkouts(), stats.hits(), stats.outstanding()), (5, 1, 0));
+    assert_eq!(
+        (stats.checkouts(), stats.hits(), stats.outstanding()),
+        (5, 1, 0)
+    );
     assert_eq!(pool.budget().unwrap().charged, 0);
 }
 
@@ -40,7 +43,13 @@ async fn try_checkout_reports_an_exhausted_budget_and_requests_over_it() {
         other => panic!("expected an exhausted budget, got {other:?}"),
     }
     let err = pool.try_checkout(8193).unwrap_err();
-    assert!(matches!(err, CheckoutError::ExceedsBudget { charge: 16384, budget: 8192 }));
+    assert!(matches!(
+        err,
+        CheckoutError::ExceedsBudget {
+            charge: 16384,
+            budget: 8192
+        }
+    ));
     assert!(err.to_string().contains("raise the budget"), "{err}");
     // Waiting can never serve it either: an error, not a hang.
     assert!(pool.checkout_async(9000).await.is_err());

@@ -45,7 +45,9 @@ async fn lines_codec_with_framed_read_and_write() {
     }
     // A partial line stays in the read buffer and comes out of into_parts.
     let mut raw = writer.into_parts();
-    tokio::io::AsyncWriteExt::write_all(&mut raw.io, b"unfinish").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut raw.io, b"unfinish")
+        .await
+        .unwrap();
     let waited = tokio::time::timeout(Duration::from_millis(20), reader.next()).await;
     assert!(waited.is_err(), "no complete line yet");
     let parts = reader.into_parts();

@@ -51,7 +51,10 @@ fn derefs_bufmut_write_asref_debug() {
     assert_eq!(&buf[..], b"\x01\x02Ab-42");
     assert!(buf.remaining_mut() > 0);
     let debug = format!("{buf:?}");
-    assert!(debug.contains("PooledBytes") && debug.contains("class_size: Some(512)"), "{debug}");
+    assert!(
+        debug.contains("PooledBytes") && debug.contains("class_size: Some(512)"),
+        "{debug}"
+    );
 }
 
 #[tokio::test]
@@ -72,7 +75,10 @@ async fn read_buf_and_write_all_buf_take_the_guard() {
 fn returned_buffer_comes_back_cleared_and_counted() {
     let pool = BytesPool::new();
     let mut buf = pool.checkout(3000);
-    assert_eq!((buf.capacity(), buf.class_size(), buf.source()), (4096, Some(4096), Source::New));
+    assert_eq!(
+        (buf.capacity(), buf.class_size(), buf.source()),
+        (4096, Some(4096), Source::New)
+    );
     buf.put_bytes(7, 3000);
     drop(buf);
     let again = pool.checkout(4096);
@@ -80,14 +86,28 @@ fn returned_buffer_comes_back_cleared_and_counted() {
     assert!(again.is_empty());
     drop(again);
     let stats = pool.stats();
-    assert_eq!((stats.checkouts(), stats.hits(), stats.misses(), stats.outstanding()), (2, 1, 1, 0));
+    assert_eq!(
+        (
+            stats.checkouts(),
+            stats.hits(),
+            stats.misses(),
+            stats.outstanding()
+        ),
+        (2, 1, 1, 0)
+    );
 }
 
 #[test]
 fn try_checkout_reports_impossible_sizes() {
     let pool = BytesPool::new();
     let err = pool.try_checkout(usize::MAX).unwrap_err();
-    assert!(matches!(err, CheckoutError::TooLarge { requested: usize::MAX, .. }));
+    assert!(matches!(
+        err,
+        CheckoutError::TooLarge {
+            requested: usize::MAX,
+            ..
+        }
+    ));
     assert!(err.to_string().contains("ask for less"), "{err}");
     let big = pool.try_checkout(4 << 20).unwrap();
     assert_eq!((big.class_size(), big.source()), (None, Source::Unpooled));
@@ -182,7 +202,10 @@ fn buffers_taken_on_one_worker_return_on_another_balanced() {
     });
     rt.block_on(producer).unwrap();
     let (taken_on, returned_on) = rt.block_on(consumer).unwrap();
-    assert_ne!(taken_on, returned_on, "the barrier puts the tasks on two workers");
+    assert_ne!(
+        taken_on, returned_on,
+        "the barrier puts the tasks on two workers"
+    );
 
     // Then a free-for-all: tasks hop between workers at every await.
     rt.block_on(async {

@@ -50,7 +50,10 @@ fn frames_and_frozen_clones_outlive_their_guards_unchanged() {
         let cap = b.capacity();
         b.put_bytes(0xEE, cap);
         let r = range_of(&b);
-        assert!(live.iter().all(|l| !overlaps(l, &r)), "handed out memory a frame still sees");
+        assert!(
+            live.iter().all(|l| !overlaps(l, &r)),
+            "handed out memory a frame still sees"
+        );
     }
     for (i, f) in &frames {
         assert!(f.iter().all(|b| b == i), "frame {i} changed");

@@ -1,0 +1,191 @@
+//! Trace events per checkout and discard, and the periodic report, captured
+//! by a minimal in-test subscriber.
+#![cfg(feature = "tracing")]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BufMut;
+use pool_tokio::BytesPool;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+#[derive(Debug, Clone)]
+struct Captured {
+    target: String,
+    level: Level,
+    /// The innermost entered span's name, if any.
+    span: Option<String>,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct Capture {
+    events: Mutex<Vec<Captured>>,
+    spans: Mutex<BTreeMap<u64, String>>,
+    stack: Mutex<Vec<u64>>,
+    next: AtomicU64,
+}
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+}
+
+#[derive(Clone, Default)]
+struct Sub(Arc<Capture>);
+
+impl Subscriber for Sub {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let id = self.0.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.0
+            .spans
+            .lock()
+            .unwrap()
+            .insert(id, attrs.metadata().name().to_string());
+        Id::from_u64(id)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        let span = self
+            .0
+            .stack
+            .lock()
+            .unwrap()
+            .last()
+            .and_then(|id| self.0.spans.lock().unwrap().get(id).cloned());
+        self.0.events.lock().unwrap().push(Captured {
+            target: event.metadata().target().to_string(),
+            level: *event.metadata().level(),
+            span,
+            fields,
+        });
+    }
+    fn enter(&self, id: &Id) {
+        self.0.stack.lock().unwrap().push(id.into_u64());
+    }
+    fn exit(&self, _: &Id) {
+        self.0.stack.lock().unwrap().pop();
+    }
+}
+
+fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<Captured>) {
+    let sub = Sub::default();
+    let r = tracing::subscriber::with_default(sub.clone(), f);
+    let events = sub.0.events.lock().unwrap().clone();
+    (r, events)
+}
+
+#[test]
+fn hits_misses_and_discards_are_traced_with_fields() {
+    let pool = BytesPool::new();
+    let ((), events) = capture(|| {
+        drop(pool.checkout(3000)); // miss
+        let mut b = pool.checkout(3000); // hit
+        b.put_slice(b"xy");
+        let frame = b.split_to(1);
+        drop(b); // discarded: still shared with `frame`
+        drop(frame);
+        let mut grown = pool.checkout(600);
+        grown.reserve(8 << 10);
+        drop(grown); // discarded: oversize
+    });
+    let ours: Vec<_> = events.iter().filter(|e| e.target == "pool_tokio").collect();
+    assert!(ours.iter().all(|e| e.level == Level::TRACE));
+    let get = |e: &Captured, k: &str| e.fields.get(k).cloned().unwrap_or_default();
+    let summary: Vec<_> = ours
+        .iter()
+        .map(|e| {
+            (
+                get(e, "outcome"),
+                get(e, "class"),
+                get(e, "source") + &get(e, "reason"),
+            )
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        summary,
+        vec![
+            s("miss", "4096", "new"),
+            s("hit", "4096", "local"),
+            s("discard", "4096", "shared"),
+            s("miss", "1024", "new"),
+            s("discard", "1024", "oversize"),
+        ]
+    );
+    assert_eq!(get(ours[0], "bytes"), "3000");
+}
+
+#[test]
+fn reporter_emits_per_class_hit_rates_in_a_debug_span() {
+    let pool = BytesPool::new();
+    let ((), events) = capture(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let reporter = pool.spawn_reporter(Duration::from_secs(1));
+            tokio::task::yield_now().await; // first tick: nothing yet
+            for _ in 0..4 {
+                drop(pool.checkout(4096));
+            }
+            drop(pool.checkout(100));
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            reporter.abort();
+        });
+    });
+    let reports: Vec<_> = events
+        .iter()
+        .filter(|e| e.target == "pool_tokio" && e.level == Level::DEBUG)
+        .collect();
+    assert!(
+        reports
+            .iter()
+            .all(|e| e.span.as_deref() == Some("pool_report")),
+        "{reports:?}"
+    );
+    let class = |size: &str| {
+        reports
+            .iter()
+            .find(|e| e.fields.get("class").map(String::as_str) == Some(size))
+            .unwrap_or_else(|| panic!("no report for class {size}: {reports:?}"))
+    };
+    let c4k = class("4096");
+    assert_eq!(c4k.fields["checkouts"], "4");
+    assert_eq!(c4k.fields["hit_rate"], "0.75");
+    assert_eq!(class("512").fields["hit_rate"], "0.0");
+    assert!(reports
+        .iter()
+        .any(|e| e.fields.get("message").map(String::as_str) == Some("pool report")));
+}
+
+#[test]
+fn maintenance_passes_run_in_a_debug_span() {
+    let pool = BytesPool::new();
+    pool.prewarm(4096, 2);
+    let sub = Sub::default();
+    let freed = tracing::subscriber::with_default(sub.clone(), || pool.trim());
+    assert_eq!(freed, 2 * 4096);
+    let names: Vec<_> = sub.0.spans.lock().unwrap().values().cloned().collect();
+    assert_eq!(names, vec!["pool_maintenance".to_string()]);
+}
