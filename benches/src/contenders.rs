@@ -28,6 +28,7 @@ pub const THIS_PROJECT: &str = "pool-core";
 /// Every contender's name, in table order.
 pub const CONTENDERS: &[&str] = &[
     "pool-core",
+    "pool-tokio",
     "tls-floor",
     "fresh-bytesmut",
     "fresh-vec-zeroed",
@@ -38,8 +39,6 @@ pub const CONTENDERS: &[&str] = &[
     "opool",
     "mutex-vec",
     "arrayqueue",
-    // TODO(pool-tokio): add "pool-tokio" here and one line in
-    // `for_contender` once pool_tokio::checkout exists.
 ];
 
 /// A buffer source under test: check out, write, read, return.
@@ -198,6 +197,47 @@ impl Contender for PoolCore {
 /// The pool-core pool the [`PoolCore`] adapter uses (for its statistics).
 pub fn pool_core_pool() -> &'static pool_core::BufferPool<BytesMut> {
     &POOL_CORE
+}
+
+// ---------------------------------------------------------------- pool-tokio
+
+/// This project's tokio layer: `pool_tokio::checkout(n)` from the
+/// process-wide default pool (pool-core's defaults, no budget; built with
+/// pool-tokio's default `tracing` feature and no subscriber), `PooledBytes`
+/// guard dropped on return.
+#[derive(Debug)]
+pub struct PoolTokio;
+
+impl Contender for PoolTokio {
+    type Buf = pool_tokio::PooledBytes;
+    const NAME: &'static str = "pool-tokio";
+    #[inline(always)]
+    fn checkout(&'static self, n: usize) -> Self::Buf {
+        pool_tokio::checkout(n)
+    }
+    #[inline(always)]
+    fn write(&'static self, buf: &mut Self::Buf, n: usize, full: bool) {
+        write_bytes(buf, n, full)
+    }
+    #[inline(always)]
+    fn read(&'static self, buf: &Self::Buf) -> u8 {
+        read_bytes(buf)
+    }
+    #[inline(always)]
+    fn put(&'static self, buf: Self::Buf) {
+        drop(buf)
+    }
+    fn idle_tick(&'static self) -> &'static str {
+        pool_tokio::default_pool().maintain();
+        "BytesPool::maintain()"
+    }
+    fn trim(&'static self) -> &'static str {
+        pool_tokio::default_pool().trim();
+        "BytesPool::trim()"
+    }
+    fn retained_bytes(&'static self) -> Option<u64> {
+        Some(pool_tokio::default_pool().stats().retained_bytes())
+    }
 }
 
 // ---------------------------------------------------------------- fresh
@@ -523,6 +563,7 @@ pub trait Visit {
 pub fn for_contender<V: Visit>(name: &str, v: V) -> Option<V::Output> {
     Some(match name {
         "pool-core" => v.visit(&PoolCore),
+        "pool-tokio" => v.visit(&PoolTokio),
         "tls-floor" => v.visit(&ThreadLocalFloor),
         "fresh-bytesmut" => v.visit(&FreshBytesMut),
         "fresh-vec-zeroed" => v.visit(&FreshVec),

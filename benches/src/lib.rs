@@ -22,7 +22,7 @@ pub mod workloads;
 pub use contenders::{
     for_contender, pool_core_pool, set_create_size, ArrayQueuePool, Contender, FreshBytesMut,
     FreshVec, LockfreeLinear, LockfreeSpin, MutexVec, ObjectPool, Opool, OpoolAlloc, PoolCore,
-    ShardedSlab, SlabBuf, SlabKey, ThreadLocalFloor, Visit, CONTENDERS, THIS_PROJECT,
+    PoolTokio, ShardedSlab, SlabBuf, SlabKey, ThreadLocalFloor, Visit, CONTENDERS, THIS_PROJECT,
 };
 
 #[cfg(all(feature = "jemalloc", feature = "mimalloc"))]
