@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use benches::workloads::{self, Budget, Measurement};
 use benches::{for_contender, Contender, Visit, ALLOCATOR, CONTENDERS, THIS_PROJECT};
@@ -206,6 +206,47 @@ fn child(argv: &[String]) -> ExitCode {
         m.note
     );
     ExitCode::SUCCESS
+}
+
+struct Fixed {
+    size: usize,
+    iters: u64,
+}
+
+impl Visit for Fixed {
+    type Output = Duration;
+    fn visit<C: Contender>(self, c: &'static C) -> Duration {
+        benches::set_create_size(self.size);
+        workloads::w1_loop(c, self.size, false, 1000);
+        workloads::w1_loop(c, self.size, false, self.iters)
+    }
+}
+
+/// `--profile CONTENDER SIZE ITERS`: 1,000 warm-up W1 operations, then
+/// exactly ITERS in one `w1_loop` call; for instruction counting under
+/// `valgrind --tool=callgrind` (inclusive cost of `w1_loop` / ITERS).
+fn profile(argv: &[String]) -> ExitCode {
+    let [contender, size, iters] = argv else {
+        eprintln!("--profile needs CONTENDER SIZE ITERS");
+        return ExitCode::FAILURE;
+    };
+    let (Ok(size), Ok(iters)) = (size.parse(), iters.parse()) else {
+        eprintln!("--profile: bad size or iteration count");
+        return ExitCode::FAILURE;
+    };
+    match for_contender(contender, Fixed { size, iters }) {
+        Some(t) => {
+            println!(
+                "{contender}: {:.1} ns/op",
+                t.as_nanos() as f64 / iters as f64
+            );
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("--profile: unknown contender {contender}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 // ------------------------------------------------------------------ parent
@@ -652,6 +693,9 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("--child") {
         return child(&argv[1..]);
+    }
+    if argv.first().map(String::as_str) == Some("--profile") {
+        return profile(&argv[1..]);
     }
     let args = match parse_args(&argv) {
         Ok(a) => a,
