@@ -28,7 +28,7 @@ const ROUTES: [&str; 4] = ["/users", "/orders", "/inventory", "/search"];
 
 /// A simulated backend call: a short wait, then a few records.
 async fn backend(route: usize, id: usize) -> impl Iterator<Item = (usize, u64)> {
-    if id % 16 == 0 {
+    if id & 15 == 0 {
         tokio::time::sleep(Duration::from_micros(200)).await;
     } else {
         tokio::task::yield_now().await;
