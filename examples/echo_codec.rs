@@ -28,6 +28,9 @@ const REQUESTS: usize = 200;
 const DEADLINE: Duration = Duration::from_secs(15);
 /// Request payload sizes, cycled.
 const SIZES: [usize; 5] = [64, 512, 1500, 4000, 12_000];
+/// Read and write buffer size of every connection, both modes: large
+/// enough for the largest frame, so neither mode regrows its buffers.
+const FRAME_BUFFER: usize = 32 << 10;
 /// Bytes the server prepends to each echoed payload.
 const HEADER: usize = 8;
 
@@ -47,7 +50,12 @@ async fn serve(listener: TcpListener, mode: Mode, pool: BytesPool) {
         tokio::spawn(async move {
             match mode {
                 Mode::Pooled => {
-                    let mut framed = pool.framed(stream, LengthDelimitedCodec::new());
+                    let mut framed = pool.framed_with_capacity(
+                        stream,
+                        LengthDelimitedCodec::new(),
+                        FRAME_BUFFER,
+                        FRAME_BUFFER,
+                    );
                     while let Some(Ok(frame)) = framed.next().await {
                         let mut out = pool.checkout(frame.len() + HEADER);
                         out.put_u64(frame.len() as u64);
@@ -59,7 +67,8 @@ async fn serve(listener: TcpListener, mode: Mode, pool: BytesPool) {
                     }
                 }
                 Mode::Fresh => {
-                    let mut framed = Framed::new(stream, LengthDelimitedCodec::new());
+                    let mut framed =
+                        Framed::with_capacity(stream, LengthDelimitedCodec::new(), FRAME_BUFFER);
                     while let Some(Ok(frame)) = framed.next().await {
                         let mut out = BytesMut::with_capacity(frame.len() + HEADER);
                         out.put_u64(frame.len() as u64);
@@ -107,8 +116,17 @@ async fn connection(
         }};
     }
     match mode {
-        Mode::Pooled => round_trips!(pool.framed(stream, LengthDelimitedCodec::new())),
-        Mode::Fresh => round_trips!(Framed::new(stream, LengthDelimitedCodec::new())),
+        Mode::Pooled => round_trips!(pool.framed_with_capacity(
+            stream,
+            LengthDelimitedCodec::new(),
+            FRAME_BUFFER,
+            FRAME_BUFFER
+        )),
+        Mode::Fresh => round_trips!(Framed::with_capacity(
+            stream,
+            LengthDelimitedCodec::new(),
+            FRAME_BUFFER
+        )),
     }
     Ok((requests, bytes))
 }
