@@ -28,6 +28,7 @@ pub const THIS_PROJECT: &str = "pool-core";
 /// Every contender's name, in table order.
 pub const CONTENDERS: &[&str] = &[
     "pool-core",
+    "pool-core-burst",
     "pool-tokio",
     "tls-floor",
     "fresh-bytesmut",
@@ -191,6 +192,64 @@ impl Contender for PoolCore {
     }
     fn retained_bytes(&'static self) -> Option<u64> {
         Some(POOL_CORE.stats().retained_bytes())
+    }
+}
+
+/// Bytes the [`PoolCoreBurst`] pool may keep in its global overflow: room
+/// for the whole W5 burst (2,000 x 64 KiB = 125 MiB).
+pub const BURST_GLOBAL_BYTES: usize = 256 << 20;
+/// Idle decay interval of the [`PoolCoreBurst`] pool: short enough that
+/// two decay ticks fit in W5's idle second.
+pub const BURST_DECAY: std::time::Duration = std::time::Duration::from_millis(300);
+
+static POOL_CORE_BURST: LazyLock<pool_core::BufferPool<BytesMut>> = LazyLock::new(|| {
+    match pool_core::BufferConfig::new()
+        .global_capacity(4096)
+        .global_bytes(BURST_GLOBAL_BYTES)
+        .decay_interval(BURST_DECAY)
+        .build()
+    {
+        Ok(pool) => pool,
+        Err(e) => panic!("burst settings are valid: {e}"),
+    }
+});
+
+/// pool-core configured for bursts (run in W5 only by default): global
+/// overflow of 4,096 buffers per class and [`BURST_GLOBAL_BYTES`], idle
+/// decay every [`BURST_DECAY`]. Shows what the bounds and the decay do
+/// when the burst fits.
+#[derive(Debug)]
+pub struct PoolCoreBurst;
+
+impl Contender for PoolCoreBurst {
+    type Buf = pool_core::PooledBuf<'static, BytesMut>;
+    const NAME: &'static str = "pool-core-burst";
+    #[inline(always)]
+    fn checkout(&'static self, n: usize) -> Self::Buf {
+        POOL_CORE_BURST.checkout(n)
+    }
+    #[inline(always)]
+    fn write(&'static self, buf: &mut Self::Buf, n: usize, full: bool) {
+        write_bytes(buf, n, full)
+    }
+    #[inline(always)]
+    fn read(&'static self, buf: &Self::Buf) -> u8 {
+        read_bytes(buf)
+    }
+    #[inline(always)]
+    fn put(&'static self, buf: Self::Buf) {
+        drop(buf)
+    }
+    fn idle_tick(&'static self) -> &'static str {
+        POOL_CORE_BURST.maintain();
+        "BufferPool::maintain()"
+    }
+    fn trim(&'static self) -> &'static str {
+        POOL_CORE_BURST.trim();
+        "BufferPool::trim()"
+    }
+    fn retained_bytes(&'static self) -> Option<u64> {
+        Some(POOL_CORE_BURST.stats().retained_bytes())
     }
 }
 
@@ -563,6 +622,7 @@ pub trait Visit {
 pub fn for_contender<V: Visit>(name: &str, v: V) -> Option<V::Output> {
     Some(match name {
         "pool-core" => v.visit(&PoolCore),
+        "pool-core-burst" => v.visit(&PoolCoreBurst),
         "pool-tokio" => v.visit(&PoolTokio),
         "tls-floor" => v.visit(&ThreadLocalFloor),
         "fresh-bytesmut" => v.visit(&FreshBytesMut),

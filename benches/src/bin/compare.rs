@@ -48,6 +48,7 @@ struct Args {
     workloads: Vec<String>,
     sizes: Vec<usize>,
     contenders: Vec<String>,
+    contenders_given: bool,
     bins: Vec<PathBuf>,
     out: PathBuf,
 }
@@ -81,6 +82,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
         sizes: vec![256, 4096, 64 * 1024, 1 << 20],
         contenders: CONTENDERS.iter().map(|s| s.to_string()).collect(),
+        contenders_given: false,
         bins: Vec::new(),
         out: PathBuf::from("target/compare"),
     };
@@ -105,7 +107,10 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                     .map(|s| parse_size(s))
                     .collect::<Result<_, _>>()?
             }
-            "--contenders" => args.contenders = list(&value()?),
+            "--contenders" => {
+                args.contenders = list(&value()?);
+                args.contenders_given = true;
+            }
             "--bins" => args.bins = list(&value()?).into_iter().map(PathBuf::from).collect(),
             "--out" => args.out = PathBuf::from(value()?),
             "-h" | "--help" => return Err(String::new()),
@@ -732,6 +737,9 @@ fn main() -> ExitCode {
         };
         for &(size, threads) in &points {
             for c in &args.contenders {
+                if c == "pool-core-burst" && w != "w5" && !args.contenders_given {
+                    continue; // a W5 configuration; run elsewhere only on request
+                }
                 for bin in &bins {
                     match run_child(bin, w, c, size, threads, args.quick) {
                         Ok(r) => rows.push(r),
