@@ -584,10 +584,9 @@ impl BufferConfig {
     /// assert_eq!(config.class_thread_capacity(64 << 10), 4);
     /// ```
     pub const fn class_thread_capacity(&self, class_size: usize) -> usize {
-        let by_bytes = if class_size == 0 {
-            usize::MAX
-        } else {
-            self.thread_bytes / class_size
+        let by_bytes = match self.thread_bytes.checked_div(class_size) {
+            Some(n) => n,
+            None => usize::MAX,
         };
         let cap = if by_bytes < self.thread_capacity {
             by_bytes

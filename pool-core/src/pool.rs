@@ -368,6 +368,12 @@ macro_rules! guard_impls {
                 fmt::Debug::fmt(&**self, f)
             }
         }
+
+        impl<$($lt,)? T: Send + fmt::Display + 'static, R: Recycle<T>> fmt::Display for $guard<$($lt,)? T, R> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&**self, f)
+            }
+        }
     };
 }
 
