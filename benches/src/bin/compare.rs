@@ -560,10 +560,11 @@ fn targets(rows: &[Row]) -> String {
                 }
             }
         }
+        let w5_ours = |r: &&Row| r.contender == THIS_PROJECT || r.contender == "pool-core-burst";
         for p in rows
             .iter()
             .filter(|r| r.workload == "w5" && &r.allocator == a)
-            .filter(ours)
+            .filter(w5_ours)
         {
             let best = rows
                 .iter()
@@ -572,20 +573,26 @@ fn targets(rows: &[Row]) -> String {
             if let Some(b) = best {
                 let _ = writeln!(
                     s,
-                    "| W5: second burst no slower than the fastest pool crate ({} {}) | {a} | {:.1} ns vs {:.1} ns per buffer: ratio {:.2} | {} |",
-                    b.contender, b.allocator, p.ns, b.ns, p.ns / b.ns, verdict(p.ns <= b.ns)
+                    "| W5 ({}): second burst no slower than the fastest pool crate ({} {}) | {a} | {:.1} ns vs {:.1} ns per buffer: ratio {:.2} | {} |",
+                    p.contender, b.contender, b.allocator, p.ns, b.ns, p.ns / b.ns, verdict(p.ns <= b.ns)
                 );
             }
-            if let (Some(after), Some(idle), Some(trim)) = (
-                p.extra("rss_after_mib"),
-                p.extra("rss_idle_mib"),
-                p.extra("rss_trim_mib"),
-            ) {
-                let _ = writeln!(
-                    s,
-                    "| W5: after the idle second, retained memory at the floor | {a} | RSS {after:.1} MiB after the burst, {idle:.1} MiB after the idle second, {trim:.1} MiB after trim() | see figures |"
-                );
-            }
+            let fig = |k: &str| {
+                p.extra(k)
+                    .map_or("-".to_string(), |v| format!("{v:.1} MiB"))
+            };
+            let _ = writeln!(
+                s,
+                "| W5 ({}): after the idle second, retained memory at the floor | {a} | pool retains {} after the idle second, {} after trim(); RSS {} after the burst, {} after the idle second, {} after trim(), {} after malloc_trim(0) | {} |",
+                p.contender,
+                fig("pool_retained_idle_mib"),
+                fig("pool_retained_trim_mib"),
+                fig("rss_after_mib"),
+                fig("rss_idle_mib"),
+                fig("rss_trim_mib"),
+                fig("rss_malloc_trim_mib"),
+                verdict(p.extra("pool_retained_idle_mib").is_some_and(|m| m < 1.0))
+            );
         }
     }
     s
