@@ -13,7 +13,7 @@
 //! thread-local destructors run in reverse order of registration, so this
 //! destructor runs while the thread still owns its `ThreadLocal` slots.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Weak;
 
 /// A pool that can hand the current thread's cache back.
@@ -26,6 +26,8 @@ struct Registry(RefCell<Vec<Weak<dyn FlushOnExit>>>);
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        // From here on, pool operations on this thread bypass the caches.
+        let _ = EXITING.try_with(|e| e.set(true));
         for pool in self.0.get_mut().drain(..) {
             if let Some(pool) = pool.upgrade() {
                 pool.flush_current_thread();
@@ -36,6 +38,10 @@ impl Drop for Registry {
 
 std::thread_local! {
     static REGISTRY: Registry = const { Registry(RefCell::new(Vec::new())) };
+    /// Set when this thread's registry is being destroyed. A `const`
+    /// thread-local without a destructor: readable at any point of teardown,
+    /// and reading it registers nothing.
+    static EXITING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Registers `pool` for a flush when the current thread exits. Returns false
@@ -60,8 +66,10 @@ pub(crate) fn register(pool: Weak<dyn FlushOnExit>) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether this thread's thread-locals are still usable (false while the
-/// thread is tearing them down, when no new cache may be created).
-pub(crate) fn alive() -> bool {
-    REGISTRY.try_with(|_| ()).is_ok()
+/// Whether this thread is tearing down its thread-locals, when no new cache
+/// may be created. Must not touch `REGISTRY`: initialising it before
+/// `thread_local`'s id guard would reverse the destructor order that
+/// `flush_current_thread` relies on.
+pub(crate) fn exiting() -> bool {
+    EXITING.try_with(Cell::get).unwrap_or(true)
 }

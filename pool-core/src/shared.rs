@@ -176,7 +176,7 @@ impl<T: Send + 'static> Shared<T> {
     #[cold]
     #[inline(never)]
     fn local_slow(self: &Arc<Self>) -> Option<&Local<T>> {
-        if !exit::alive() {
+        if exit::exiting() {
             return None;
         }
         Some(self.locals.get_or(|| Local::new(self.classes())))
