@@ -1,0 +1,61 @@
+//! `BytesMut` in a buffer pool: split-off parts share memory, so a buffer
+//! comes back only when it owns its memory alone again.
+
+use bytes::{BufMut, BytesMut};
+use pool_core::{BufferPool, Discard, Returned};
+
+#[test]
+fn a_buffer_with_a_live_frame_is_never_handed_out_again() {
+    let pool = BufferPool::<BytesMut>::new();
+    let (mut buf, ticket) = pool.take(8192);
+    buf.put_slice(&[7; 100]);
+    let frame = buf.split_to(100).freeze();
+    assert_eq!(
+        pool.give_back(buf, ticket),
+        Returned::Discarded(Discard::Shared)
+    );
+    for _ in 0..100 {
+        let mut b = pool.checkout(8192);
+        b.put_slice(&[9; 8192]);
+    }
+    assert_eq!(&frame[..], &[7; 100][..], "the frame's bytes never changed");
+}
+
+#[test]
+fn a_buffer_whose_frames_are_gone_is_reclaimed_whole() {
+    let pool = BufferPool::<BytesMut>::new();
+    let (mut buf, ticket) = pool.take(8192);
+    let ptr = buf.as_ptr();
+    buf.put_slice(&[7; 100]);
+    drop(buf.split_to(100).freeze());
+    assert_eq!(pool.give_back(buf, ticket), Returned::Kept);
+    let again = pool.checkout(8192);
+    assert_eq!(
+        again.as_ptr(),
+        ptr,
+        "same allocation, reclaimed from the front"
+    );
+    assert!(again.is_empty());
+    assert!(again.capacity() >= 8192);
+}
+
+#[test]
+fn a_buffer_that_grew_past_its_class_is_dropped() {
+    let pool = BufferPool::<BytesMut>::new();
+    let mut b = pool.checkout(512);
+    b.reserve(4096);
+    drop(b);
+    assert_eq!(pool.stats().total().discarded.oversize, 1);
+    assert_eq!(pool.stats().retained_objects(), 0);
+}
+
+#[test]
+fn returned_bytes_are_never_readable_again() {
+    let pool = BufferPool::<BytesMut>::new();
+    let mut b = pool.checkout(4096);
+    b.put_slice(b"secret");
+    drop(b);
+    let b = pool.checkout(4096);
+    assert_eq!(b.len(), 0);
+    assert_eq!(&b[..], b"");
+}
