@@ -80,16 +80,18 @@ fn push_take_trim_conserve_objects() {
 #[test]
 fn concurrent_pushes_respect_bounds() {
     loom::model(|| {
-        let depot = Arc::new(Depot::<u32>::new(OBJ));
-        // Two depots of different classes share one byte budget in a pool;
-        // here two threads race for a budget with room for one batch.
+        // Two classes' depots share one byte budget, as in a pool; their
+        // locks do not serialize each other, only the budget does. The
+        // budget has room for one batch.
+        let depots = Arc::new([Depot::<u32>::new(OBJ), Depot::<u32>::new(OBJ)]);
         let budget = Arc::new(Budget::new(2 * OBJ));
         let threads: Vec<_> = [0..2, 2..4]
             .into_iter()
-            .map(|ids| {
-                let (depot, budget) = (depot.clone(), budget.clone());
+            .enumerate()
+            .map(|(i, ids)| {
+                let (depots, budget) = (depots.clone(), budget.clone());
                 thread::spawn(move || {
-                    let accepted = depot.push(batch(ids), 8, &budget).is_ok();
+                    let accepted = depots[i].push(batch(ids), 8, &budget).is_ok();
                     assert!(budget.used() <= 2 * OBJ, "byte bound exceeded");
                     accepted
                 })
@@ -101,8 +103,9 @@ fn concurrent_pushes_respect_bounds() {
             .filter(|&a| a)
             .count();
         assert_eq!(accepted, 1, "exactly one batch fits the byte budget");
-        assert_eq!(depot.counters().objects, 2);
-        assert_eq!(depot.counters().discarded_full, 2);
+        let held: u64 = depots.iter().map(|d| d.counters().objects).sum();
+        let dropped: u64 = depots.iter().map(|d| d.counters().discarded_full).sum();
+        assert_eq!((held, dropped), (2, 2));
         assert_eq!(budget.used(), 2 * OBJ);
     });
 }
