@@ -331,6 +331,22 @@ impl<B: Buffer> BufferPool<B> {
         }
     }
 
+    /// The size of the class that would serve a request of `min_capacity`
+    /// bytes under the settings in force, or `None` when the request is
+    /// above the largest class (an unpooled allocation of exactly
+    /// `min_capacity` bytes).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// assert_eq!(pool.class_size_for(0), Some(512));
+    /// assert_eq!(pool.class_size_for(3000), Some(4096));
+    /// assert_eq!(pool.class_size_for(2 << 20), None);
+    /// ```
+    pub fn class_size_for(&self, min_capacity: usize) -> Option<usize> {
+        let slot = self.slot_for(min_capacity) as usize;
+        (slot < BUFFER_CLASSES).then(|| 1 << slot)
+    }
+
     /// The class slot serving `min_capacity` bytes, or `UNPOOLED`.
     #[inline]
     fn slot_for(&self, min_capacity: usize) -> u8 {

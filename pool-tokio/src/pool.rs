@@ -1,7 +1,7 @@
 //! `BytesPool`: the pool handle, its builder, and the byte budget.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -59,12 +59,6 @@ impl Handle {
 pub(crate) struct Budget {
     limit: usize,
     semaphore: Semaphore,
-    // The class range, to compute a request's charge before the buffer is
-    // taken. Relaxed: a hint kept in step by `BytesPool::reconfigure`; a
-    // guard releases exactly what it was charged, so a stale read can only
-    // mis-size one charge, never unbalance the budget.
-    min_class: AtomicUsize,
-    max_class: AtomicUsize,
     overdrafts: AtomicU64,
 }
 
@@ -74,22 +68,18 @@ impl Budget {
         Ok(Budget {
             limit,
             semaphore: Semaphore::new(limit),
-            min_class: AtomicUsize::new(config.get_min_class()),
-            max_class: AtomicUsize::new(config.get_max_class()),
             overdrafts: AtomicU64::new(0),
         })
     }
 
-    /// The bytes a request of `n` charges: its class size, or `n` itself
-    /// above the largest class.
-    fn charge(&self, n: usize) -> Result<usize, CheckoutError> {
+    /// The bytes a request of `n` charges: its class size under the
+    /// settings in force, or `n` itself above the largest class. A guard
+    /// releases exactly what it was charged, so a reconfiguration between
+    /// the charge and the checkout can mis-size one charge, never unbalance
+    /// the budget.
+    fn charge(&self, pool: &BufferPool<BytesMut>, n: usize) -> Result<usize, CheckoutError> {
         check_size(n)?;
-        let (min, max) = (self.min_class.load(Relaxed), self.max_class.load(Relaxed));
-        let charge = if n <= max {
-            n.max(min).next_power_of_two()
-        } else {
-            n
-        };
+        let charge = pool.class_size_for(n).unwrap_or(n);
         if charge > self.limit {
             return Err(CheckoutError::ExceedsBudget {
                 charge,
@@ -344,7 +334,7 @@ impl BytesPool {
     #[cold]
     fn overdraft_charge(&self, budget: &Budget, n: usize) -> usize {
         match budget
-            .charge(n)
+            .charge(&self.handle.inner().pool, n)
             .and_then(|c| budget.try_acquire(c).map(|()| c))
         {
             Ok(charge) => charge,
@@ -392,7 +382,7 @@ impl BytesPool {
                 0
             }
             Some(budget) => {
-                let charge = budget.charge(min_capacity)?;
+                let charge = budget.charge(&self.handle.inner().pool, min_capacity)?;
                 budget.try_acquire(charge)?;
                 charge
             }
@@ -433,7 +423,7 @@ impl BytesPool {
                 0
             }
             Some(budget) => {
-                let charge = budget.charge(min_capacity)?;
+                let charge = budget.charge(&self.handle.inner().pool, min_capacity)?;
                 budget.acquire(charge).await;
                 charge
             }
@@ -496,10 +486,6 @@ impl BytesPool {
             check_budget(budget.limit, &config)?;
         }
         inner.pool.reconfigure(config)?;
-        if let Some(budget) = &inner.budget {
-            budget.min_class.store(config.get_min_class(), Relaxed);
-            budget.max_class.store(config.get_max_class(), Relaxed);
-        }
         Ok(())
     }
 
