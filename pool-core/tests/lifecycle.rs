@@ -71,7 +71,7 @@ fn thousands_of_short_lived_threads_stay_within_bounds() {
             .global_capacity(GLOBAL),
     );
     let pool = Arc::new(pool);
-    let threads = if cfg!(miri) { 8 } else { 2000 };
+    let threads = if cfg!(miri) { 24 } else { 2000 };
     for round in 0..threads / 8 {
         let handles: Vec<_> = (0..8)
             .map(|_| {

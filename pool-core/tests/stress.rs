@@ -116,10 +116,9 @@ fn cross_thread_buffers_are_never_shared_and_books_balance() {
     );
     assert_eq!(stats.outstanding(), 0, "every buffer came back:\n{stats}");
     assert!(holders.0.lock().unwrap().is_empty());
-    assert!(
-        total.batches_pushed > 0 && total.batches_taken > 0,
-        "{total:?}"
-    );
+    assert!(total.batches_pushed > 0, "{total:?}");
+    // Under Miri the run is too short for a cache to run dry.
+    assert!(cfg!(miri) || total.batches_taken > 0, "{total:?}");
     // Retained memory stays within the bounds: the overflow holds at most 64
     // per class; each of the (exited) threads flushed its cache into it.
     for class in &stats.classes {
