@@ -100,7 +100,9 @@ struct Orphans {
 }
 
 pub(crate) struct Shared<T: Send + 'static> {
-    locals: ThreadLocal<Local<T>>,
+    /// Padded so that two threads' slots, which `ThreadLocal` stores side
+    /// by side, never share a cache line.
+    locals: ThreadLocal<CachePadded<Local<T>>>,
     depots: Box<[Depot<T>]>,
     budget: Budget,
     gens: CachePadded<Gens>,
@@ -168,7 +170,7 @@ impl<T: Send + 'static> Shared<T> {
     #[inline]
     fn local(self: &Arc<Self>) -> Option<&Local<T>> {
         match self.locals.get() {
-            Some(local) => Some(local),
+            Some(local) => Some(&**local),
             None => self.local_slow(),
         }
     }
@@ -179,7 +181,11 @@ impl<T: Send + 'static> Shared<T> {
         if exit::exiting() {
             return None;
         }
-        Some(self.locals.get_or(|| Local::new(self.classes())))
+        Some(
+            &**self
+                .locals
+                .get_or(|| CachePadded::new(Local::new(self.classes()))),
+        )
     }
 
     /// Takes an object of `class` from this thread's cache, or a batch from
