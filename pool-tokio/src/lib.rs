@@ -59,8 +59,17 @@
 //!   and `bytes`; debug spans `pool_report` and `pool_maintenance`. Without
 //!   it the events compile to nothing. This crate never sets `tracing`'s
 //!   `max_level_*` features.
+//! - `diagnostics` (off): leak diagnostics. A pool built with
+//!   `Builder::diagnostics` records the time, thread and (sampled)
+//!   backtrace of each checkout until the buffer comes back;
+//!   `BytesPool::held_longer_than` reports the buffers held too long, and
+//!   [`BytesPool::assert_all_returned`] (always available) puts that report
+//!   in its panic message. Without the feature the bookkeeping is compiled
+//!   out; with it, a pool built without the switch pays one branch per
+//!   checkout.
 
 mod codec;
+mod diagnostics;
 mod error;
 mod pool;
 mod pooled;
@@ -72,6 +81,8 @@ use std::sync::LazyLock;
 pub use codec::{
     PooledFramed, PooledFramedRead, PooledFramedWrite, PooledParts, DEFAULT_FRAME_BUFFER,
 };
+#[cfg(feature = "diagnostics")]
+pub use diagnostics::{Diagnostics, LeakReport, Outstanding};
 pub use error::{BuildError, CheckoutError};
 pub use pool::{BudgetStats, Builder, BytesPool};
 pub use pooled::PooledBytes;

@@ -15,6 +15,9 @@ use crate::pooled::PooledBytes;
 pub(crate) struct Inner {
     pub(crate) pool: BufferPool<BytesMut>,
     pub(crate) budget: Option<Budget>,
+    /// Leak diagnostics, for pools built with `Builder::diagnostics`.
+    #[cfg(feature = "diagnostics")]
+    pub(crate) diagnostics: Option<crate::diagnostics::Registry>,
 }
 
 impl Inner {
@@ -24,7 +27,12 @@ impl Inner {
             None => None,
             Some(limit) => Some(Budget::new(limit, &config)?),
         };
-        Ok(Inner { pool, budget })
+        Ok(Inner {
+            pool,
+            budget,
+            #[cfg(feature = "diagnostics")]
+            diagnostics: None,
+        })
     }
 }
 
@@ -254,9 +262,13 @@ impl BytesPool {
     /// assert_eq!(err.setting(), "min_class");
     /// ```
     pub fn with_config(config: BufferConfig) -> Result<Self, pool_core::ConfigError> {
-        let pool = BufferPool::with_config(config)?;
+        let inner = match Inner::new(config, None) {
+            Ok(inner) => inner,
+            Err(BuildError::Config(e)) => return Err(e),
+            Err(e) => unreachable!("no budget, so only a setting can be wrong: {e}"),
+        };
         Ok(BytesPool {
-            handle: Handle::Shared(Arc::new(Inner { pool, budget: None })),
+            handle: Handle::Shared(Arc::new(inner)),
         })
     }
 
@@ -274,6 +286,8 @@ impl BytesPool {
         Builder {
             config: BufferConfig::new(),
             budget: None,
+            #[cfg(feature = "diagnostics")]
+            diagnostics: None,
         }
     }
 
@@ -356,9 +370,11 @@ impl BytesPool {
 
     #[inline]
     fn serve(&self, n: usize, charge: usize) -> PooledBytes {
-        let (buf, ticket) = self.handle.inner().pool.take(n);
+        let inner = self.handle.inner();
+        let (buf, ticket) = inner.pool.take(n);
         crate::tracing::checkout(&ticket, n);
-        PooledBytes::new(buf, ticket, charge, self.handle.clone())
+        let track = crate::diagnostics::on_checkout(inner, n, ticket.class_size());
+        PooledBytes::new(buf, ticket, charge, track, self.handle.clone())
     }
 
     /// Checks out a buffer, or says why not: the size is impossible, or the
@@ -566,6 +582,8 @@ impl BytesPool {
 pub struct Builder {
     config: BufferConfig,
     budget: Option<usize>,
+    #[cfg(feature = "diagnostics")]
+    diagnostics: Option<crate::Diagnostics>,
 }
 
 impl Builder {
@@ -611,8 +629,31 @@ impl Builder {
     /// );
     /// ```
     pub fn build(self) -> Result<BytesPool, BuildError> {
+        #[allow(unused_mut)] // set only with the `diagnostics` feature
+        let mut inner = Inner::new(self.config, self.budget)?;
+        #[cfg(feature = "diagnostics")]
+        {
+            inner.diagnostics = self.diagnostics.map(crate::diagnostics::Registry::new);
+        }
         Ok(BytesPool {
-            handle: Handle::Shared(Arc::new(Inner::new(self.config, self.budget)?)),
+            handle: Handle::Shared(Arc::new(inner)),
         })
+    }
+
+    /// Records where and when each buffer of this pool is checked out until
+    /// it comes back, for [`BytesPool::held_longer_than`] and
+    /// [`BytesPool::assert_all_returned`] (default: off). Only with the
+    /// `diagnostics` feature.
+    ///
+    /// ```
+    /// use pool_tokio::{BytesPool, Diagnostics};
+    /// let pool = BytesPool::builder().diagnostics(Diagnostics::new()).build()?;
+    /// assert!(pool.diagnostics_enabled());
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    #[cfg(feature = "diagnostics")]
+    pub fn diagnostics(mut self, settings: crate::Diagnostics) -> Self {
+        self.diagnostics = Some(settings);
+        self
     }
 }

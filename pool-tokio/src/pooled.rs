@@ -11,11 +11,13 @@ use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
 use pool_core::{Source, Ticket};
 
+use crate::diagnostics::{self, Track};
 use crate::pool::{BytesPool, Handle, Inner};
 
 /// Returns a buffer and its budget charge to the pool.
 #[inline]
-fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize) {
+fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
+    diagnostics::on_return(inner, track);
     let class = ticket.class_size();
     let capacity = buf.capacity();
     let returned = inner.pool.give_back(buf, ticket);
@@ -57,15 +59,24 @@ fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize) {
 pub struct PooledBytes {
     buf: Option<(BytesMut, Ticket)>,
     charge: usize,
+    /// Zero-sized without the `diagnostics` feature.
+    track: Track,
     handle: Handle,
 }
 
 impl PooledBytes {
     #[inline]
-    pub(crate) fn new(buf: BytesMut, ticket: Ticket, charge: usize, handle: Handle) -> Self {
+    pub(crate) fn new(
+        buf: BytesMut,
+        ticket: Ticket,
+        charge: usize,
+        track: Track,
+        handle: Handle,
+    ) -> Self {
         PooledBytes {
             buf: Some((buf, ticket)),
             charge,
+            track,
             handle,
         }
     }
@@ -79,6 +90,7 @@ impl PooledBytes {
                 Lease {
                     ticket,
                     charge: self.charge,
+                    track: self.track,
                 },
             ),
             None => unreachable!("a guard holds its buffer until dropped"),
@@ -88,7 +100,7 @@ impl PooledBytes {
     /// Rebuilds a guard from [`into_raw`](Self::into_raw)'s parts.
     #[inline]
     pub(crate) fn from_raw(buf: BytesMut, lease: Lease, handle: Handle) -> Self {
-        Self::new(buf, lease.ticket, lease.charge, handle)
+        Self::new(buf, lease.ticket, lease.charge, lease.track, handle)
     }
 
     #[inline]
@@ -139,6 +151,7 @@ impl PooledBytes {
         let handle = self.handle.clone();
         let (buf, lease) = self.into_raw();
         let inner = handle.inner();
+        diagnostics::on_return(inner, lease.track);
         inner.pool.forget(lease.ticket);
         if let Some(budget) = &inner.budget {
             if lease.charge > 0 {
@@ -202,13 +215,14 @@ impl PooledBytes {
 pub(crate) struct Lease {
     ticket: Ticket,
     charge: usize,
+    track: Track,
 }
 
 impl Drop for PooledBytes {
     #[inline]
     fn drop(&mut self) {
         if let Some((buf, ticket)) = self.buf.take() {
-            give_back(self.handle.inner(), buf, ticket, self.charge);
+            give_back(self.handle.inner(), buf, ticket, self.charge, self.track);
         }
     }
 }
@@ -330,7 +344,13 @@ impl AsRef<[u8]> for Frozen {
 impl Drop for Frozen {
     fn drop(&mut self) {
         if let Some((buf, lease)) = self.buf.take() {
-            give_back(self.handle.inner(), buf, lease.ticket, lease.charge);
+            give_back(
+                self.handle.inner(),
+                buf,
+                lease.ticket,
+                lease.charge,
+                lease.track,
+            );
         }
     }
 }
