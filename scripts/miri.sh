@@ -10,4 +10,4 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
 fi
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}"
 cargo +nightly miri test -p pool-core --features bytes --target-dir target/miri \
-    --test stress --test lifecycle --test bytes_mut --test bad_input "$@"
+    --lib --test stress --test lifecycle --test bytes_mut --test bad_input "$@"

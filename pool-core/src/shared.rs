@@ -16,7 +16,7 @@ use thread_local::ThreadLocal;
 use crate::config::Limits;
 use crate::depot::{Budget, Depot, DepotCounters};
 use crate::exit::{self, FlushOnExit};
-use crate::local::{ClassCounters, Local, State};
+use crate::local::{pop_into, push_from, ClassCounters, Local, State};
 use crate::loom::{lock, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// Generation counters, read together on slow paths. `epoch` is bumped
@@ -208,12 +208,7 @@ impl<T: Send + 'static> Shared<T> {
         // SAFETY: `local` is this thread's slot (from `self.local()`), and
         // the closure runs no user code.
         let hit = unsafe {
-            local.with(|st| {
-                if st.epoch == epoch {
-                    *dst = st.classes[class].items.pop();
-                }
-                dst.is_some()
-            })
+            local.with(|st| st.epoch == epoch && pop_into(&mut st.classes[class].items, dst))
         };
         if hit {
             local.counters[class].local_hits.bump();
@@ -301,9 +296,7 @@ impl<T: Send + 'static> Shared<T> {
             local.with(|st| {
                 let cc = &mut st.classes[class];
                 if st.epoch == epoch && cc.items.len() < cc.cap {
-                    if let Some(v) = src.take() {
-                        cc.items.push(v);
-                    }
+                    push_from(&mut cc.items, src);
                     true
                 } else {
                     false
