@@ -13,7 +13,7 @@
 //! pool unchanged; the books balance when every thread is done.
 //!
 //! Cases: `PROPTEST_CASES` (default 128). The long run recorded in
-//! RELIABILITY.md is `PROPTEST_CASES=5000 cargo test --release -p pool-tokio --test fuzz_ops`.
+//! RELIABILITY.md is `PROPTEST_CASES=50000 cargo test --release -p pool-tokio --test fuzz_ops -- --nocapture`.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
