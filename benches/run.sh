@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the compare runner once per global allocator (system, jemalloc,
-# mimalloc) and runs the three builds side by side in one run: every point
-# runs under each build in turn, and rows carry the allocator.
+# mimalloc), plus once with pool-tokio's `tracing` feature (for W6), and
+# runs the builds side by side in one run: every point runs under each
+# allocator build in turn, and rows carry the allocator.
 #
 #   benches/run.sh --quick
 #   benches/run.sh --threads 1,2 --out target/compare-full
@@ -17,4 +18,7 @@ for alloc in system jemalloc mimalloc; do
   cargo build --quiet --release -p benches --bin compare "${features[@]}"
   cp target/release/compare "$bins/compare-$alloc"
 done
-exec "$bins/compare-system" --bins "$bins/compare-jemalloc,$bins/compare-mimalloc" "$@"
+cargo build --quiet --release -p benches --bin compare --features tracing
+cp target/release/compare "$bins/compare-system-tracing"
+exec "$bins/compare-system" --bins "$bins/compare-jemalloc,$bins/compare-mimalloc" \
+  --tracing-bin "$bins/compare-system-tracing" "$@"

@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release -p benches --bin compare -- [--quick] [--threads 1,2,4,8,16]
 //!     [--workloads w1,w1f,w2,w3,w4,w5] [--sizes 256,4k,64k,1m]
-//!     [--contenders pool-core,tls-floor,...] [--bins PATH,PATH] [--out DIR]
+//!     [--contenders pool-core,tls-floor,...] [--bins PATH,PATH]
+//!     [--tracing-bin PATH] [--out DIR]
 //! ```
 //!
 //! Every point (workload, contender, size, threads) runs in a fresh child
@@ -11,7 +12,9 @@
 //! pools and allocators start empty and peak RSS is the contender's own.
 //! `--bins` names other builds of this binary (built with `--features
 //! jemalloc` or `--features mimalloc`): each point runs under every build
-//! in the same run, interleaved, and rows carry the allocator. Prints one
+//! in the same run, interleaved, and rows carry the allocator.
+//! `--tracing-bin` names a build with `--features tracing`, which W6 runs
+//! against this one (pool-tokio's `tracing` feature off). Prints one
 //! markdown table per workload plus a target check, and writes
 //! `results.csv`, `report.md` and `w2-scaling.svg` under `--out`
 //! (default `target/compare`).
@@ -23,14 +26,14 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use benches::workloads::{self, Budget, Measurement};
-use benches::{for_contender, Contender, Visit, ALLOCATOR, CONTENDERS, THIS_PROJECT};
+use benches::{for_contender, Contender, Visit, CONTENDERS, THIS_PROJECT};
 
 /// Size of the W2, W3 and W4 buffers.
 const SMALL: usize = 4096;
 /// Size of the W5 buffers.
 const BURST_SIZE: usize = 64 * 1024;
 /// The workloads, in run order.
-const WORKLOADS: &[&str] = &["w1", "w1f", "w2", "w3", "w4", "w5"];
+const WORKLOADS: &[&str] = &["w1", "w1f", "w2", "w3", "w4", "w5", "w6"];
 /// Pool crates (for W5's "fastest pool crate").
 const POOL_CRATES: &[&str] = &[
     "sharded-slab",
@@ -50,6 +53,7 @@ struct Args {
     contenders: Vec<String>,
     contenders_given: bool,
     bins: Vec<PathBuf>,
+    tracing_bin: Option<PathBuf>,
     out: PathBuf,
 }
 
@@ -84,6 +88,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         contenders: CONTENDERS.iter().map(|s| s.to_string()).collect(),
         contenders_given: false,
         bins: Vec::new(),
+        tracing_bin: None,
         out: PathBuf::from("target/compare"),
     };
     let mut it = argv.iter();
@@ -112,6 +117,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                 args.contenders_given = true;
             }
             "--bins" => args.bins = list(&value()?).into_iter().map(PathBuf::from).collect(),
+            "--tracing-bin" => args.tracing_bin = Some(PathBuf::from(value()?)),
             "--out" => args.out = PathBuf::from(value()?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -134,7 +140,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     for w in &args.workloads {
         if !WORKLOADS.contains(&w.as_str()) {
             return Err(format!(
-                "unknown workload {w:?} (known: {}; w6 and w7 are not implemented yet)",
+                "unknown workload {w:?} (known: {}; w7 is not implemented yet)",
                 WORKLOADS.join(",")
             ));
         }
@@ -170,6 +176,13 @@ impl Visit for Point<'_> {
             "w3" => workloads::w3(c, self.size, self.threads, self.budget),
             "w4" => workloads::w4(c, self.size, self.threads, self.budget),
             "w5" => workloads::w5(c, self.size),
+            "w6" => workloads::w1(c, self.size, false, self.budget),
+            "w6s" => {
+                if !benches::install_rejecting_subscriber() {
+                    panic!("w6s needs a build with the `tracing` feature");
+                }
+                workloads::w1(c, self.size, false, self.budget)
+            }
             other => panic!("unknown workload {other}"),
         }
     }
@@ -203,7 +216,8 @@ fn child(argv: &[String]) -> ExitCode {
     };
     let extra: Vec<String> = m.extra.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
     println!(
-        "ROW\t{ALLOCATOR}\t{}\t{}\t{}\t{}\t{}",
+        "ROW\t{}\t{}\t{}\t{}\t{}\t{}",
+        benches::build_label(),
         m.ns_per_op,
         m.mops,
         m.peak_rss,
@@ -363,6 +377,7 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     ("w2", "W2: T threads on one shared pool doing W1 at 4 KiB behind a Barrier; ns/op per thread, Mops/s aggregate"),
     ("w3", "W3: T producers -> bounded channels (256) -> T consumers, 4 KiB, every return remote; ns/op = wall ns per message; RSS growth = peak over baseline"),
     ("w4", "W4: tokio multi-thread runtime with T workers, 4 tasks per worker, 4 KiB held across yield_now().await then written and returned; ns/op = wall ns per operation"),
+    ("w6", "W6: tracing cost: W1 at 4 KiB with pool-tokio's `tracing` feature off (allocator label alone), on with no subscriber (+tracing), on with a subscriber rejecting `trace` (+tracing+rejecting-subscriber)"),
     ("w5", "W5: 2,000 x 64 KiB checked out, filled, returned (twice; the second burst timed, ns per buffer); RSS after, after an idle second (idle ticks), after trim"),
 ];
 
@@ -560,6 +575,25 @@ fn targets(rows: &[Row]) -> String {
                 }
             }
         }
+        let w6 = |label: &str| {
+            rows.iter()
+                .find(|r| r.workload == "w6" && r.contender == "pool-tokio" && r.allocator == label)
+        };
+        if let (Some(off), Some(on)) = (w6(a), w6(&format!("{a}+tracing"))) {
+            let ratio = on.ns / off.ns;
+            let _ = writeln!(
+                s,
+                "| W6: pool-tokio with `tracing` on, no subscriber, within 3% of off | {a} | {:.1} ns vs {:.1} ns: ratio {ratio:.3} | {} |",
+                on.ns, off.ns, verdict(ratio <= 1.03)
+            );
+            if let Some(sub) = w6(&format!("{a}+tracing+rejecting-subscriber")) {
+                let _ = writeln!(
+                    s,
+                    "| W6: pool-tokio with `tracing` on and a subscriber rejecting `trace` (reported) | {a} | {:.1} ns vs {:.1} ns off: ratio {:.3} | reported |",
+                    sub.ns, off.ns, sub.ns / off.ns
+                );
+            }
+        }
         let w5_ours = |r: &&Row| r.contender == THIS_PROJECT || r.contender == "pool-core-burst";
         for p in rows
             .iter()
@@ -715,7 +749,7 @@ fn main() -> ExitCode {
             if !e.is_empty() {
                 eprintln!("error: {e}");
             }
-            eprintln!("usage: compare [--quick] [--threads 1,2,4] [--workloads {}] [--sizes 256,4k,64k,1m] [--contenders {}] [--bins PATH,...] [--out DIR]", WORKLOADS.join(","), CONTENDERS.join(","));
+            eprintln!("usage: compare [--quick] [--threads 1,2,4] [--workloads {}] [--sizes 256,4k,64k,1m] [--contenders {}] [--bins PATH,...] [--tracing-bin PATH] [--out DIR]", WORKLOADS.join(","), CONTENDERS.join(","));
             return ExitCode::from(2);
         }
     };
@@ -740,16 +774,39 @@ fn main() -> ExitCode {
         let points: Vec<(usize, usize)> = match w.as_str() {
             "w1" | "w1f" => args.sizes.iter().map(|&s| (s, 1)).collect(),
             "w2" | "w3" | "w4" => args.threads.iter().map(|&t| (SMALL, t)).collect(),
+            "w6" => vec![(SMALL, 1)],
             _ => vec![(BURST_SIZE, 1)],
+        };
+        // W6: pool-tokio (and pool-core as the reference) in this build
+        // (pool-tokio's `tracing` feature off) and in the `--tracing-bin`
+        // build, there without and with a subscriber that rejects `trace`.
+        let runs: Vec<(&Path, &str, &str)> = if w == "w6" {
+            let mut v = vec![(bins[0].as_path(), "w6", "")];
+            if let Some(t) = &args.tracing_bin {
+                v.push((t.as_path(), "w6", ""));
+                v.push((t.as_path(), "w6s", "+rejecting-subscriber"));
+            } else {
+                eprintln!("note: W6 without --tracing-bin measures only the build without tracing");
+            }
+            v
+        } else {
+            bins.iter().map(|b| (b.as_path(), w.as_str(), "")).collect()
         };
         for &(size, threads) in &points {
             for c in &args.contenders {
                 if c == "pool-core-burst" && w != "w5" && !args.contenders_given {
                     continue; // a W5 configuration; run elsewhere only on request
                 }
-                for bin in &bins {
-                    match run_child(bin, w, c, size, threads, args.quick) {
-                        Ok(r) => rows.push(r),
+                if w == "w6" && !args.contenders_given && c != THIS_PROJECT && c != "pool-tokio" {
+                    continue; // the tracing cost is pool-tokio's
+                }
+                for &(bin, child_w, suffix) in &runs {
+                    match run_child(bin, child_w, c, size, threads, args.quick) {
+                        Ok(mut r) => {
+                            r.workload = w.clone();
+                            r.allocator.push_str(suffix);
+                            rows.push(r);
+                        }
                         Err(e) => {
                             failures += 1;
                             eprintln!("error: {e}");
