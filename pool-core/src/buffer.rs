@@ -32,11 +32,12 @@ pub trait Buffer: Send + Sized + 'static {
     /// Bytes the buffer can hold without reallocating.
     fn capacity(&self) -> usize;
 
-    /// Makes a returned buffer ready for reuse: length 0, sole owner of its
-    /// memory, and at least `class_size` bytes of capacity, without
-    /// allocating. Returns false when that is impossible (for `BytesMut`,
-    /// while a split-off part still shares the memory); the pool then drops
-    /// the buffer instead of handing it out again.
+    /// Makes a returned buffer ready for reuse: length 0, and at least
+    /// `class_size` bytes of capacity that no other handle can read or
+    /// write, without allocating. Returns false when that is impossible
+    /// (for `BytesMut`, while a split-off part still shares the memory it
+    /// needs); the pool then drops the buffer instead of handing it out
+    /// again.
     fn reclaim(&mut self, class_size: usize) -> bool;
 
     /// Overwrites the whole capacity with zeros (after `reclaim`), for
@@ -82,8 +83,15 @@ impl Buffer for bytes::BytesMut {
     #[inline]
     fn reclaim(&mut self, class_size: usize) -> bool {
         self.clear();
-        // Never allocates: succeeds only when this handle owns the whole
-        // allocation again (every split-off part has been dropped).
+        // Never allocates. Succeeds when this handle can reach `class_size`
+        // bytes that no other handle can see: either it owns the allocation
+        // alone again (every split-off part has been dropped), or its own
+        // view already spans them. In the second case a split-off part may
+        // still exist, but only one with zero capacity (`split_to(0)`,
+        // `split_off(capacity)`): `bytes` keeps views disjoint, so that
+        // part can neither read nor write any byte this buffer reaches; it
+        // merely keeps the allocation alive. `bytes` offers no cheaper
+        // uniqueness test than this.
         self.try_reclaim(class_size)
     }
 

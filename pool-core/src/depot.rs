@@ -47,6 +47,10 @@ impl Budget {
         self.used.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
     /// Reserves `bytes`, or returns false when that would pass the limit.
     fn try_reserve(&self, bytes: usize) -> bool {
         if bytes == 0 {
@@ -258,6 +262,19 @@ impl<T> Depot<T> {
         inner.low_water = inner.low_water.min(inner.objects);
         self.hint.store(inner.objects, Ordering::Relaxed);
         out
+    }
+
+    /// Releases one batch, if any (to bring the byte budget under a
+    /// lowered limit). The caller drops it.
+    pub(crate) fn release_one(&self, budget: &Budget) -> Option<Vec<T>> {
+        let mut inner = lock(&self.inner);
+        let batch = inner.full.pop()?;
+        inner.objects -= batch.len();
+        inner.released += batch.len() as u64;
+        inner.low_water = inner.low_water.min(inner.objects);
+        budget.release(batch.len().saturating_mul(self.object_bytes));
+        self.hint.store(inner.objects, Ordering::Relaxed);
+        Some(batch)
     }
 
     pub(crate) fn counters(&self) -> DepotCounters {

@@ -584,6 +584,16 @@ impl<T: Send + 'static> Shared<T> {
             for (i, depot) in self.depots.iter().enumerate() {
                 released.extend(depot.shrink_to(limits.global_objects[i], &self.budget));
             }
+            // A lowered byte bound: release whole batches, largest classes
+            // first, until what the depots hold fits it.
+            for depot in self.depots.iter().rev() {
+                while self.budget.used() > self.budget.limit() {
+                    match depot.release_one(&self.budget) {
+                        Some(batch) => released.push(batch),
+                        None => break,
+                    }
+                }
+            }
             *current = Arc::new(limits);
         }
         self.bump(&self.gens.config);
