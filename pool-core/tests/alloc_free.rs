@@ -14,10 +14,20 @@ struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+std::thread_local! {
+    /// Set on the threads whose allocations are counted, so that the test
+    /// harness's own threads do not add noise.
+    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn counted() -> bool {
+    COUNTING.load(Ordering::Relaxed) && COUNTED.try_with(|c| c.get()).unwrap_or(false)
+}
+
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counted() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
@@ -28,7 +38,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counted() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
@@ -42,8 +52,10 @@ static GLOBAL: Counting = Counting;
 static BUFFERS: LazyLock<BufferPool<Vec<u8>>> = LazyLock::new(BufferPool::new);
 static STRINGS: LazyLock<Pool<String>> = LazyLock::new(Pool::new);
 
-/// Allocations made by `f`. Tests in this file run one at a time.
+/// Allocations made by `f` on counted threads (this one, and the consumer
+/// threads that mark themselves). Tests in this file run one at a time.
 fn allocations(f: impl FnOnce()) -> u64 {
+    COUNTED.with(|c| c.set(true));
     ALLOCS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
     f();
@@ -76,6 +88,7 @@ fn steady_state_checkouts_allocate_nothing() {
     let run = |messages: usize| {
         let (tx, rx) = mpsc::sync_channel(64);
         let consumer = thread::spawn(move || {
+            COUNTED.with(|c| c.set(true));
             for b in rx {
                 drop::<pool_core::PooledBuf<'static, Vec<u8>>>(b);
             }
