@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::config::{BufferConfig, ConfigError, BUFFER_CLASSES, BUFFER_SLOTS};
-use crate::loom::{lock, Mutex, Ordering};
+use crate::loom::{lock, Mutex};
 use crate::shared::Shared;
 use crate::stats::{Discard, Returned, Source, Stats};
 
@@ -371,19 +371,30 @@ impl<B: Buffer> BufferPool<B> {
         }
     }
 
-    /// Puts a buffer of `slot` into `dst` (which is `None`).
-    #[inline]
+    /// Puts a buffer of `slot` into `dst` (which is `None`). The hit path
+    /// is forced inline; misses and unpooled requests are out of line.
+    #[inline(always)]
     fn fill(&self, slot: u8, min_capacity: usize, dst: &mut Option<B>) -> Source {
+        let class = slot as usize;
+        if class < BUFFER_CLASSES {
+            let source = self.shared.take_into(class, dst);
+            if source != Source::New {
+                return source;
+            }
+        }
+        self.fill_cold(slot, min_capacity, dst)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fill_cold(&self, slot: u8, min_capacity: usize, dst: &mut Option<B>) -> Source {
         let class = slot as usize;
         if class >= BUFFER_CLASSES {
             *dst = Some(self.take_unpooled(min_capacity));
             return Source::Unpooled;
         }
-        let source = self.shared.take_into(class, dst);
-        if source == Source::New {
-            *dst = Some(B::with_capacity(1 << class));
-        }
-        source
+        *dst = Some(B::with_capacity(1 << class));
+        Source::New
     }
 
     #[cold]
@@ -414,7 +425,8 @@ impl<B: Buffer> BufferPool<B> {
     }
 
     /// Returns the buffer in `src` to class `slot`, leaving `src` `None`.
-    #[inline]
+    /// The keep path is forced inline; discards are out of line.
+    #[inline(always)]
     fn give_back_slot(&self, src: &mut Option<B>, slot: u8) -> Returned {
         let Some(buf) = src.as_mut() else {
             return Returned::Kept;
@@ -426,22 +438,25 @@ impl<B: Buffer> BufferPool<B> {
             Discard::Shared
         } else {
             let capacity = buf.capacity();
-            // Relaxed: a limit read as a hint; see `Hot`.
-            if capacity >= (1usize << slot).saturating_mul(2)
-                || capacity > self.shared.hot.max_retained.load(Ordering::Relaxed)
-            {
+            let (max_retained, zero) = self.shared.hot.retention();
+            if capacity >= (1usize << slot).saturating_mul(2) || capacity > max_retained {
                 Discard::Oversize
             } else {
-                if self.shared.hot.zero_on_return.load(Ordering::Relaxed) {
+                if zero {
                     buf.zero();
                 }
-                return if self.shared.put_from(slot, src) {
-                    Returned::Kept
-                } else {
-                    Returned::Discarded(Discard::Stale)
-                };
+                if self.shared.put_from(slot, src) {
+                    return Returned::Kept;
+                }
+                return Returned::Discarded(Discard::Stale);
             }
         };
+        self.discard_cold(src, slot, verdict)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn discard_cold(&self, src: &mut Option<B>, slot: usize, verdict: Discard) -> Returned {
         *src = None;
         self.shared.discard(slot.min(UNPOOLED), verdict);
         Returned::Discarded(verdict)

@@ -17,7 +17,7 @@ use crate::config::Limits;
 use crate::depot::{Budget, Depot, DepotCounters};
 use crate::exit::{self, FlushOnExit};
 use crate::local::{pop_into, push_from, ClassCounters, Local, State};
-use crate::loom::{lock, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::loom::{lock, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// Generation counters, read together on slow paths. `epoch` is bumped
 /// whenever any of the others is, so the fast path checks one word.
@@ -34,11 +34,31 @@ struct Gens {
 pub(crate) struct Hot {
     /// `min_shift << 8 | max_shift` of the class range.
     range: AtomicUsize,
-    pub(crate) max_retained: AtomicUsize,
-    pub(crate) zero_on_return: AtomicBool,
+    /// `max_retained` (capped at `usize::MAX >> 1`), with the top bit set
+    /// when returned buffers are zeroed: one load on the return path.
+    retention: AtomicUsize,
+}
+
+const ZERO_BIT: usize = 1 << (usize::BITS - 1);
+
+fn retention_word(limits: &Limits) -> usize {
+    let max = limits.max_retained.min(!ZERO_BIT);
+    if limits.zero_on_return {
+        max | ZERO_BIT
+    } else {
+        max
+    }
 }
 
 impl Hot {
+    /// `(max_retained, zero_on_return)`.
+    #[inline]
+    pub(crate) fn retention(&self) -> (usize, bool) {
+        // Relaxed: a limit read as a hint, like `range`.
+        let w = self.retention.load(Ordering::Relaxed);
+        (w & !ZERO_BIT, w & ZERO_BIT != 0)
+    }
+
     /// The configured class range as `(min_shift, max_shift)`.
     #[inline]
     pub(crate) fn range(&self) -> (u32, u32) {
@@ -135,8 +155,7 @@ impl<T: Send + 'static> Shared<T> {
     pub(crate) fn new(classes: usize, limits: Limits, class_bytes: fn(usize) -> usize) -> Self {
         let hot = Hot {
             range: AtomicUsize::new(((limits.min_shift as usize) << 8) | limits.max_shift as usize),
-            max_retained: AtomicUsize::new(limits.max_retained),
-            zero_on_return: AtomicBool::new(limits.zero_on_return),
+            retention: AtomicUsize::new(retention_word(&limits)),
         };
         Shared {
             locals: ThreadLocal::new(),
@@ -167,7 +186,7 @@ impl<T: Send + 'static> Shared<T> {
 
     /// This thread's cache, created on first use. `None` only while the
     /// thread is tearing down its thread-locals.
-    #[inline]
+    #[inline(always)]
     fn local(self: &Arc<Self>) -> Option<&Local<T>> {
         match self.locals.get() {
             Some(local) => Some(&**local),
@@ -193,7 +212,7 @@ impl<T: Send + 'static> Shared<T> {
     /// from; `Source::New` means `dst` is still `None` and the caller
     /// creates one (counted as a miss). Writing into the caller's slot keeps
     /// the fast path free of copies of `T`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_into(self: &Arc<Self>, class: usize, dst: &mut Option<T>) -> Source {
         debug_assert!(dst.is_none());
         let Some(local) = self.local() else {
@@ -278,7 +297,7 @@ impl<T: Send + 'static> Shared<T> {
     /// thread's cache, pushing a batch to the depot when the cache is full;
     /// `src` is left `None`. Returns false if the object was dropped instead
     /// (its class left the range, or the thread is tearing down).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put_from(self: &Arc<Self>, class: usize, src: &mut Option<T>) -> bool {
         let Some(local) = self.local() else {
             self.orphans[class]
@@ -576,11 +595,8 @@ impl<T: Send + 'static> Shared<T> {
                 Ordering::Relaxed,
             );
             self.hot
-                .max_retained
-                .store(limits.max_retained, Ordering::Relaxed);
-            self.hot
-                .zero_on_return
-                .store(limits.zero_on_return, Ordering::Relaxed);
+                .retention
+                .store(retention_word(&limits), Ordering::Relaxed);
             for (i, depot) in self.depots.iter().enumerate() {
                 released.extend(depot.shrink_to(limits.global_objects[i], &self.budget));
             }
