@@ -74,7 +74,8 @@ impl std::error::Error for ConfigError {}
 ///
 /// Defaults suit a typical service: each thread caches up to 64 objects and
 /// moves them to and from the shared overflow 32 at a time; the overflow
-/// holds at most 1024 objects; idle objects decay after about a second.
+/// holds at most 1024 objects; objects unused for half a second are freed
+/// by idle decay.
 ///
 /// ```
 /// use pool_core::{PoolConfig, Recycler};
@@ -145,7 +146,7 @@ impl PoolConfig {
             thread_capacity: 64,
             batch: None,
             global_capacity: 1024,
-            decay_interval: Duration::from_secs(1),
+            decay_interval: Duration::from_millis(500),
         }
     }
 
@@ -184,7 +185,8 @@ impl PoolConfig {
         self
     }
 
-    /// The idle-decay period (non-zero; default 1 s). See
+    /// How long a value may sit unused before idle decay frees it
+    /// (non-zero; default 500 ms). See
     /// [`Pool::maintain`](crate::Pool::maintain).
     ///
     /// ```
@@ -231,7 +233,7 @@ impl PoolConfig {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// assert_eq!(pool_core::PoolConfig::new().get_decay_interval(), Duration::from_secs(1));
+    /// assert_eq!(pool_core::PoolConfig::new().get_decay_interval(), Duration::from_millis(500));
     /// ```
     pub const fn get_decay_interval(&self) -> Duration {
         self.decay_interval
@@ -298,7 +300,8 @@ const fn default_batch(cap: usize) -> usize {
 ///
 /// Defaults: classes 512 B ..= 1 MiB; per thread and class 64 buffers and
 /// 256 KiB; global overflow 1024 buffers per class and 64 MiB in all; a
-/// buffer whose capacity passed 1 MiB is dropped on return; idle decay 1 s.
+/// buffer whose capacity passed 1 MiB is dropped on return; buffers unused
+/// for 500 ms are freed by idle decay.
 ///
 /// ```
 /// use pool_core::BufferConfig;
@@ -349,7 +352,7 @@ impl BufferConfig {
             global_bytes: 64 << 20,
             max_retained: None,
             zero_on_return: false,
-            decay_interval: Duration::from_secs(1),
+            decay_interval: Duration::from_millis(500),
         }
     }
 
@@ -469,7 +472,8 @@ impl BufferConfig {
         self
     }
 
-    /// The idle-decay period (non-zero; default 1 s). See
+    /// How long a value may sit unused before idle decay frees it
+    /// (non-zero; default 500 ms). See
     /// [`BufferPool::maintain`](crate::BufferPool::maintain).
     ///
     /// ```
@@ -570,7 +574,7 @@ impl BufferConfig {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// assert_eq!(pool_core::BufferConfig::new().get_decay_interval(), Duration::from_secs(1));
+    /// assert_eq!(pool_core::BufferConfig::new().get_decay_interval(), Duration::from_millis(500));
     /// ```
     pub const fn get_decay_interval(&self) -> Duration {
         self.decay_interval

@@ -105,8 +105,11 @@ struct Inner<T> {
     full: Vec<Vec<T>>,
     spares: Vec<Vec<T>>,
     objects: usize,
-    /// The fewest objects held since the last decay tick: what nobody needed.
-    low_water: usize,
+    /// When each batch in `full` was pushed (nanoseconds on the pool's
+    /// clock), in the same order. Takes pop the newest, so these never
+    /// decrease from bottom to top, and the bottom batches are those no
+    /// thread has needed for longest.
+    stamps: Vec<u64>,
     batches_in: u64,
     batches_out: u64,
     discarded_full: u64,
@@ -144,7 +147,7 @@ impl<T> Depot<T> {
                 full: Vec::new(),
                 spares: Vec::new(),
                 objects: 0,
-                low_water: 0,
+                stamps: Vec::new(),
                 batches_in: 0,
                 batches_out: 0,
                 discarded_full: 0,
@@ -161,6 +164,7 @@ impl<T> Depot<T> {
         batch: Vec<T>,
         max_objects: usize,
         budget: &Budget,
+        now: u64,
     ) -> Result<Option<Vec<T>>, Rejected<T>> {
         if batch.is_empty() {
             return Ok(Some(batch));
@@ -175,6 +179,10 @@ impl<T> Depot<T> {
         inner.objects += n;
         inner.batches_in += 1;
         inner.full.push(batch);
+        // Clocks read on different threads may disagree a little; keep the
+        // stamps ordered so that decay can cut from the bottom.
+        let stamp = inner.stamps.last().map_or(now, |&last| last.max(now));
+        inner.stamps.push(stamp);
         // Relaxed: a hint only; the batch itself is published by the mutex.
         self.hint.store(inner.objects, Ordering::Relaxed);
         Ok(inner.spares.pop())
@@ -191,9 +199,9 @@ impl<T> Depot<T> {
         }
         let mut inner = lock(&self.inner);
         let batch = inner.full.pop()?;
+        inner.stamps.pop();
         let n = batch.len();
         inner.objects -= n;
-        inner.low_water = inner.low_water.min(inner.objects);
         inner.batches_out += 1;
         if inner.spares.len() < MAX_SPARE_VESSELS {
             if let Some(v) = vessel.take() {
@@ -211,7 +219,7 @@ impl<T> Depot<T> {
         let mut inner = lock(&self.inner);
         let n = inner.objects;
         inner.objects = 0;
-        inner.low_water = 0;
+        inner.stamps.clear();
         inner.released += n as u64;
         inner.spares.clear();
         self.hint.store(0, Ordering::Relaxed);
@@ -219,29 +227,20 @@ impl<T> Depot<T> {
         std::mem::take(&mut inner.full)
     }
 
-    /// One idle-decay tick: releases whole batches worth at most the fewest
-    /// objects held since the previous tick (those nobody needed), then
-    /// starts a new period. The caller drops what is returned.
-    pub(crate) fn decay(&self, budget: &Budget) -> Vec<Vec<T>> {
+    /// Idle decay: releases the batches pushed at or before `cutoff` (on
+    /// the pool's clock), which no thread has taken since. The caller drops
+    /// what is returned.
+    pub(crate) fn decay(&self, budget: &Budget, cutoff: u64) -> Vec<Vec<T>> {
         let mut inner = lock(&self.inner);
-        let mut unused = inner.low_water;
-        let mut out = Vec::new();
-        // Oldest batches sit at the bottom of the stack; release those.
-        let mut i = 0;
-        while i < inner.full.len() {
-            let len = inner.full[i].len();
-            if len <= unused {
-                unused -= len;
-                out.push(inner.full.swap_remove(i));
-            } else {
-                i += 1;
-            }
-        }
+        let old = inner.stamps.partition_point(|&stamp| stamp <= cutoff);
+        inner.stamps.drain(..old);
+        let out: Vec<Vec<T>> = inner.full.drain(..old).collect();
         let n: usize = out.iter().map(Vec::len).sum();
         inner.objects -= n;
         inner.released += n as u64;
-        inner.low_water = inner.objects;
-        inner.spares.clear();
+        if inner.full.is_empty() {
+            inner.spares.clear();
+        }
         self.hint.store(inner.objects, Ordering::Relaxed);
         budget.release(n.saturating_mul(self.object_bytes));
         out
@@ -254,12 +253,12 @@ impl<T> Depot<T> {
         let mut out = Vec::new();
         while inner.objects > max_objects {
             let Some(batch) = inner.full.pop() else { break };
+            inner.stamps.pop();
             inner.objects -= batch.len();
             inner.released += batch.len() as u64;
             budget.release(batch.len().saturating_mul(self.object_bytes));
             out.push(batch);
         }
-        inner.low_water = inner.low_water.min(inner.objects);
         self.hint.store(inner.objects, Ordering::Relaxed);
         out
     }
@@ -269,9 +268,9 @@ impl<T> Depot<T> {
     pub(crate) fn release_one(&self, budget: &Budget) -> Option<Vec<T>> {
         let mut inner = lock(&self.inner);
         let batch = inner.full.pop()?;
+        inner.stamps.pop();
         inner.objects -= batch.len();
         inner.released += batch.len() as u64;
-        inner.low_water = inner.low_water.min(inner.objects);
         budget.release(batch.len().saturating_mul(self.object_bytes));
         self.hint.store(inner.objects, Ordering::Relaxed);
         Some(batch)

@@ -37,7 +37,7 @@ fn push_take_trim_conserve_objects() {
             thread::spawn(move || {
                 let mut rejected = Vec::new();
                 for ids in [0..2, 2..4] {
-                    if let Err(b) = depot.push(batch(ids), 4, &budget) {
+                    if let Err(b) = depot.push(batch(ids), 4, &budget, 0) {
                         rejected.extend(b);
                     }
                 }
@@ -91,7 +91,7 @@ fn concurrent_pushes_respect_bounds() {
             .map(|(i, ids)| {
                 let (depots, budget) = (depots.clone(), budget.clone());
                 thread::spawn(move || {
-                    let accepted = depots[i].push(batch(ids), 8, &budget).is_ok();
+                    let accepted = depots[i].push(batch(ids), 8, &budget, 0).is_ok();
                     assert!(budget.used() <= 2 * OBJ, "byte bound exceeded");
                     accepted
                 })
@@ -115,11 +115,12 @@ fn decay_and_shrink_race_with_take() {
     loom::model(|| {
         let depot = Arc::new(Depot::<u32>::new(OBJ));
         let budget = Arc::new(Budget::new(usize::MAX));
-        for ids in [0..1, 1..2, 2..3] {
-            depot.push(batch(ids), 8, &budget).unwrap();
+        // Pushed at times 10, 20 and 30 on the pool's clock.
+        for (t, ids) in [(10, 0..1), (20, 1..2), (30, 2..3)] {
+            depot.push(batch(ids), 8, &budget, t).unwrap();
         }
-        // First tick: the low-water mark starts at 0, nothing is freed.
-        assert!(depot.decay(&budget).is_empty());
+        // Nothing was pushed at or before time 5.
+        assert!(depot.decay(&budget, 5).is_empty());
 
         let taker = {
             let (depot, budget) = (depot.clone(), budget.clone());
@@ -132,7 +133,7 @@ fn decay_and_shrink_race_with_take() {
             let (depot, budget) = (depot.clone(), budget.clone());
             thread::spawn(move || {
                 depot
-                    .decay(&budget)
+                    .decay(&budget, 20)
                     .into_iter()
                     .flatten()
                     .collect::<Vec<_>>()

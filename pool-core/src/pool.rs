@@ -193,22 +193,25 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     }
 
     /// Idle decay, cheap enough to call from a runtime's park hook or a
-    /// timer: once per decay interval it frees the overflow's values that no
-    /// thread needed during the whole interval, and asks threads to move
-    /// their surplus to the overflow; every call also brings this thread's
-    /// cache up to date. Returns true if this call ran a decay tick.
+    /// timer (it does real work at most every quarter of the decay
+    /// interval): frees the values that have sat in the global overflow,
+    /// untaken, for a whole decay interval, and asks every thread to move
+    /// its surplus (beyond one batch) to the overflow, where it ages the
+    /// same way. Every call also brings this thread's cache up to date.
+    /// Without calls to `maintain`, nothing decays. Returns true if this
+    /// call ran a decay step.
     ///
     /// ```
     /// use std::time::Duration;
     /// use pool_core::{PoolConfig, Recycler};
     /// let pool = PoolConfig::new()
-    ///     .decay_interval(Duration::from_millis(10))
+    ///     .decay_interval(Duration::from_millis(200))
     ///     .build(Recycler::new(String::new, String::clear))?;
     /// pool.prewarm(32);
-    /// std::thread::sleep(Duration::from_millis(15));
-    /// assert!(pool.maintain()); // starts a period: 32 unused so far
-    /// std::thread::sleep(Duration::from_millis(15));
-    /// pool.maintain(); // nobody took them during a whole period: freed
+    /// assert!(pool.maintain()); // too recent to free
+    /// assert_eq!(pool.stats().retained_objects(), 32);
+    /// std::thread::sleep(Duration::from_millis(250));
+    /// pool.maintain(); // unused for a whole interval: freed
     /// assert_eq!(pool.stats().retained_objects(), 0);
     /// # Ok::<(), pool_core::ConfigError>(())
     /// ```

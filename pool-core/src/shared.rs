@@ -111,6 +111,10 @@ impl Sums {
 
 pub(crate) use crate::stats::{Discard, Source};
 
+/// Decay steps per decay interval: a batch is freed between one interval
+/// and a quarter more after the last thread stopped needing it.
+const DECAY_STEPS: u64 = 4;
+
 /// Counters for operations made where no thread cache is available (a
 /// thread tearing down its thread-locals). Rare, so plain `fetch_add`.
 #[derive(Debug, Default)]
@@ -168,7 +172,7 @@ impl<T: Send + 'static> Shared<T> {
                 config: AtomicU64::new(0),
             }),
             hot: CachePadded::new(hot),
-            decay_due: AtomicU64::new(limits.decay_interval.as_nanos() as u64),
+            decay_due: AtomicU64::new(0),
             limits: Mutex::new(Arc::new(limits)),
             born: Instant::now(),
             orphans: (0..classes).map(|_| Orphans::default()).collect(),
@@ -341,6 +345,7 @@ impl<T: Send + 'static> Shared<T> {
         counters.returns.bump();
         let depot = &self.depots[class];
         let budget = &self.budget;
+        let now = self.clock();
         // SAFETY: as in `take_slow`.
         let (stale, pushed) = unsafe {
             local.with(|st| {
@@ -355,7 +360,7 @@ impl<T: Send + 'static> Shared<T> {
                     // returned stay, warm in this core's cache.
                     let mut batch = cc.vessel.take().unwrap_or_default();
                     batch.extend(cc.items.drain(..n));
-                    match depot.push(batch, cc.global, budget) {
+                    match depot.push(batch, cc.global, budget, now) {
                         Ok(vessel) => {
                             cc.vessel = vessel;
                             pushed = Some((n, None));
@@ -500,6 +505,7 @@ impl<T: Send + 'static> Shared<T> {
         dropped: &mut Vec<T>,
         when: impl Fn(&crate::local::ClassCache<T>) -> bool,
     ) {
+        let now = self.clock();
         for (i, cc) in st.classes.iter_mut().enumerate() {
             while !cc.items.is_empty() && when(cc) {
                 let n = cc.batch.max(1).min(cc.items.len());
@@ -508,7 +514,7 @@ impl<T: Send + 'static> Shared<T> {
                 let c = &local.counters[i];
                 c.batches_pushed.bump();
                 c.objects_pushed.add(n as u64);
-                match self.depots[i].push(batch, cc.global, &self.budget) {
+                match self.depots[i].push(batch, cc.global, &self.budget, now) {
                     Ok(vessel) => cc.vessel = vessel,
                     Err(mut rejected) => dropped.append(&mut rejected),
                 }
@@ -548,11 +554,20 @@ impl<T: Send + 'static> Shared<T> {
         (objects, bytes)
     }
 
-    /// One idle-decay step, if a period has passed since the last one; then
-    /// catches this thread up. Returns true if a decay tick ran.
+    /// Nanoseconds since the pool was built: the clock that stamps batches
+    /// pushed to the depots.
+    fn clock(&self) -> u64 {
+        self.born.elapsed().as_nanos() as u64
+    }
+
+    /// Idle decay, at most every quarter of the decay interval: frees the
+    /// batches that have sat in a depot, untaken, for a whole interval, and
+    /// asks every thread to move its surplus (beyond one batch) to the
+    /// depots at its next operation, where it ages the same way. Then
+    /// catches this thread up. Returns true if this call ran a decay step.
     pub(crate) fn maintain(self: &Arc<Self>) -> bool {
-        let now = self.born.elapsed().as_nanos() as u64;
-        // Relaxed: the deadline only elects which caller runs the tick; the
+        let now = self.clock();
+        // Relaxed: the deadline only elects which caller runs the step; the
         // compare-exchange below makes that election exact.
         let due = self.decay_due.load(Ordering::Relaxed);
         let mut ticked = false;
@@ -562,15 +577,16 @@ impl<T: Send + 'static> Shared<T> {
                 .decay_due
                 .compare_exchange(
                     due,
-                    now.saturating_add(period),
+                    now.saturating_add(period / DECAY_STEPS),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 )
                 .is_ok()
             {
+                let cutoff = now.saturating_sub(period);
                 let mut released = Vec::new();
                 for depot in self.depots.iter() {
-                    released.extend(depot.decay(&self.budget));
+                    released.extend(depot.decay(&self.budget, cutoff));
                 }
                 self.bump(&self.gens.decay);
                 drop(released);
@@ -626,7 +642,12 @@ impl<T: Send + 'static> Shared<T> {
         while stored < count {
             let n = batch.min(count - stored);
             let items: Vec<T> = (0..n).map(|_| make()).collect();
-            match self.depots[class].push(items, limits.global_objects[class], &self.budget) {
+            match self.depots[class].push(
+                items,
+                limits.global_objects[class],
+                &self.budget,
+                self.clock(),
+            ) {
                 Ok(_) => stored += n,
                 Err(rejected) => {
                     drop(rejected);
