@@ -61,8 +61,10 @@
 //!
 //! # Safety and correctness
 //!
-//! The only `unsafe` is in the per-thread cache (`src/local.rs`): an
-//! `UnsafeCell` that only its owning thread touches. The global overflow's
+//! The `unsafe` code is the per-thread cache (`src/local.rs`): an
+//! `UnsafeCell` that only its owning thread touches, reached through one
+//! `unsafe fn` (`Local::with`) whose callers in `src/shared.rs` each state
+//! why the calling thread owns the cache. The global overflow's
 //! push / take / trim / decay protocol is model-checked with `loom`
 //! (`scripts/loom.sh`), the unsafe code runs under Miri (`scripts/miri.sh`),
 //! and a proptest model checks the accounting against a reference.
