@@ -116,6 +116,31 @@ impl PooledBytes {
     /// of any slice of it) drops. Costs one small allocation for the shared
     /// owner (`Bytes::from_owner`).
     ///
+    /// For many small responses on one connection, that allocation can be
+    /// avoided: keep one guard per connection as a scratch buffer and hand
+    /// out `buf.split().freeze()` for each response. Each split-off part
+    /// shares the scratch memory; once the previous responses are dropped,
+    /// `reserve` reuses it without allocating. The pool takes the buffer
+    /// back when the guard drops, and drops it instead if a response is
+    /// still alive (see `examples/echo_codec.rs`):
+    ///
+    /// ```
+    /// use bytes::BufMut;
+    ///
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut scratch = pool.checkout(4096);
+    /// for i in 0..3u8 {
+    ///     scratch.reserve(64); // reuses the memory: the last response is gone
+    ///     scratch.put_slice(&[i; 64]);
+    ///     let response: bytes::Bytes = scratch.split().freeze();
+    ///     assert_eq!(response[0], i);
+    /// } // each `response` dropped here
+    /// drop(scratch);
+    /// assert_eq!(pool.stats().total().discarded.total(), 0); // back, kept
+    /// ```
+    ///
+    /// Freezing the whole guard:
+    ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
     /// let mut buf = pool.checkout(4096);
