@@ -79,17 +79,6 @@ fn pool_config() -> BufferConfig {
         .decay_interval(Duration::from_millis(100))
 }
 
-/// The most bytes one thread's caches can hold under `config`.
-fn thread_bound(config: &BufferConfig) -> u64 {
-    let mut class = config.get_min_class();
-    let mut total = 0;
-    while class <= config.get_max_class() {
-        total += (config.class_thread_capacity(class) * class) as u64;
-        class *= 2;
-    }
-    total
-}
-
 /// A small, fast, seedable generator (xorshift64*).
 #[derive(Debug, Clone)]
 struct Rng(u64);
@@ -488,7 +477,7 @@ fn run(settings: Settings) -> Figures {
     // thread that can be alive at once (workers, blocking threads, and the
     // thread in block_on).
     let retained_bound = config.get_global_bytes() as u64
-        + (WORKERS + MAX_BLOCKING + 1) as u64 * thread_bound(&config);
+        + (WORKERS + MAX_BLOCKING + 1) as u64 * config.thread_bytes_bound() as u64;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder
         .worker_threads(WORKERS)
@@ -529,7 +518,7 @@ fn run(settings: Settings) -> Figures {
         end_retained: stats.retained_bytes(),
         // Workers and blocking threads flushed their caches as they stopped;
         // what is left is the overflow and this thread's cache.
-        end_bound: config.get_global_bytes() as u64 + thread_bound(&config),
+        end_bound: config.get_global_bytes() as u64 + config.thread_bytes_bound() as u64,
         stats,
     }
 }

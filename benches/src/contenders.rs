@@ -129,7 +129,7 @@ fn new_buf() -> BytesMut {
 }
 
 macro_rules! guard_contender {
-    ($ty:ident, $name:literal, $buf:ty, |$n:ident| $checkout:expr) => {
+    ($ty:ident, $name:literal, $buf:ty, |$n:ident| $checkout:expr $(, { $($extra:tt)* })?) => {
         impl Contender for $ty {
             type Buf = $buf;
             const NAME: &'static str = $name;
@@ -149,7 +149,34 @@ macro_rules! guard_contender {
             fn put(&'static self, buf: Self::Buf) {
                 drop(buf)
             }
+            $($($extra)*)?
         }
+    };
+}
+
+/// A pool-core `BufferPool<BytesMut>` in a `static`, with its idle hook,
+/// trim and statistics.
+macro_rules! pool_core_contender {
+    ($ty:ident, $name:literal, $pool:ident) => {
+        guard_contender!(
+            $ty,
+            $name,
+            pool_core::PooledBuf<'static, BytesMut>,
+            |n| $pool.checkout(n),
+            {
+                fn idle_tick(&'static self) -> &'static str {
+                    $pool.maintain();
+                    "BufferPool::maintain()"
+                }
+                fn trim(&'static self) -> &'static str {
+                    $pool.trim();
+                    "BufferPool::trim()"
+                }
+                fn retained_bytes(&'static self) -> Option<u64> {
+                    Some($pool.stats().retained_bytes())
+                }
+            }
+        );
     };
 }
 
@@ -163,43 +190,13 @@ static POOL_CORE: LazyLock<pool_core::BufferPool<BytesMut>> =
 #[derive(Debug)]
 pub struct PoolCore;
 
-impl Contender for PoolCore {
-    type Buf = pool_core::PooledBuf<'static, BytesMut>;
-    const NAME: &'static str = "pool-core";
-    #[inline(always)]
-    fn checkout(&'static self, n: usize) -> Self::Buf {
-        POOL_CORE.checkout(n)
-    }
-    #[inline(always)]
-    fn write(&'static self, buf: &mut Self::Buf, n: usize, full: bool) {
-        write_bytes(buf, n, full)
-    }
-    #[inline(always)]
-    fn read(&'static self, buf: &Self::Buf) -> u8 {
-        read_bytes(buf)
-    }
-    #[inline(always)]
-    fn put(&'static self, buf: Self::Buf) {
-        drop(buf)
-    }
-    fn idle_tick(&'static self) -> &'static str {
-        POOL_CORE.maintain();
-        "BufferPool::maintain()"
-    }
-    fn trim(&'static self) -> &'static str {
-        POOL_CORE.trim();
-        "BufferPool::trim()"
-    }
-    fn retained_bytes(&'static self) -> Option<u64> {
-        Some(POOL_CORE.stats().retained_bytes())
-    }
-}
+pool_core_contender!(PoolCore, "pool-core", POOL_CORE);
 
 /// Bytes the [`PoolCoreBurst`] pool may keep in its global overflow: room
 /// for the whole W5 burst (2,000 x 64 KiB = 125 MiB).
 pub const BURST_GLOBAL_BYTES: usize = 256 << 20;
 /// Idle decay interval of the [`PoolCoreBurst`] pool: short enough that
-/// two decay ticks fit in W5's idle second.
+/// a burst untaken for this long is freed within W5's idle second.
 pub const BURST_DECAY: std::time::Duration = std::time::Duration::from_millis(300);
 
 static POOL_CORE_BURST: LazyLock<pool_core::BufferPool<BytesMut>> = LazyLock::new(|| {
@@ -221,37 +218,7 @@ static POOL_CORE_BURST: LazyLock<pool_core::BufferPool<BytesMut>> = LazyLock::ne
 #[derive(Debug)]
 pub struct PoolCoreBurst;
 
-impl Contender for PoolCoreBurst {
-    type Buf = pool_core::PooledBuf<'static, BytesMut>;
-    const NAME: &'static str = "pool-core-burst";
-    #[inline(always)]
-    fn checkout(&'static self, n: usize) -> Self::Buf {
-        POOL_CORE_BURST.checkout(n)
-    }
-    #[inline(always)]
-    fn write(&'static self, buf: &mut Self::Buf, n: usize, full: bool) {
-        write_bytes(buf, n, full)
-    }
-    #[inline(always)]
-    fn read(&'static self, buf: &Self::Buf) -> u8 {
-        read_bytes(buf)
-    }
-    #[inline(always)]
-    fn put(&'static self, buf: Self::Buf) {
-        drop(buf)
-    }
-    fn idle_tick(&'static self) -> &'static str {
-        POOL_CORE_BURST.maintain();
-        "BufferPool::maintain()"
-    }
-    fn trim(&'static self) -> &'static str {
-        POOL_CORE_BURST.trim();
-        "BufferPool::trim()"
-    }
-    fn retained_bytes(&'static self) -> Option<u64> {
-        Some(POOL_CORE_BURST.stats().retained_bytes())
-    }
-}
+pool_core_contender!(PoolCoreBurst, "pool-core-burst", POOL_CORE_BURST);
 
 /// The pool-core pool the [`PoolCore`] adapter uses (for its statistics).
 pub fn pool_core_pool() -> &'static pool_core::BufferPool<BytesMut> {
@@ -267,37 +234,25 @@ pub fn pool_core_pool() -> &'static pool_core::BufferPool<BytesMut> {
 #[derive(Debug)]
 pub struct PoolTokio;
 
-impl Contender for PoolTokio {
-    type Buf = pool_tokio::PooledBytes;
-    const NAME: &'static str = "pool-tokio";
-    #[inline(always)]
-    fn checkout(&'static self, n: usize) -> Self::Buf {
-        pool_tokio::checkout(n)
+guard_contender!(
+    PoolTokio,
+    "pool-tokio",
+    pool_tokio::PooledBytes,
+    |n| pool_tokio::checkout(n),
+    {
+        fn idle_tick(&'static self) -> &'static str {
+            pool_tokio::default_pool().maintain();
+            "BytesPool::maintain()"
+        }
+        fn trim(&'static self) -> &'static str {
+            pool_tokio::default_pool().trim();
+            "BytesPool::trim()"
+        }
+        fn retained_bytes(&'static self) -> Option<u64> {
+            Some(pool_tokio::default_pool().stats().retained_bytes())
+        }
     }
-    #[inline(always)]
-    fn write(&'static self, buf: &mut Self::Buf, n: usize, full: bool) {
-        write_bytes(buf, n, full)
-    }
-    #[inline(always)]
-    fn read(&'static self, buf: &Self::Buf) -> u8 {
-        read_bytes(buf)
-    }
-    #[inline(always)]
-    fn put(&'static self, buf: Self::Buf) {
-        drop(buf)
-    }
-    fn idle_tick(&'static self) -> &'static str {
-        pool_tokio::default_pool().maintain();
-        "BytesPool::maintain()"
-    }
-    fn trim(&'static self) -> &'static str {
-        pool_tokio::default_pool().trim();
-        "BytesPool::trim()"
-    }
-    fn retained_bytes(&'static self) -> Option<u64> {
-        Some(pool_tokio::default_pool().stats().retained_bytes())
-    }
-}
+);
 
 // ---------------------------------------------------------------- fresh
 

@@ -604,6 +604,27 @@ impl BufferConfig {
         }
     }
 
+    /// The most bytes one thread's caches can hold under these settings:
+    /// the sum over the class range of each class's thread capacity times
+    /// its size (nominal sizes, as the pool's statistics count them). With
+    /// [`get_global_bytes`](Self::get_global_bytes) it bounds what a pool
+    /// retains: global bytes plus this per thread that uses the pool.
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new().min_class(1024).max_class(4096).thread_bytes(8192);
+    /// // 8 x 1 KiB + 4 x 2 KiB + 2 x 4 KiB
+    /// assert_eq!(config.thread_bytes_bound(), 24 * 1024);
+    /// ```
+    pub fn thread_bytes_bound(&self) -> usize {
+        let mut total = 0usize;
+        let mut class = self.min_class;
+        while class != 0 && class <= self.max_class {
+            total = total.saturating_add(self.class_thread_capacity(class).saturating_mul(class));
+            class = class.checked_mul(2).unwrap_or(0);
+        }
+        total
+    }
+
     /// Checks every setting without building a pool.
     ///
     /// ```

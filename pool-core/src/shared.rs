@@ -16,7 +16,7 @@ use thread_local::ThreadLocal;
 use crate::config::Limits;
 use crate::depot::{Budget, Depot, DepotCounters};
 use crate::exit::{self, FlushOnExit};
-use crate::local::{pop_into, push_from, ClassCounters, Local, State};
+use crate::local::{pop_into, push_from, ClassCache, ClassCounters, Local, State};
 use crate::loom::{lock, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// Generation counters, read together on slow paths. `epoch` is bumped
@@ -343,9 +343,6 @@ impl<T: Send + 'static> Shared<T> {
         let mut dropped = self.catch_up(local);
         let counters = &local.counters[class];
         counters.returns.bump();
-        let depot = &self.depots[class];
-        let budget = &self.budget;
-        let now = self.clock();
         // SAFETY: as in `take_slow`.
         let (stale, pushed) = unsafe {
             local.with(|st| {
@@ -353,21 +350,7 @@ impl<T: Send + 'static> Shared<T> {
                 if cc.cap == 0 {
                     return (Some(value), None);
                 }
-                let mut pushed = None;
-                if cc.items.len() >= cc.cap {
-                    let n = cc.batch.min(cc.items.len());
-                    // Hand over the oldest objects; the most recently
-                    // returned stay, warm in this core's cache.
-                    let mut batch = cc.vessel.take().unwrap_or_default();
-                    batch.extend(cc.items.drain(..n));
-                    match depot.push(batch, cc.global, budget, now) {
-                        Ok(vessel) => {
-                            cc.vessel = vessel;
-                            pushed = Some((n, None));
-                        }
-                        Err(rejected) => pushed = Some((n, Some(rejected))),
-                    }
-                }
+                let pushed = (cc.items.len() >= cc.cap).then(|| self.push_batch(class, cc));
                 cc.items.push(value);
                 (None, pushed)
             })
@@ -503,22 +486,35 @@ impl<T: Send + 'static> Shared<T> {
         st: &mut State<T>,
         local: &Local<T>,
         dropped: &mut Vec<T>,
-        when: impl Fn(&crate::local::ClassCache<T>) -> bool,
+        when: impl Fn(&ClassCache<T>) -> bool,
     ) {
-        let now = self.clock();
         for (i, cc) in st.classes.iter_mut().enumerate() {
             while !cc.items.is_empty() && when(cc) {
-                let n = cc.batch.max(1).min(cc.items.len());
-                let mut batch = cc.vessel.take().unwrap_or_default();
-                batch.extend(cc.items.drain(..n));
+                let (n, rejected) = self.push_batch(i, cc);
                 let c = &local.counters[i];
                 c.batches_pushed.bump();
                 c.objects_pushed.add(n as u64);
-                match self.depots[i].push(batch, cc.global, &self.budget, now) {
-                    Ok(vessel) => cc.vessel = vessel,
-                    Err(mut rejected) => dropped.append(&mut rejected),
+                if let Some(mut rejected) = rejected {
+                    dropped.append(&mut rejected);
                 }
             }
+        }
+    }
+
+    /// Moves the oldest `batch` objects of `cc` (a cache of `class`) to
+    /// the class's depot; the most recently returned stay, warm in this
+    /// core's cache. Returns how many left the cache, and those the depot
+    /// refused, for the caller to drop outside the cache. Runs no user code.
+    fn push_batch(&self, class: usize, cc: &mut ClassCache<T>) -> (usize, Option<Vec<T>>) {
+        let n = cc.batch.max(1).min(cc.items.len());
+        let mut batch = cc.vessel.take().unwrap_or_default();
+        batch.extend(cc.items.drain(..n));
+        match self.depots[class].push(batch, cc.global, &self.budget, self.clock()) {
+            Ok(vessel) => {
+                cc.vessel = vessel;
+                (n, None)
+            }
+            Err(rejected) => (n, Some(rejected)),
         }
     }
 

@@ -49,17 +49,6 @@ fn rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// The most bytes one thread's caches can hold under `config`.
-fn thread_bound(config: &BufferConfig) -> u64 {
-    let mut class = config.get_min_class();
-    let mut total = 0;
-    while class <= config.get_max_class() {
-        total += (config.class_thread_capacity(class) * class) as u64;
-        class *= 2;
-    }
-    total
-}
-
 fn config() -> BufferConfig {
     BufferConfig::new()
         .min_class(1024)
@@ -163,7 +152,7 @@ fn remote_returns_keep_retained_bytes_and_rss_flat() {
     let pool: &'static BufferPool<Vec<u8>> = Box::leak(Box::new(config.build().unwrap()));
     // Producers, consumers and this thread's caches, plus the overflow.
     let bound = config.get_global_bytes() as u64
-        + (PRODUCERS + CONSUMERS + 1) as u64 * thread_bound(&config);
+        + (PRODUCERS + CONSUMERS + 1) as u64 * config.thread_bytes_bound() as u64;
 
     let (pooled, moved) = producers_to_consumers(
         run,

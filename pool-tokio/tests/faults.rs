@@ -13,17 +13,6 @@ use bytes::BufMut;
 use pool_core::BufferConfig;
 use pool_tokio::{BytesPool, CheckoutError};
 
-/// The most bytes one thread's caches can hold under `config`.
-fn thread_bound(config: &BufferConfig) -> u64 {
-    let mut class = config.get_min_class();
-    let mut total = 0;
-    while class <= config.get_max_class() {
-        total += (config.class_thread_capacity(class) * class) as u64;
-        class *= 2;
-    }
-    total
-}
-
 #[test]
 fn blocking_thread_and_runtime_churn_stays_within_bounds() {
     let config = BufferConfig::new()
@@ -77,7 +66,7 @@ fn blocking_thread_and_runtime_churn_stays_within_bounds() {
                 tokio::time::sleep(Duration::from_millis(3)).await;
                 let retained = pool.stats().retained_bytes();
                 let bound = config.get_global_bytes() as u64
-                    + (WORKERS + BLOCKING + 1) as u64 * thread_bound(&config);
+                    + (WORKERS + BLOCKING + 1) as u64 * config.thread_bytes_bound() as u64;
                 assert!(
                     retained <= bound,
                     "round {round} wave {wave}: {retained} retained, bound {bound}"
@@ -101,7 +90,7 @@ fn blocking_thread_and_runtime_churn_stays_within_bounds() {
             .map(|c| c.retained_local * c.class_size.unwrap_or(0) as u64)
             .sum();
         assert!(
-            local_bytes <= thread_bound(&config),
+            local_bytes <= config.thread_bytes_bound() as u64,
             "{local_bytes} bytes in thread caches after every runtime thread exited\n{stats}"
         );
     }
