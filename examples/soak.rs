@@ -74,8 +74,8 @@ fn pool_config() -> BufferConfig {
         .max_class(64 << 10)
         .thread_capacity(16)
         .thread_bytes(128 << 10)
-        .global_capacity(64)
-        .global_bytes(4 << 20)
+        .depot_capacity(64)
+        .depot_bytes(4 << 20)
         .decay_interval(Duration::from_millis(100))
 }
 
@@ -473,10 +473,10 @@ fn run(settings: Settings) -> Figures {
     let config = pool_config();
     let pool = BytesPool::with_config(config).expect("valid settings");
     let counters = Arc::new(Counters::default());
-    // Bound while running: the global overflow plus every cache of every
+    // Bound while running: the depot plus every cache of every
     // thread that can be alive at once (workers, blocking threads, and the
     // thread in block_on).
-    let retained_bound = config.get_global_bytes() as u64
+    let retained_bound = config.get_depot_bytes() as u64
         + (WORKERS + MAX_BLOCKING + 1) as u64 * config.thread_bytes_bound() as u64;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder
@@ -517,8 +517,8 @@ fn run(settings: Settings) -> Figures {
         end_outstanding: stats.outstanding(),
         end_retained: stats.retained_bytes(),
         // Workers and blocking threads flushed their caches as they stopped;
-        // what is left is the overflow and this thread's cache.
-        end_bound: config.get_global_bytes() as u64 + config.thread_bytes_bound() as u64,
+        // what is left is the depot and this thread's cache.
+        end_bound: config.get_depot_bytes() as u64 + config.thread_bytes_bound() as u64,
         stats,
     }
 }

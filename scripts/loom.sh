@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Model-checks the global overflow protocol (push / take / trim / decay /
+# Model-checks the depot protocol (push / take / trim / decay /
 # shrink) with loom, exploring every interleaving of the models in
 # pool-core/src/loom_tests.rs. Release mode with debug assertions, as
 # sharded-slab and tokio run theirs.

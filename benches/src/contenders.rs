@@ -18,7 +18,7 @@ use crossbeam_queue::ArrayQueue;
 const PAYLOAD: [u8; 64] = [0x5a; 64];
 
 /// Buffers the bounded textbook pools hold at most (`Mutex<Vec>`,
-/// `ArrayQueue`, opool): as many as pool-core's default global overflow
+/// `ArrayQueue`, opool): as many as pool-core's default depot
 /// holds per class.
 const BOUNDED_POOL_CAPACITY: usize = 1024;
 
@@ -192,7 +192,7 @@ pub struct PoolCore;
 
 pool_core_contender!(PoolCore, "pool-core", POOL_CORE);
 
-/// Bytes the [`PoolCoreBurst`] pool may keep in its global overflow: room
+/// Bytes the [`PoolCoreBurst`] pool may keep in its depot: room
 /// for the whole W5 burst (2,000 x 64 KiB = 125 MiB).
 pub const BURST_GLOBAL_BYTES: usize = 256 << 20;
 /// Idle decay interval of the [`PoolCoreBurst`] pool: short enough that
@@ -201,8 +201,8 @@ pub const BURST_DECAY: std::time::Duration = std::time::Duration::from_millis(30
 
 static POOL_CORE_BURST: LazyLock<pool_core::BufferPool<BytesMut>> = LazyLock::new(|| {
     match pool_core::BufferConfig::new()
-        .global_capacity(4096)
-        .global_bytes(BURST_GLOBAL_BYTES)
+        .depot_capacity(4096)
+        .depot_bytes(BURST_GLOBAL_BYTES)
         .decay_interval(BURST_DECAY)
         .build()
     {
@@ -212,7 +212,7 @@ static POOL_CORE_BURST: LazyLock<pool_core::BufferPool<BytesMut>> = LazyLock::ne
 });
 
 /// pool-core configured for bursts (run in W5 only by default): global
-/// overflow of 4,096 buffers per class and [`BURST_GLOBAL_BYTES`], idle
+/// depot of 4,096 buffers per class and [`BURST_GLOBAL_BYTES`], idle
 /// decay every [`BURST_DECAY`]. Shows what the bounds and the decay do
 /// when the burst fits.
 #[derive(Debug)]

@@ -139,7 +139,7 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Where the buffer came from (this thread's cache, the overflow, a new
+    /// Where the buffer came from (this thread's cache, the depot, a new
     /// allocation, or an unpooled one).
     ///
     /// ```
@@ -478,7 +478,7 @@ impl<B: Buffer> BufferPool<B> {
     }
 
     /// Creates `count` buffers in every class of the configured range and
-    /// stores them in the global overflow, within its bounds (the byte
+    /// stores them in the depot, within its bounds (the byte
     /// bound fills from the smallest class up). Returns how many were
     /// stored.
     ///
@@ -497,7 +497,7 @@ impl<B: Buffer> BufferPool<B> {
     }
 
     /// Creates `count` buffers of the class serving `size` bytes and stores
-    /// them in the global overflow, within its bounds. Returns how many were
+    /// them in the depot, within its bounds. Returns how many were
     /// stored (0 for a size above the largest class).
     ///
     /// ```
@@ -515,9 +515,9 @@ impl<B: Buffer> BufferPool<B> {
             .prewarm(shift as usize, count, || B::with_capacity(1 << shift))
     }
 
-    /// Drops every buffer the global overflow holds and asks every thread's
+    /// Drops every buffer the depot holds and asks every thread's
     /// cache to drop its buffers at its next operation (this thread's at
-    /// once). Returns the bytes dropped from the overflow.
+    /// once). Returns the bytes dropped from the depot.
     ///
     /// ```
     /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
@@ -559,14 +559,14 @@ impl<B: Buffer> BufferPool<B> {
         Ok(())
     }
 
-    /// Hands this thread's cache to the global overflow now (what happens
+    /// Hands this thread's cache to the depot now (what happens
     /// anyway when the thread exits). For a runtime's thread-stop hook.
     ///
     /// ```
     /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
     /// drop(pool.checkout(4096));
     /// pool.flush_thread();
-    /// assert_eq!(pool.stats().class(4096).unwrap().retained_global, 1);
+    /// assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
     /// ```
     pub fn flush_thread(&self) {
         self.shared.flush_thread();
@@ -600,7 +600,7 @@ impl<B: Buffer> BufferPool<B> {
         Stats::from_sums(
             sums,
             |slot| (slot < BUFFER_CLASSES).then(|| (1usize << slot, in_range(slot))),
-            self.shared.global_bytes(),
+            self.shared.depot_bytes(),
             true,
         )
     }

@@ -73,7 +73,7 @@ impl std::error::Error for ConfigError {}
 /// builder.
 ///
 /// Defaults suit a typical service: each thread caches up to 64 objects and
-/// moves them to and from the shared overflow 32 at a time; the overflow
+/// moves them to and from the shared depot 32 at a time; the depot
 /// holds at most 1024 objects; objects unused for half a second are freed
 /// by idle decay.
 ///
@@ -83,7 +83,7 @@ impl std::error::Error for ConfigError {}
 /// let pool = PoolConfig::new()
 ///     .thread_capacity(128)
 ///     .batch(16)
-///     .global_capacity(4096)
+///     .depot_capacity(4096)
 ///     .build(Recycler::new(String::new, |s: &mut String| s.clear()))?;
 /// assert_eq!(pool.config().get_thread_capacity(), 128);
 /// # Ok::<(), pool_core::ConfigError>(())
@@ -92,7 +92,7 @@ impl std::error::Error for ConfigError {}
 pub struct PoolConfig {
     thread_capacity: usize,
     batch: Option<usize>,
-    global_capacity: usize,
+    depot_capacity: usize,
     decay_interval: Duration,
 }
 
@@ -145,7 +145,7 @@ impl PoolConfig {
         PoolConfig {
             thread_capacity: 64,
             batch: None,
-            global_capacity: 1024,
+            depot_capacity: 1024,
             decay_interval: Duration::from_millis(500),
         }
     }
@@ -161,7 +161,7 @@ impl PoolConfig {
         self
     }
 
-    /// Objects moved between a thread's cache and the global overflow in one
+    /// Objects moved between a thread's cache and the depot in one
     /// operation (1 ..= `thread_capacity`; default half the thread capacity).
     ///
     /// ```
@@ -173,15 +173,15 @@ impl PoolConfig {
         self
     }
 
-    /// Most objects the global overflow holds (default 1024). 0 is valid: the
+    /// Most objects the depot holds (default 1024). 0 is valid: the
     /// threads then share nothing, and a full thread cache drops its surplus.
     ///
     /// ```
-    /// let config = pool_core::PoolConfig::new().global_capacity(0);
-    /// assert_eq!(config.get_global_capacity(), 0);
+    /// let config = pool_core::PoolConfig::new().depot_capacity(0);
+    /// assert_eq!(config.get_depot_capacity(), 0);
     /// ```
-    pub const fn global_capacity(mut self, objects: usize) -> Self {
-        self.global_capacity = objects;
+    pub const fn depot_capacity(mut self, objects: usize) -> Self {
+        self.depot_capacity = objects;
         self
     }
 
@@ -220,13 +220,13 @@ impl PoolConfig {
         }
     }
 
-    /// The global overflow capacity set.
+    /// The depot capacity set.
     ///
     /// ```
-    /// assert_eq!(pool_core::PoolConfig::new().get_global_capacity(), 1024);
+    /// assert_eq!(pool_core::PoolConfig::new().get_depot_capacity(), 1024);
     /// ```
-    pub const fn get_global_capacity(&self) -> usize {
-        self.global_capacity
+    pub const fn get_depot_capacity(&self) -> usize {
+        self.depot_capacity
     }
 
     /// The idle-decay period set.
@@ -272,8 +272,8 @@ impl PoolConfig {
             max_shift: 0,
             cap: vec![self.thread_capacity],
             batch: vec![self.get_batch()],
-            global_objects: vec![self.global_capacity],
-            global_bytes: usize::MAX,
+            depot_objects: vec![self.depot_capacity],
+            depot_bytes: usize::MAX,
             max_retained: usize::MAX,
             zero_on_return: false,
             decay_interval: self.decay_interval,
@@ -299,7 +299,7 @@ const fn default_batch(cap: usize) -> usize {
 /// many small buffers and few large ones.
 ///
 /// Defaults: classes 512 B ..= 1 MiB; per thread and class 64 buffers and
-/// 256 KiB; global overflow 1024 buffers per class and 64 MiB in all; a
+/// 256 KiB; depot 1024 buffers per class and 64 MiB in all; a
 /// buffer whose capacity passed 1 MiB is dropped on return; buffers unused
 /// for 500 ms are freed by idle decay.
 ///
@@ -309,7 +309,7 @@ const fn default_batch(cap: usize) -> usize {
 /// let pool = BufferConfig::new()
 ///     .min_class(1024)
 ///     .max_class(64 * 1024)
-///     .global_bytes(16 << 20)
+///     .depot_bytes(16 << 20)
 ///     .build::<Vec<u8>>()?;
 /// assert_eq!(pool.checkout(1500).capacity(), 2048);
 /// # Ok::<(), pool_core::ConfigError>(())
@@ -321,8 +321,8 @@ pub struct BufferConfig {
     thread_capacity: usize,
     thread_bytes: usize,
     batch: Option<usize>,
-    global_capacity: usize,
-    global_bytes: usize,
+    depot_capacity: usize,
+    depot_bytes: usize,
     max_retained: Option<usize>,
     zero_on_return: bool,
     decay_interval: Duration,
@@ -348,8 +348,8 @@ impl BufferConfig {
             thread_capacity: 64,
             thread_bytes: 256 << 10,
             batch: None,
-            global_capacity: 1024,
-            global_bytes: 64 << 20,
+            depot_capacity: 1024,
+            depot_bytes: 64 << 20,
             max_retained: None,
             zero_on_return: false,
             decay_interval: Duration::from_millis(500),
@@ -408,7 +408,7 @@ impl BufferConfig {
         self
     }
 
-    /// Buffers moved between a thread and the global overflow at once
+    /// Buffers moved between a thread and the depot at once
     /// (1 ..= `thread_capacity`; default half a class's thread capacity).
     /// It is capped per class by that class's thread capacity.
     ///
@@ -421,27 +421,27 @@ impl BufferConfig {
         self
     }
 
-    /// Most buffers the global overflow holds per class (default 1024; 0
+    /// Most buffers the depot holds per class (default 1024; 0
     /// means threads share nothing).
     ///
     /// ```
-    /// let config = pool_core::BufferConfig::new().global_capacity(10);
-    /// assert_eq!(config.get_global_capacity(), 10);
+    /// let config = pool_core::BufferConfig::new().depot_capacity(10);
+    /// assert_eq!(config.get_depot_capacity(), 10);
     /// ```
-    pub const fn global_capacity(mut self, buffers: usize) -> Self {
-        self.global_capacity = buffers;
+    pub const fn depot_capacity(mut self, buffers: usize) -> Self {
+        self.depot_capacity = buffers;
         self
     }
 
-    /// Most bytes the global overflow holds over all classes (default
+    /// Most bytes the depot holds over all classes (default
     /// 64 MiB).
     ///
     /// ```
-    /// let config = pool_core::BufferConfig::new().global_bytes(1 << 30);
-    /// assert_eq!(config.get_global_bytes(), 1 << 30);
+    /// let config = pool_core::BufferConfig::new().depot_bytes(1 << 30);
+    /// assert_eq!(config.get_depot_bytes(), 1 << 30);
     /// ```
-    pub const fn global_bytes(mut self, bytes: usize) -> Self {
-        self.global_bytes = bytes;
+    pub const fn depot_bytes(mut self, bytes: usize) -> Self {
+        self.depot_bytes = bytes;
         self
     }
 
@@ -534,19 +534,19 @@ impl BufferConfig {
     /// The per-class global capacity set.
     ///
     /// ```
-    /// assert_eq!(pool_core::BufferConfig::new().get_global_capacity(), 1024);
+    /// assert_eq!(pool_core::BufferConfig::new().get_depot_capacity(), 1024);
     /// ```
-    pub const fn get_global_capacity(&self) -> usize {
-        self.global_capacity
+    pub const fn get_depot_capacity(&self) -> usize {
+        self.depot_capacity
     }
 
     /// The global byte bound set.
     ///
     /// ```
-    /// assert_eq!(pool_core::BufferConfig::new().get_global_bytes(), 64 << 20);
+    /// assert_eq!(pool_core::BufferConfig::new().get_depot_bytes(), 64 << 20);
     /// ```
-    pub const fn get_global_bytes(&self) -> usize {
-        self.global_bytes
+    pub const fn get_depot_bytes(&self) -> usize {
+        self.depot_bytes
     }
 
     /// The largest capacity kept on return.
@@ -607,7 +607,7 @@ impl BufferConfig {
     /// The most bytes one thread's caches can hold under these settings:
     /// the sum over the class range of each class's thread capacity times
     /// its size (nominal sizes, as the pool's statistics count them). With
-    /// [`get_global_bytes`](Self::get_global_bytes) it bounds what a pool
+    /// [`get_depot_bytes`](Self::get_depot_bytes) it bounds what a pool
     /// retains: global bytes plus this per thread that uses the pool.
     ///
     /// ```
@@ -694,21 +694,21 @@ impl BufferConfig {
         let max_shift = self.max_class.trailing_zeros();
         let mut cap = vec![0; BUFFER_SLOTS];
         let mut batch = vec![1; BUFFER_SLOTS];
-        let mut global_objects = vec![0; BUFFER_SLOTS];
+        let mut depot_objects = vec![0; BUFFER_SLOTS];
         for shift in min_shift..=max_shift {
             let i = shift as usize;
             let c = self.class_thread_capacity(1 << shift);
             cap[i] = c;
             batch[i] = self.batch.unwrap_or(default_batch(c)).min(c);
-            global_objects[i] = self.global_capacity;
+            depot_objects[i] = self.depot_capacity;
         }
         Ok(Limits {
             min_shift,
             max_shift,
             cap,
             batch,
-            global_objects,
-            global_bytes: self.global_bytes,
+            depot_objects,
+            depot_bytes: self.depot_bytes,
             max_retained: self.get_max_retained(),
             zero_on_return: self.zero_on_return,
             decay_interval: self.decay_interval,
@@ -724,8 +724,8 @@ pub(crate) struct Limits {
     /// Per-thread capacity per class; 0 for classes outside the range.
     pub(crate) cap: Vec<usize>,
     pub(crate) batch: Vec<usize>,
-    pub(crate) global_objects: Vec<usize>,
-    pub(crate) global_bytes: usize,
+    pub(crate) depot_objects: Vec<usize>,
+    pub(crate) depot_bytes: usize,
     pub(crate) max_retained: usize,
     pub(crate) zero_on_return: bool,
     pub(crate) decay_interval: Duration,

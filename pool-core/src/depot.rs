@@ -1,4 +1,4 @@
-//! The bounded global overflow ("depot") of one class.
+//! The bounded depot ("depot") of one class.
 //!
 //! Threads never exchange single objects through the depot: a thread whose
 //! cache is full pushes a whole batch (one `Vec<T>`) in one locked operation,
@@ -116,7 +116,7 @@ struct Inner<T> {
     released: u64,
 }
 
-/// The global overflow of one class.
+/// The depot of one class.
 pub(crate) struct Depot<T> {
     /// Objects held. Written only under the lock; read without it as a hint
     /// so that a thread finding the depot empty does not take the lock.

@@ -6,7 +6,7 @@
 //! Each thread that touches a pool registers the pool here (a `Weak`, so the
 //! registration does not keep the pool alive); a `std` thread-local whose
 //! destructor runs at thread exit hands every registered pool's cache for
-//! this thread back to the pool's global overflow.
+//! this thread back to the pool's depot.
 //!
 //! Ordering: `Shared::local_slow` calls `ThreadLocal::get_or` (which
 //! registers `thread_local`'s own id guard) *before* registering here, and
@@ -18,7 +18,7 @@ use std::sync::Weak;
 
 /// A pool that can hand the current thread's cache back.
 pub(crate) trait FlushOnExit: Send + Sync {
-    /// Moves whatever the current thread caches to the global overflow.
+    /// Moves whatever the current thread caches to the depot.
     fn flush_current_thread(&self);
 }
 

@@ -1,11 +1,11 @@
 //! Thread-local sharded object and buffer pools with a batched, bounded
-//! global overflow.
+//! depot.
 //!
 //! Every thread that uses a pool gets its own cache. Checking out and
 //! returning on a thread touch only that thread's cache: no lock, no atomic
 //! read-modify-write on shared memory, no allocation. When a thread's cache
-//! is full, half of it moves to the pool's global overflow in one locked
-//! operation; when it is empty, it takes a whole batch from the overflow
+//! is full, half of it moves to the pool's depot in one locked
+//! operation; when it is empty, it takes a whole batch from the depot
 //! before it allocates. So a value dropped on another thread than the one
 //! it came from is an ordinary return, and producers on some threads with
 //! consumers on others share one bounded set of buffers instead of piling
@@ -48,15 +48,15 @@
 //!
 //! - Per thread: at most `thread_capacity` values per class (and, for
 //!   buffers, `thread_bytes` bytes per class).
-//! - Global overflow: at most `global_capacity` values per class and, for
-//!   buffers, `global_bytes` bytes in all. Batches that do not fit are
+//! - Depot: at most `depot_capacity` values per class and, for
+//!   buffers, `depot_bytes` bytes in all. Batches that do not fit are
 //!   dropped and counted.
 //! - A returned buffer is cleared, must own its memory alone, and is
 //!   dropped if it grew to twice its class or past `max_retained`.
-//! - [`Pool::trim`] releases the overflow and every thread's cache;
+//! - [`Pool::trim`] releases the depot and every thread's cache;
 //!   [`Pool::maintain`], called from a timer or a runtime's park hook,
 //!   frees what stayed unused for a whole decay interval.
-//! - A thread that exits hands its cache to the overflow.
+//! - A thread that exits hands its cache to the depot.
 //! - Settings change at runtime with [`Pool::reconfigure`].
 //!
 //! # Safety and correctness
@@ -64,7 +64,7 @@
 //! The `unsafe` code is the per-thread cache (`src/local.rs`): an
 //! `UnsafeCell` that only its owning thread touches, reached through one
 //! `unsafe fn` (`Local::with`) whose callers in `src/shared.rs` each state
-//! why the calling thread owns the cache. The global overflow's
+//! why the calling thread owns the cache. The depot's
 //! push / take / trim / decay protocol is model-checked with `loom`
 //! (`scripts/loom.sh`), the unsafe code runs under Miri (`scripts/miri.sh`),
 //! and a proptest model checks the accounting against a reference.

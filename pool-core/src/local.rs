@@ -52,7 +52,7 @@ impl Counter {
 #[derive(Debug, Default)]
 pub(crate) struct ClassCounters {
     pub(crate) local_hits: Counter,
-    pub(crate) global_hits: Counter,
+    pub(crate) depot_hits: Counter,
     pub(crate) misses: Counter,
     pub(crate) returns: Counter,
     pub(crate) detached: Counter,

@@ -1,7 +1,7 @@
 //! The one place that chooses between `std` and `loom` synchronization types.
 //!
 //! Every other module imports its atomics and locks from here, so the global
-//! overflow protocol can be model-checked with `RUSTFLAGS="--cfg loom"`.
+//! depot protocol can be model-checked with `RUSTFLAGS="--cfg loom"`.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

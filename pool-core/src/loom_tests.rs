@@ -1,4 +1,4 @@
-//! loom models of the global overflow protocol: push, take, drain (trim),
+//! loom models of the depot protocol: push, take, drain (trim),
 //! decay and shrink racing each other, with tiny capacities.
 //!
 //! Run with `scripts/loom.sh`. Each model checks that no object is lost or

@@ -14,7 +14,7 @@ use crate::stats::Stats;
 const CLASS: usize = 0;
 
 /// A pool of reusable values of type `T`, with a per-thread cache on every
-/// thread that uses it and a bounded global overflow between them.
+/// thread that uses it and a bounded depot between them.
 ///
 /// `R` is the [`Recycle`] policy that creates and resets values. Checking
 /// out and returning on one thread touches only that thread's cache.
@@ -105,7 +105,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     }
 
     /// Checks a value out: from this thread's cache, else a batch from the
-    /// global overflow, else a new one from the policy. The value has been
+    /// depot, else a new one from the policy. The value has been
     /// reset. Dropping the guard returns it, on whatever thread drops it.
     ///
     /// ```
@@ -163,8 +163,8 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
         }
     }
 
-    /// Creates `count` values and stores them in the global overflow, so
-    /// the first checkouts do not allocate. Stops early at the overflow's
+    /// Creates `count` values and stores them in the depot, so
+    /// the first checkouts do not allocate. Stops early at the depot's
     /// bound; returns how many were stored.
     ///
     /// ```
@@ -177,10 +177,10 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
         self.shared.prewarm(CLASS, count, || self.recycler.create())
     }
 
-    /// Drops every value the global overflow holds and asks every thread's
+    /// Drops every value the depot holds and asks every thread's
     /// cache to drop its values at its next operation (this thread's at
     /// once). Guards already out are unaffected. Returns the number of
-    /// values dropped from the overflow.
+    /// values dropped from the depot.
     ///
     /// ```
     /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
@@ -194,9 +194,9 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
 
     /// Idle decay, cheap enough to call from a runtime's park hook or a
     /// timer (it does real work at most every quarter of the decay
-    /// interval): frees the values that have sat in the global overflow,
+    /// interval): frees the values that have sat in the depot,
     /// untaken, for a whole decay interval, and asks every thread to move
-    /// its surplus (beyond one batch) to the overflow, where it ages the
+    /// its surplus (beyond one batch) to the depot, where it ages the
     /// same way. Every call also brings this thread's cache up to date.
     /// Without calls to `maintain`, nothing decays. Returns true if this
     /// call ran a decay step.
@@ -240,7 +240,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
         Ok(())
     }
 
-    /// Hands this thread's cache to the global overflow now (what happens
+    /// Hands this thread's cache to the depot now (what happens
     /// anyway when the thread exits). For a runtime's thread-stop hook, or a
     /// thread about to sleep for long.
     ///
@@ -248,7 +248,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
     /// drop(pool.checkout());
     /// pool.flush_thread();
-    /// assert_eq!(pool.stats().total().retained_global, 1);
+    /// assert_eq!(pool.stats().total().retained_depot, 1);
     /// ```
     pub fn flush_thread(&self) {
         self.shared.flush_thread();
@@ -290,7 +290,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
         Stats::from_sums(
             self.shared.sums(),
             |_| None,
-            self.shared.global_bytes(),
+            self.shared.depot_bytes(),
             false,
         )
     }

@@ -74,7 +74,7 @@ impl Hot {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sums {
     pub(crate) local_hits: u64,
-    pub(crate) global_hits: u64,
+    pub(crate) depot_hits: u64,
     pub(crate) misses: u64,
     pub(crate) returns: u64,
     pub(crate) detached: u64,
@@ -93,7 +93,7 @@ pub(crate) struct Sums {
 impl Sums {
     fn add(&mut self, c: &ClassCounters) {
         self.local_hits += c.local_hits.get();
-        self.global_hits += c.global_hits.get();
+        self.depot_hits += c.depot_hits.get();
         self.misses += c.misses.get();
         self.returns += c.returns.get();
         self.detached += c.detached.get();
@@ -144,7 +144,7 @@ impl<T: Send + 'static> std::fmt::Debug for Shared<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("classes", &self.depots.len())
-            .field("global_bytes", &self.budget.used())
+            .field("depot_bytes", &self.budget.used())
             .finish_non_exhaustive()
     }
 }
@@ -164,7 +164,7 @@ impl<T: Send + 'static> Shared<T> {
         Shared {
             locals: ThreadLocal::new(),
             depots: (0..classes).map(|i| Depot::new(class_bytes(i))).collect(),
-            budget: Budget::new(limits.global_bytes),
+            budget: Budget::new(limits.depot_bytes),
             gens: CachePadded::new(Gens {
                 epoch: AtomicU64::new(0),
                 trim: AtomicU64::new(0),
@@ -285,10 +285,10 @@ impl<T: Send + 'static> Shared<T> {
                 Source::Local
             }
             Took::Global(n) => {
-                counters.global_hits.bump();
+                counters.depot_hits.bump();
                 counters.batches_taken.bump();
                 counters.objects_taken.add(n as u64);
-                Source::Global
+                Source::Depot
             }
             Took::Miss => {
                 counters.misses.bump();
@@ -456,7 +456,7 @@ impl<T: Send + 'static> Shared<T> {
                     {
                         cc.cap = limits.cap[i];
                         cc.batch = limits.batch[i].max(1);
-                        cc.global = limits.global_objects[i];
+                        cc.global = limits.depot_objects[i];
                         if cc.items.len() > cc.cap {
                             let excess = cc.items.len() - cc.cap;
                             c.trimmed.add(excess as u64);
@@ -599,7 +599,7 @@ impl<T: Send + 'static> Shared<T> {
         let mut released = Vec::new();
         {
             let mut current = lock(&self.limits);
-            self.budget.set_limit(limits.global_bytes);
+            self.budget.set_limit(limits.depot_bytes);
             // Relaxed: these are read on fast paths as hints; the caches'
             // own limits change through `catch_up`.
             self.hot.range.store(
@@ -610,7 +610,7 @@ impl<T: Send + 'static> Shared<T> {
                 .retention
                 .store(retention_word(&limits), Ordering::Relaxed);
             for (i, depot) in self.depots.iter().enumerate() {
-                released.extend(depot.shrink_to(limits.global_objects[i], &self.budget));
+                released.extend(depot.shrink_to(limits.depot_objects[i], &self.budget));
             }
             // A lowered byte bound: release whole batches, largest classes
             // first, until what the depots hold fits it.
@@ -640,7 +640,7 @@ impl<T: Send + 'static> Shared<T> {
             let items: Vec<T> = (0..n).map(|_| make()).collect();
             match self.depots[class].push(
                 items,
-                limits.global_objects[class],
+                limits.depot_objects[class],
                 &self.budget,
                 self.clock(),
             ) {
@@ -679,7 +679,7 @@ impl<T: Send + 'static> Shared<T> {
     }
 
     /// Bytes the depots hold.
-    pub(crate) fn global_bytes(&self) -> usize {
+    pub(crate) fn depot_bytes(&self) -> usize {
         self.budget.used()
     }
 }

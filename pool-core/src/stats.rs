@@ -20,9 +20,9 @@ use crate::shared::Sums;
 pub enum Source {
     /// This thread's cache.
     Local,
-    /// A batch taken from the global overflow.
-    Global,
-    /// A new allocation: cache and overflow were empty.
+    /// A batch taken from the depot.
+    Depot,
+    /// A new allocation: cache and depot were empty.
     New,
     /// A plain allocation for a request above the largest class.
     Unpooled,
@@ -35,18 +35,18 @@ impl Source {
     /// assert!(!pool_core::Source::New.is_hit());
     /// ```
     pub fn is_hit(self) -> bool {
-        matches!(self, Source::Local | Source::Global)
+        matches!(self, Source::Local | Source::Depot)
     }
 
     /// A short lowercase name, for logs and metrics labels.
     ///
     /// ```
-    /// assert_eq!(pool_core::Source::Global.as_str(), "global");
+    /// assert_eq!(pool_core::Source::Depot.as_str(), "depot");
     /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Local => "local",
-            Source::Global => "global",
+            Source::Depot => "depot",
             Source::New => "new",
             Source::Unpooled => "unpooled",
         }
@@ -115,7 +115,7 @@ pub enum Returned {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Discards {
-    /// A full global overflow (object or byte bound) refused a batch.
+    /// A full depot (object or byte bound) refused a batch.
     pub full: u64,
     /// The buffer had grown to twice its class or past `max_retained`.
     pub oversize: u64,
@@ -126,7 +126,7 @@ pub struct Discards {
     /// The value's class left the configured range while it was out (or it
     /// was returned on a thread that was tearing down).
     pub stale: u64,
-    /// Dropped from caches or the overflow by `trim`, idle decay or a
+    /// Dropped from caches or the depot by `trim`, idle decay or a
     /// lowered bound.
     pub trimmed: u64,
 }
@@ -153,7 +153,7 @@ impl Discards {
 
 /// Counters of one size class (or of a whole generic pool).
 ///
-/// `checkouts = local_hits + global_hits + misses`; `outstanding =
+/// `checkouts = local_hits + depot_hits + misses`; `outstanding =
 /// checkouts - returns - detached`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -164,17 +164,17 @@ pub struct ClassStats {
     pub checkouts: u64,
     /// Served from the checking-out thread's cache.
     pub local_hits: u64,
-    /// Served after taking a batch from the global overflow.
-    pub global_hits: u64,
-    /// Served by a new allocation because cache and overflow were empty.
+    /// Served after taking a batch from the depot.
+    pub depot_hits: u64,
+    /// Served by a new allocation because cache and depot were empty.
     pub misses: u64,
     /// Values handed back (kept or discarded).
     pub returns: u64,
     /// Values taken out for good.
     pub detached: u64,
-    /// Batches taken from the global overflow.
+    /// Batches taken from the depot.
     pub batches_taken: u64,
-    /// Batches pushed to the global overflow (accepted or not).
+    /// Batches pushed to the depot (accepted or not).
     pub batches_pushed: u64,
     /// Values dropped, by reason.
     pub discarded: Discards,
@@ -182,8 +182,8 @@ pub struct ClassStats {
     pub outstanding: u64,
     /// Values in thread caches.
     pub retained_local: u64,
-    /// Values in the global overflow.
-    pub retained_global: u64,
+    /// Values in the depot.
+    pub retained_depot: u64,
 }
 
 impl ClassStats {
@@ -192,11 +192,11 @@ impl ClassStats {
     /// ```
     /// let mut c = pool_core::ClassStats::default();
     /// c.local_hits = 3;
-    /// c.global_hits = 1;
+    /// c.depot_hits = 1;
     /// assert_eq!(c.hits(), 4);
     /// ```
     pub fn hits(&self) -> u64 {
-        self.local_hits + self.global_hits
+        self.local_hits + self.depot_hits
     }
 
     /// `hits / checkouts`, or 0 with no checkouts.
@@ -210,15 +210,15 @@ impl ClassStats {
         ratio(self.hits(), self.checkouts)
     }
 
-    /// Values the pool keeps (thread caches and overflow).
+    /// Values the pool keeps (thread caches and depot).
     ///
     /// ```
     /// let mut c = pool_core::ClassStats::default();
-    /// (c.retained_local, c.retained_global) = (2, 5);
+    /// (c.retained_local, c.retained_depot) = (2, 5);
     /// assert_eq!(c.retained(), 7);
     /// ```
     pub fn retained(&self) -> u64 {
-        self.retained_local + self.retained_global
+        self.retained_local + self.retained_depot
     }
 
     /// Nominal bytes the pool keeps in this class (retained × class size;
@@ -226,7 +226,7 @@ impl ClassStats {
     ///
     /// ```
     /// let mut c = pool_core::ClassStats::default();
-    /// (c.class_size, c.retained_global) = (Some(4096), 2);
+    /// (c.class_size, c.retained_depot) = (Some(4096), 2);
     /// assert_eq!(c.retained_bytes(), 8192);
     /// ```
     pub fn retained_bytes(&self) -> u64 {
@@ -234,13 +234,13 @@ impl ClassStats {
     }
 
     fn from_sums(s: &Sums, class_size: Option<usize>) -> Self {
-        let checkouts = s.local_hits + s.global_hits + s.misses;
+        let checkouts = s.local_hits + s.depot_hits + s.misses;
         let local_discards = s.rejected + s.oversize + s.shared + s.stale;
         // Values that entered this class's thread caches, minus those that
         // left. Computed in i128: counters of a live pool are read at
         // slightly different moments.
         let cached = (s.returns as i128 - local_discards as i128) + s.objects_taken as i128
-            - (s.local_hits + s.global_hits) as i128
+            - (s.local_hits + s.depot_hits) as i128
             - s.objects_pushed as i128
             - s.trimmed as i128;
         let outstanding = checkouts as i128 - s.returns as i128 - s.detached as i128;
@@ -248,7 +248,7 @@ impl ClassStats {
             class_size,
             checkouts,
             local_hits: s.local_hits,
-            global_hits: s.global_hits,
+            depot_hits: s.depot_hits,
             misses: s.misses,
             returns: s.returns,
             detached: s.detached,
@@ -264,14 +264,14 @@ impl ClassStats {
             },
             outstanding: outstanding.max(0) as u64,
             retained_local: cached.max(0) as u64,
-            retained_global: s.depot.objects,
+            retained_depot: s.depot.objects,
         }
     }
 
     fn add(&mut self, o: &ClassStats) {
         self.checkouts += o.checkouts;
         self.local_hits += o.local_hits;
-        self.global_hits += o.global_hits;
+        self.depot_hits += o.depot_hits;
         self.misses += o.misses;
         self.returns += o.returns;
         self.detached += o.detached;
@@ -280,7 +280,7 @@ impl ClassStats {
         self.discarded.add(&o.discarded);
         self.outstanding += o.outstanding;
         self.retained_local += o.retained_local;
-        self.retained_global += o.retained_global;
+        self.retained_depot += o.retained_depot;
     }
 }
 
@@ -315,19 +315,19 @@ pub struct Stats {
     pub unpooled_checkouts: u64,
     /// Unpooled buffers returned (and dropped).
     pub unpooled_returns: u64,
-    /// Bytes the global overflow holds (the byte bound's gauge).
-    pub global_bytes: usize,
+    /// Bytes the depot holds (the byte bound's gauge).
+    pub depot_bytes: usize,
 }
 
 impl Stats {
     pub(crate) fn from_sums(
         sums: Vec<Sums>,
         class: impl Fn(usize) -> Option<(usize, bool)>,
-        global_bytes: usize,
+        depot_bytes: usize,
         sized: bool,
     ) -> Stats {
         let mut stats = Stats {
-            global_bytes,
+            depot_bytes,
             ..Stats::default()
         };
         for (slot, s) in sums.iter().enumerate() {
@@ -431,7 +431,7 @@ impl Stats {
                 .saturating_sub(self.unpooled_returns)
     }
 
-    /// Values kept by the pool, in thread caches and the overflow.
+    /// Values kept by the pool, in thread caches and the depot.
     ///
     /// ```
     /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
@@ -462,7 +462,7 @@ impl fmt::Display for Stats {
             "class",
             "checkouts",
             "local_hit",
-            "batch_hit",
+            "depot_hit",
             "miss",
             "hit%",
             "discarded",
@@ -476,7 +476,7 @@ impl fmt::Display for Stats {
                 name,
                 c.checkouts,
                 c.local_hits,
-                c.global_hits,
+                c.depot_hits,
                 c.misses,
                 c.hit_rate() * 100.0,
                 c.discarded.total(),

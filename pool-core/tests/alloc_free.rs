@@ -84,7 +84,7 @@ fn steady_state_checkouts_allocate_nothing() {
     assert_eq!(n, 0, "allocations in 100,000 warm requests");
 
     // Producer to consumer: every return is remote, batches cross through
-    // the overflow, and their vessels are recycled.
+    // the depot, and their vessels are recycled.
     let run = |messages: usize| {
         let (tx, rx) = mpsc::sync_channel(64);
         let consumer = thread::spawn(move || {

@@ -100,9 +100,9 @@ fn messages_say_what_to_change() {
 }
 
 #[test]
-fn zero_global_capacity_is_valid_and_shares_nothing() {
+fn zero_depot_capacity_is_valid_and_shares_nothing() {
     let pool = BufferConfig::new()
-        .global_capacity(0)
+        .depot_capacity(0)
         .thread_capacity(2)
         .batch(1)
         .build::<Vec<u8>>()
@@ -110,7 +110,7 @@ fn zero_global_capacity_is_valid_and_shares_nothing() {
     let held: Vec<_> = (0..5).map(|_| pool.checkout(512)).collect();
     drop(held);
     let c = *pool.stats().class(512).unwrap();
-    assert_eq!((c.retained_local, c.retained_global), (2, 0));
+    assert_eq!((c.retained_local, c.retained_depot), (2, 0));
     assert_eq!(c.discarded.full, 3);
 }
 

@@ -39,8 +39,8 @@ fn tracked_pool(config: PoolConfig) -> (Arc<AtomicUsize>, Pool<Tracked, impl Rec
 }
 
 #[test]
-fn exiting_threads_hand_their_cache_to_the_overflow() {
-    let (live, pool) = tracked_pool(PoolConfig::new().thread_capacity(8).global_capacity(1000));
+fn exiting_threads_hand_their_cache_to_the_depot() {
+    let (live, pool) = tracked_pool(PoolConfig::new().thread_capacity(8).depot_capacity(1000));
     let pool = Arc::new(pool);
     let p = pool.clone();
     thread::spawn(move || {
@@ -52,7 +52,7 @@ fn exiting_threads_hand_their_cache_to_the_overflow() {
     .unwrap();
     let stats = pool.stats().total();
     assert_eq!(stats.retained_local, 0, "{stats:?}");
-    assert_eq!(stats.retained_global, 8, "{stats:?}");
+    assert_eq!(stats.retained_depot, 8, "{stats:?}");
     assert_eq!(live.load(Ordering::SeqCst), 8);
     // And this thread reuses them.
     let again: Vec<_> = (0..8).map(|_| pool.checkout()).collect();
@@ -68,7 +68,7 @@ fn thousands_of_short_lived_threads_stay_within_bounds() {
         PoolConfig::new()
             .thread_capacity(CAP)
             .batch(8)
-            .global_capacity(GLOBAL),
+            .depot_capacity(GLOBAL),
     );
     let pool = Arc::new(pool);
     let threads = if cfg!(miri) { 24 } else { 2000 };
@@ -95,7 +95,7 @@ fn thousands_of_short_lived_threads_stay_within_bounds() {
 }
 
 #[test]
-fn trim_releases_overflow_and_caches() {
+fn trim_releases_depot_and_caches() {
     let (live, pool) = tracked_pool(PoolConfig::new().thread_capacity(8));
     pool.prewarm(100);
     let held: Vec<_> = (0..8).map(|_| pool.checkout()).collect();
@@ -109,7 +109,7 @@ fn trim_releases_overflow_and_caches() {
 
 #[test]
 fn trim_reaches_other_threads_at_their_next_operation() {
-    let (live, pool) = tracked_pool(PoolConfig::new().thread_capacity(8).global_capacity(0));
+    let (live, pool) = tracked_pool(PoolConfig::new().thread_capacity(8).depot_capacity(0));
     let pool = Arc::new(pool);
     let (go, wait) = std::sync::mpsc::channel::<()>();
     let p = pool.clone();
@@ -126,7 +126,7 @@ fn trim_reaches_other_threads_at_their_next_operation() {
     go.send(()).unwrap();
     t.join().unwrap();
     // 8 trimmed; the one checkout after the trim created a value that went
-    // back into that thread's cache and then to the overflow (capacity 0:
+    // back into that thread's cache and then to the depot (capacity 0:
     // dropped) when the thread exited.
     assert_eq!(live.load(Ordering::SeqCst), 0);
 }
@@ -139,7 +139,7 @@ fn idle_decay_frees_what_nobody_used_for_a_whole_period() {
             .decay_interval(Duration::from_millis(20)),
     );
     pool.prewarm(64);
-    // A busy thread that uses 4 at a time keeps its cache; the overflow's
+    // A busy thread that uses 4 at a time keeps its cache; the depot's
     // unused surplus goes.
     for _ in 0..3 {
         thread::sleep(Duration::from_millis(25));
@@ -181,10 +181,10 @@ fn lowering_bounds_shrinks_what_is_kept() {
     pool.prewarm_class(4096, 100);
     let drop_guards: Vec<_> = (0..32).map(|_| pool.checkout(4096)).collect();
     drop(drop_guards);
-    pool.reconfigure(pool.config().global_capacity(10).thread_capacity(4))
+    pool.reconfigure(pool.config().depot_capacity(10).thread_capacity(4))
         .unwrap();
     let c = *pool.stats().class(4096).unwrap();
-    assert!(c.retained_global <= 10, "{c:?}");
+    assert!(c.retained_depot <= 10, "{c:?}");
     assert!(c.retained_local <= 4, "{c:?}");
 }
 

@@ -54,7 +54,7 @@ fn config() -> BufferConfig {
         .min_class(1024)
         .max_class(64 << 10)
         .thread_bytes(256 << 10)
-        .global_bytes(8 << 20)
+        .depot_bytes(8 << 20)
         .decay_interval(Duration::from_millis(50))
 }
 
@@ -150,8 +150,8 @@ fn remote_returns_keep_retained_bytes_and_rss_flat() {
     let run = Duration::from_secs_f64(seconds());
     let config = config();
     let pool: &'static BufferPool<Vec<u8>> = Box::leak(Box::new(config.build().unwrap()));
-    // Producers, consumers and this thread's caches, plus the overflow.
-    let bound = config.get_global_bytes() as u64
+    // Producers, consumers and this thread's caches, plus the depot.
+    let bound = config.get_depot_bytes() as u64
         + (PRODUCERS + CONSUMERS + 1) as u64 * config.thread_bytes_bound() as u64;
 
     let (pooled, moved) = producers_to_consumers(
@@ -186,9 +186,9 @@ fn remote_returns_keep_retained_bytes_and_rss_flat() {
     for (i, (kept, _)) in pooled.iter().enumerate() {
         assert!(*kept <= bound, "sample {i}: {kept} retained, bound {bound}");
     }
-    // Every return is remote, yet the producers are fed from the overflow:
+    // Every return is remote, yet the producers are fed from the depot:
     // most checkouts are hits, not fresh allocations piling up.
-    assert!(stats.total().global_hits > 0, "{stats}");
+    assert!(stats.total().depot_hits > 0, "{stats}");
     assert!(stats.hit_rate() > 0.5, "{stats}");
     // Flat: the second half's RSS peak is within the bound's worth of bytes
     // (plus 16 MiB for allocator and channel noise) of the first half's.
@@ -260,7 +260,7 @@ fn a_burst_of_ten_times_the_load_decays_back_to_the_floor() {
                     barrier.wait();
                     drop(held);
                 }
-            }) // each exits with a full cache, handed to the overflow
+            }) // each exits with a full cache, handed to the depot
         })
         .collect();
     for b in burst {

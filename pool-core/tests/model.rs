@@ -1,4 +1,4 @@
-//! A reference model of one thread's cache and the global overflow, checked
+//! A reference model of one thread's cache and the depot, checked
 //! against the real pool after every operation of random sequences: hits,
 //! misses, batches, bounds, discards and the number of live values.
 
@@ -55,7 +55,7 @@ struct Model {
     depot: Vec<usize>,
     checkouts: u64,
     local_hits: u64,
-    global_hits: u64,
+    depot_hits: u64,
     misses: u64,
     full: u64,
     trimmed: u64,
@@ -84,7 +84,7 @@ impl Model {
             self.local_hits += 1;
         } else if let Some(n) = self.depot.pop() {
             self.local += n - 1;
-            self.global_hits += 1;
+            self.depot_hits += 1;
         } else {
             self.misses += 1;
         }
@@ -148,7 +148,7 @@ proptest! {
         let pool: Pool<Tracked, _> = PoolConfig::new()
             .thread_capacity(cap)
             .batch(batch)
-            .global_capacity(global)
+            .depot_capacity(global)
             .build(Recycler::new(
                 move || {
                     l.fetch_add(1, Ordering::SeqCst);
@@ -185,7 +185,7 @@ proptest! {
                 }
                 Op::Reconfigure { cap, batch, global } => {
                     pool.reconfigure(
-                        pool.config().thread_capacity(cap).batch(batch).global_capacity(global),
+                        pool.config().thread_capacity(cap).batch(batch).depot_capacity(global),
                     )
                     .unwrap();
                     model.reconfigure(cap, batch, global);
@@ -193,15 +193,15 @@ proptest! {
             }
             let s = pool.stats().total();
             prop_assert_eq!(s.checkouts, model.checkouts);
-            prop_assert_eq!(s.checkouts, s.local_hits + s.global_hits + s.misses);
+            prop_assert_eq!(s.checkouts, s.local_hits + s.depot_hits + s.misses);
             prop_assert_eq!(s.local_hits, model.local_hits);
-            prop_assert_eq!(s.global_hits, model.global_hits);
+            prop_assert_eq!(s.depot_hits, model.depot_hits);
             prop_assert_eq!(s.misses, model.misses);
             prop_assert_eq!(s.outstanding, held.len() as u64);
             prop_assert_eq!(s.detached, model.detached);
             prop_assert_eq!(s.retained_local, model.local as u64);
-            prop_assert_eq!(s.retained_global, model.depot_len() as u64);
-            prop_assert!(s.retained_global <= model.global as u64);
+            prop_assert_eq!(s.retained_depot, model.depot_len() as u64);
+            prop_assert!(s.retained_depot <= model.global as u64);
             prop_assert_eq!(s.discarded.full, model.full);
             prop_assert_eq!(s.discarded.trimmed, model.trimmed);
             // Every value the pool created is held, detached, or kept: none

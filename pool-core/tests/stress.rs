@@ -33,14 +33,14 @@ impl Holders {
 
 #[test]
 fn cross_thread_buffers_are_never_shared_and_books_balance() {
-    // Small caches and batches so that the overflow is exercised constantly.
+    // Small caches and batches so that the depot is exercised constantly.
     let pool = Arc::new(
         BufferConfig::new()
             .min_class(64)
             .max_class(4096)
             .thread_capacity(8)
             .batch(4)
-            .global_capacity(64)
+            .depot_capacity(64)
             .build::<Vec<u8>>()
             .unwrap(),
     );
@@ -112,17 +112,17 @@ fn cross_thread_buffers_are_never_shared_and_books_balance() {
     assert_eq!(stats.checkouts(), (THREADS * ROUNDS) as u64);
     assert_eq!(
         total.checkouts,
-        total.local_hits + total.global_hits + total.misses
+        total.local_hits + total.depot_hits + total.misses
     );
     assert_eq!(stats.outstanding(), 0, "every buffer came back:\n{stats}");
     assert!(holders.0.lock().unwrap().is_empty());
     assert!(total.batches_pushed > 0, "{total:?}");
     // Under Miri the run is too short for a cache to run dry.
     assert!(cfg!(miri) || total.batches_taken > 0, "{total:?}");
-    // Retained memory stays within the bounds: the overflow holds at most 64
+    // Retained memory stays within the bounds: the depot holds at most 64
     // per class; each of the (exited) threads flushed its cache into it.
     for class in &stats.classes {
-        assert!(class.retained_global <= 64, "{class:?}");
+        assert!(class.retained_depot <= 64, "{class:?}");
     }
 }
 
@@ -132,7 +132,7 @@ fn generic_pool_survives_many_threads_returning_elsewhere() {
         PoolConfig::new()
             .thread_capacity(4)
             .batch(2)
-            .global_capacity(16)
+            .depot_capacity(16)
             .build(Recycler::new(String::new, String::clear))
             .unwrap(),
     );
@@ -167,8 +167,8 @@ fn generic_pool_survives_many_threads_returning_elsewhere() {
     let stats = pool.stats();
     assert_eq!(stats.outstanding(), 0);
     // Producers never see a local return: every hit after the first fill
-    // comes through batches the consumer pushed to the overflow.
-    assert!(stats.total().global_hits > 0, "{stats}");
+    // comes through batches the consumer pushed to the depot.
+    assert!(stats.total().depot_hits > 0, "{stats}");
     assert!(stats.retained_objects() <= 16 + 4, "{stats}");
 }
 

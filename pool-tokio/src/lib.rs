@@ -4,7 +4,7 @@
 //! A service checks a buffer out, reads or encodes into it, holds it across
 //! `.await` while its task hops between workers, and drops it wherever it
 //! ends: the buffer goes back to the dropping thread's cache, and batches
-//! move between threads through a bounded global overflow.
+//! move between threads through a bounded depot.
 //!
 //! - [`checkout`] serves from a lazily built process-wide pool whose
 //!   guards hold a `&'static` reference: no reference count per checkout.

@@ -506,7 +506,7 @@ impl BytesPool {
     }
 
     /// Drops every buffer the pool keeps (see [`BufferPool::trim`]);
-    /// returns the bytes freed from the global overflow.
+    /// returns the bytes freed from the depot.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
@@ -528,21 +528,21 @@ impl BytesPool {
         self.handle.inner().pool.maintain()
     }
 
-    /// Hands this thread's cache to the global overflow (see
+    /// Hands this thread's cache to the depot (see
     /// [`BufferPool::flush_thread`]).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
     /// drop(pool.checkout(4096));
     /// pool.flush_thread();
-    /// assert_eq!(pool.stats().class(4096).unwrap().retained_global, 1);
+    /// assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
     /// ```
     pub fn flush_thread(&self) {
         self.handle.inner().pool.flush_thread();
     }
 
     /// Creates `count` buffers of the class serving `size` bytes in the
-    /// global overflow, so the first checkouts do not allocate; returns how
+    /// depot, so the first checkouts do not allocate; returns how
     /// many were stored.
     ///
     /// ```

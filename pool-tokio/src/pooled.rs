@@ -196,7 +196,7 @@ impl PooledBytes {
         self.ticket().class_size()
     }
 
-    /// Where the buffer came from: this thread's cache, the overflow, a
+    /// Where the buffer came from: this thread's cache, the depot, a
     /// new allocation, or an unpooled one.
     ///
     /// ```

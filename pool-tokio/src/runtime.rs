@@ -26,7 +26,7 @@ impl Drop for DropNothing {
 
 impl BytesPool {
     /// A hook for [`tokio::runtime::Builder::on_thread_stop`]: hands the
-    /// stopping thread's cache to the pool's global overflow, so buffers
+    /// stopping thread's cache to the pool's depot, so buffers
     /// cached by workers and blocking threads that exit are reused at once.
     /// (pool-core also does this when a thread exits; the hook does it
     /// before the runtime's thread-local teardown, when it cannot fail.)
@@ -43,7 +43,7 @@ impl BytesPool {
     ///     tokio::spawn(async move { drop(p.checkout(4096)) }).await.unwrap();
     /// });
     /// drop(rt); // the workers stop and flush
-    /// assert_eq!(pool.stats().class(4096).unwrap().retained_global, 1);
+    /// assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn on_thread_stop(&self) -> impl Fn() + Send + Sync + 'static {

@@ -18,7 +18,7 @@ pub(crate) use event;
 
 use pool_core::{Returned, Ticket};
 
-/// A checkout: hit (from a thread cache or the overflow) or miss (new or
+/// A checkout: hit (from a thread cache or the depot) or miss (new or
 /// unpooled allocation).
 #[inline(always)]
 pub(crate) fn checkout(ticket: &Ticket, requested: usize) {

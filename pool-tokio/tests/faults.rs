@@ -18,8 +18,8 @@ fn blocking_thread_and_runtime_churn_stays_within_bounds() {
     let config = BufferConfig::new()
         .max_class(64 << 10)
         .thread_bytes(128 << 10)
-        .global_bytes(2 << 20)
-        .global_capacity(64);
+        .depot_bytes(2 << 20)
+        .depot_capacity(64);
     let pool = BytesPool::with_config(config).unwrap();
     const WORKERS: usize = 2;
     const BLOCKING: usize = 16;
@@ -65,7 +65,7 @@ fn blocking_thread_and_runtime_churn_stays_within_bounds() {
                 // Idle past the keep-alive: the blocking threads exit.
                 tokio::time::sleep(Duration::from_millis(3)).await;
                 let retained = pool.stats().retained_bytes();
-                let bound = config.get_global_bytes() as u64
+                let bound = config.get_depot_bytes() as u64
                     + (WORKERS + BLOCKING + 1) as u64 * config.thread_bytes_bound() as u64;
                 assert!(
                     retained <= bound,
@@ -75,14 +75,14 @@ fn blocking_thread_and_runtime_churn_stays_within_bounds() {
         });
         drop(rt);
         // Every runtime thread is gone and flushed its caches: what is left
-        // is the overflow, within its bound, and the cache of this thread
+        // is the depot, within its bound, and the cache of this thread
         // (`block_on` ran here and dropped the buffers handed back).
         let stats = pool.stats();
         assert_eq!(stats.outstanding(), 0, "{stats}");
         assert!(
-            stats.global_bytes <= config.get_global_bytes(),
-            "{} in the overflow",
-            stats.global_bytes
+            stats.depot_bytes <= config.get_depot_bytes(),
+            "{} in the depot",
+            stats.depot_bytes
         );
         let local_bytes: u64 = stats
             .classes

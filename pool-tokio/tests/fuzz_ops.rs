@@ -36,8 +36,8 @@ const SETTINGS: [&str; 9] = [
     "thread_capacity",
     "thread_bytes",
     "batch",
-    "global_capacity",
-    "global_bytes",
+    "depot_capacity",
+    "depot_bytes",
     "max_retained",
     "decay_interval",
 ];
@@ -49,8 +49,8 @@ struct Settings {
     thread_capacity: usize,
     thread_bytes: usize,
     batch: Option<usize>,
-    global_capacity: usize,
-    global_bytes: usize,
+    depot_capacity: usize,
+    depot_bytes: usize,
     max_retained: Option<usize>,
     zero_on_return: bool,
     decay_ms: u64,
@@ -63,8 +63,8 @@ impl Settings {
             .max_class(self.max_class)
             .thread_capacity(self.thread_capacity)
             .thread_bytes(self.thread_bytes)
-            .global_capacity(self.global_capacity)
-            .global_bytes(self.global_bytes)
+            .depot_capacity(self.depot_capacity)
+            .depot_bytes(self.depot_bytes)
             .zero_on_return(self.zero_on_return)
             .decay_interval(Duration::from_millis(self.decay_ms));
         if let Some(b) = self.batch {
@@ -111,8 +111,8 @@ fn settings() -> impl Strategy<Value = Settings> {
                 thread_capacity,
                 thread_bytes,
                 batch,
-                global_capacity,
-                global_bytes,
+                depot_capacity,
+                depot_bytes,
                 max_retained,
                 zero_on_return,
                 decay_ms,
@@ -126,8 +126,8 @@ fn settings() -> impl Strategy<Value = Settings> {
                 thread_capacity,
                 thread_bytes,
                 batch,
-                global_capacity,
-                global_bytes,
+                depot_capacity,
+                depot_bytes,
                 max_retained,
                 zero_on_return,
                 decay_ms,
@@ -405,7 +405,7 @@ fn run_thread(pool: BytesPool, ops: Vec<Op>, live: Arc<Live>, base: u64) {
             Op::Reconfigure(s) => {
                 match pool.reconfigure(s.config()) {
                     Ok(()) => {
-                        MAX_GLOBAL_BYTES.fetch_max(s.global_bytes, Relaxed);
+                        MAX_GLOBAL_BYTES.fetch_max(s.depot_bytes, Relaxed);
                     }
                     Err(e) => {
                         count(&TALLY.reconfigure_refused);
@@ -474,8 +474,8 @@ struct Tally {
     checkouts: AtomicU64,
 }
 
-/// The largest `global_bytes` in force during the current case. Lowering
-/// it does not release the overflow's surplus at once (a known pool-core
+/// The largest `depot_bytes` in force during the current case. Lowering
+/// it does not release the depot's surplus at once (a known pool-core
 /// issue, see tests/known_issues.rs), so that is the bound checked.
 static MAX_GLOBAL_BYTES: AtomicUsize = AtomicUsize::new(0);
 
@@ -511,7 +511,7 @@ fn one_case(s: Settings, budget: Option<usize>, ops: Vec<Vec<Op>>) -> Result<(),
             BytesPool::new()
         }
     };
-    MAX_GLOBAL_BYTES.store(pool.config().get_global_bytes(), Relaxed);
+    MAX_GLOBAL_BYTES.store(pool.config().get_depot_bytes(), Relaxed);
     let live = Arc::new(Live::default());
     let threads: Vec<_> = ops
         .into_iter()
@@ -533,7 +533,7 @@ fn one_case(s: Settings, budget: Option<usize>, ops: Vec<Vec<Op>>) -> Result<(),
     prop_assert_eq!(total.checkouts, total.returns + total.detached, "{}", stats);
     prop_assert_eq!(
         total.checkouts,
-        total.local_hits + total.global_hits + total.misses
+        total.local_hits + total.depot_hits + total.misses
     );
     prop_assert_eq!(
         stats.unpooled_checkouts,
@@ -545,12 +545,12 @@ fn one_case(s: Settings, budget: Option<usize>, ops: Vec<Vec<Op>>) -> Result<(),
         prop_assert_eq!(b.charged, 0, "{:?}", b);
     }
     prop_assert!(live.0.lock().unwrap().is_empty());
-    // The overflow within the largest byte bound that was in force.
+    // The depot within the largest byte bound that was in force.
     let bound = MAX_GLOBAL_BYTES.load(Relaxed);
     prop_assert!(
-        stats.global_bytes <= bound,
+        stats.depot_bytes <= bound,
         "{} > {}",
-        stats.global_bytes,
+        stats.depot_bytes,
         bound
     );
     // And the pool still serves.

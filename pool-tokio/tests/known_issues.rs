@@ -28,18 +28,18 @@ fn a_zero_capacity_sibling_never_sees_a_reused_buffer() {
     assert_eq!(&part[..], b"sibling");
 }
 
-/// `reconfigure` with a lower `global_bytes` lowers the byte budget for
-/// future pushes but does not release what the overflow already holds
-/// beyond it (a lower `global_capacity` does release its surplus). The
+/// `reconfigure` with a lower `depot_bytes` lowers the byte budget for
+/// future pushes but does not release what the depot already holds
+/// beyond it (a lower `depot_capacity` does release its surplus). The
 /// surplus goes only at the next trim or decay, so the invariant "the depot
-/// never holds more than `global_bytes`" does not hold meanwhile.
+/// never holds more than `depot_bytes`" does not hold meanwhile.
 #[test]
-fn lowering_global_bytes_releases_the_surplus() {
+fn lowering_depot_bytes_releases_the_surplus() {
     let pool = BytesPool::new();
     assert_eq!(pool.prewarm(256 << 10, 7), 7);
-    pool.reconfigure(pool.config().global_bytes(512 << 10))
+    pool.reconfigure(pool.config().depot_bytes(512 << 10))
         .unwrap();
-    let held = pool.stats().global_bytes;
+    let held = pool.stats().depot_bytes;
     assert!(
         held <= 512 << 10,
         "{held} bytes kept over a bound of 512 KiB"

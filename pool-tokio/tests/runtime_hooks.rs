@@ -9,7 +9,7 @@ use pool_core::BufferConfig;
 use pool_tokio::BytesPool;
 
 #[test]
-fn stopping_workers_flush_their_caches_to_the_overflow() {
+fn stopping_workers_flush_their_caches_to_the_depot() {
     let pool = BytesPool::new();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2);
@@ -29,7 +29,7 @@ fn stopping_workers_flush_their_caches_to_the_overflow() {
     drop(rt);
     let class = *pool.stats().class(4096).unwrap();
     assert_eq!(class.outstanding, 0);
-    assert!(class.retained_global >= 1, "{class:?}");
+    assert!(class.retained_depot >= 1, "{class:?}");
     assert_eq!(class.retained_local, 0, "no cache left on stopped threads");
 }
 
