@@ -1,13 +1,13 @@
 //! Size-classed byte buffers: the `Buffer` trait and `BufferPool`.
 
 use std::fmt;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::config::{BufferConfig, ConfigError, BUFFER_CLASSES, BUFFER_SLOTS};
+use crate::engine::Engine;
 use crate::loom::{lock, Mutex};
-use crate::shared::Shared;
 use crate::stats::{Discard, Returned, Source, Stats};
 
 /// The counter slot of checkouts above the largest class.
@@ -18,19 +18,32 @@ const UNPOOLED: usize = BUFFER_CLASSES;
 /// Implemented for `Vec<u8>`, and for `bytes::BytesMut` with the `bytes`
 /// feature.
 ///
+/// A pool keeps a returned buffer only if it is exactly the allocation it
+/// lent: after [`reclaim`](Buffer::reclaim) of the class size, its
+/// [`capacity`](Buffer::capacity) must be the class size and its
+/// [`as_ptr`](Buffer::as_ptr) the address it had at checkout. So
+/// `with_capacity(n)` must give exactly `n` bytes of capacity, or the pool
+/// never keeps the buffer.
+///
 /// ```
 /// use pool_core::Buffer;
 /// let mut v = <Vec<u8> as Buffer>::with_capacity(4096);
+/// let start = Buffer::as_ptr(&v);
 /// v.extend_from_slice(b"old");
 /// assert!(v.reclaim(4096));
-/// assert!(v.is_empty() && Buffer::capacity(&v) >= 4096);
+/// assert!(v.is_empty() && Buffer::capacity(&v) == 4096 && Buffer::as_ptr(&v) == start);
 /// ```
 pub trait Buffer: Send + Sized + 'static {
-    /// A new, empty buffer of at least `capacity` bytes.
+    /// A new, empty buffer of exactly `capacity` bytes of capacity.
     fn with_capacity(capacity: usize) -> Self;
 
     /// Bytes the buffer can hold without reallocating.
     fn capacity(&self) -> usize;
+
+    /// The address of the buffer's first byte (its view's start). After a
+    /// successful `reclaim` of the whole allocation this is where the
+    /// allocation starts.
+    fn as_ptr(&self) -> *const u8;
 
     /// Makes a returned buffer ready for reuse: length 0, and at least
     /// `class_size` bytes of capacity that no other handle can read or
@@ -54,6 +67,11 @@ impl Buffer for Vec<u8> {
     #[inline]
     fn capacity(&self) -> usize {
         Vec::capacity(self)
+    }
+
+    #[inline]
+    fn as_ptr(&self) -> *const u8 {
+        <[u8]>::as_ptr(self)
     }
 
     #[inline]
@@ -81,17 +99,25 @@ impl Buffer for bytes::BytesMut {
     }
 
     #[inline]
+    fn as_ptr(&self) -> *const u8 {
+        <[u8]>::as_ptr(self)
+    }
+
+    #[inline]
     fn reclaim(&mut self, class_size: usize) -> bool {
         self.clear();
         // Never allocates. Succeeds when this handle can reach `class_size`
         // bytes that no other handle can see: either it owns the allocation
-        // alone again (every split-off part has been dropped), or its own
-        // view already spans them. In the second case a split-off part may
-        // still exist, but only one with zero capacity (`split_to(0)`,
-        // `split_off(capacity)`): `bytes` keeps views disjoint, so that
-        // part can neither read nor write any byte this buffer reaches; it
-        // merely keeps the allocation alive. `bytes` offers no cheaper
-        // uniqueness test than this.
+        // alone again (every split-off part has been dropped; the view then
+        // moves back to the allocation's start), or its own view already
+        // spans them. The pool then also requires the view to start where
+        // the allocation it lent started and to be exactly the class size,
+        // which a buffer that was advanced while shared, or that grew, fails.
+        // A split-off part may still exist then, but only one with zero
+        // capacity (`split_to(0)`, `split_off(capacity)`): `bytes` keeps
+        // views disjoint, so that part can neither read nor write any byte
+        // this buffer reaches, and a `reserve` on it allocates anew while
+        // this buffer lives.
         self.try_reclaim(class_size)
     }
 
@@ -136,6 +162,8 @@ impl std::error::Error for CheckoutError {}
 pub struct Ticket {
     slot: u8,
     source: Source,
+    /// Where the lent allocation starts.
+    origin: usize,
 }
 
 impl Ticket {
@@ -190,7 +218,7 @@ impl Ticket {
 /// assert_eq!(pool.stats().hits(), 1);
 /// ```
 pub struct BufferPool<B: Buffer> {
-    shared: Arc<Shared<B>>,
+    engine: Arc<Engine<B>>,
     config: Mutex<BufferConfig>,
 }
 
@@ -241,7 +269,7 @@ impl<B: Buffer> BufferPool<B> {
     pub fn with_config(config: BufferConfig) -> Result<Self, ConfigError> {
         let limits = config.limits()?;
         Ok(BufferPool {
-            shared: Arc::new(Shared::new(BUFFER_SLOTS, limits, class_bytes)),
+            engine: Arc::new(Engine::new(BUFFER_SLOTS, limits, class_bytes)),
             config: Mutex::new(config),
         })
     }
@@ -263,13 +291,13 @@ impl<B: Buffer> BufferPool<B> {
     #[inline]
     pub fn checkout(&self, min_capacity: usize) -> PooledBuf<'_, B> {
         let slot = self.slot_for(min_capacity);
-        let mut guard = PooledBuf {
-            buf: None,
+        let (buf, _) = self.fill(slot, min_capacity);
+        PooledBuf {
+            origin: buf.as_ptr() as usize,
+            buf: ManuallyDrop::new(buf),
             slot,
             pool: self,
-        };
-        self.fill(slot, min_capacity, &mut guard.buf);
-        guard
+        }
     }
 
     /// Like [`checkout`](BufferPool::checkout), but returns an error instead
@@ -304,13 +332,13 @@ impl<B: Buffer> BufferPool<B> {
     #[inline]
     pub fn checkout_owned(self: &Arc<Self>, min_capacity: usize) -> OwnedPooledBuf<B> {
         let slot = self.slot_for(min_capacity);
-        let mut guard = OwnedPooledBuf {
-            buf: None,
+        let (buf, _) = self.fill(slot, min_capacity);
+        OwnedPooledBuf {
+            origin: buf.as_ptr() as usize,
+            buf: ManuallyDrop::new(buf),
             slot,
             pool: Arc::clone(self),
-        };
-        self.fill(slot, min_capacity, &mut guard.buf);
-        guard
+        }
     }
 
     /// The low-level checkout behind the guards, for crates that wrap
@@ -331,12 +359,16 @@ impl<B: Buffer> BufferPool<B> {
     #[inline]
     pub fn take(&self, min_capacity: usize) -> (B, Ticket) {
         let slot = self.slot_for(min_capacity);
-        let mut buf = None;
-        let source = self.fill(slot, min_capacity, &mut buf);
-        match buf {
-            Some(buf) => (buf, Ticket { slot, source }),
-            None => unreachable!("fill always fills"),
-        }
+        let (buf, source) = self.fill(slot, min_capacity);
+        let origin = buf.as_ptr() as usize;
+        (
+            buf,
+            Ticket {
+                slot,
+                source,
+                origin,
+            },
+        )
     }
 
     /// The size of the class that would serve a request of `min_capacity`
@@ -358,7 +390,7 @@ impl<B: Buffer> BufferPool<B> {
     /// The class slot serving `min_capacity` bytes, or `UNPOOLED`.
     #[inline]
     fn slot_for(&self, min_capacity: usize) -> u8 {
-        let (min_shift, max_shift) = self.shared.hot.range();
+        let (min_shift, max_shift) = self.engine.hot.range();
         let shift = if min_capacity <= 1 << min_shift {
             min_shift
         } else {
@@ -371,39 +403,27 @@ impl<B: Buffer> BufferPool<B> {
         }
     }
 
-    /// Puts a buffer of `slot` into `dst` (which is `None`). The hit path
-    /// is forced inline; misses and unpooled requests are out of line.
+    /// A buffer of `slot`. The hit path is forced inline; misses and
+    /// unpooled requests are out of line.
     #[inline(always)]
-    fn fill(&self, slot: u8, min_capacity: usize, dst: &mut Option<B>) -> Source {
+    fn fill(&self, slot: u8, min_capacity: usize) -> (B, Source) {
         let class = slot as usize;
         if class < BUFFER_CLASSES {
-            let source = self.shared.take_into(class, dst);
-            if source != Source::New {
-                return source;
-            }
+            self.engine.take_or(class, || new_buffer(class))
+        } else {
+            (self.take_unpooled(min_capacity), Source::Unpooled)
         }
-        self.fill_cold(slot, min_capacity, dst)
     }
 
     #[cold]
     #[inline(never)]
-    fn fill_cold(&self, slot: u8, min_capacity: usize, dst: &mut Option<B>) -> Source {
-        let class = slot as usize;
-        if class >= BUFFER_CLASSES {
-            *dst = Some(self.take_unpooled(min_capacity));
-            return Source::Unpooled;
-        }
-        *dst = Some(B::with_capacity(1 << class));
-        Source::New
-    }
-
-    #[cold]
     fn take_unpooled(&self, min_capacity: usize) -> B {
         if let Err(e) = check_size(min_capacity) {
             panic!("{e}");
         }
-        self.shared.miss(UNPOOLED);
-        B::with_capacity(min_capacity)
+        let buf = B::with_capacity(min_capacity);
+        self.engine.count_miss(UNPOOLED);
+        buf
     }
 
     /// Returns a buffer taken with [`take`](BufferPool::take), on any
@@ -421,45 +441,41 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline]
     pub fn give_back(&self, buf: B, ticket: Ticket) -> Returned {
-        self.give_back_slot(&mut Some(buf), ticket.slot)
+        self.give_back_slot(&mut ManuallyDrop::new(buf), ticket.slot, ticket.origin)
     }
 
-    /// Returns the buffer in `src` to class `slot`, leaving `src` `None`.
-    /// The keep path is forced inline; discards are out of line.
+    /// Returns the buffer in `src` to class `slot`; the caller never uses
+    /// `src` again. Kept only if it is exactly the allocation lent (starting
+    /// at `origin`, the class size): not grown, not moved, not shared.
     #[inline(always)]
-    fn give_back_slot(&self, src: &mut Option<B>, slot: u8) -> Returned {
-        let Some(buf) = src.as_mut() else {
-            return Returned::Kept;
-        };
-        let slot = slot as usize;
-        let verdict = if slot >= BUFFER_CLASSES {
-            Discard::Unpooled
-        } else if !buf.reclaim(1 << slot) {
-            Discard::Shared
-        } else {
-            let capacity = buf.capacity();
-            let (max_retained, zero) = self.shared.hot.retention();
-            if capacity >= (1usize << slot).saturating_mul(2) || capacity > max_retained {
-                Discard::Oversize
-            } else {
-                if zero {
-                    buf.zero();
-                }
-                if self.shared.put_from(slot, src) {
-                    return Returned::Kept;
-                }
-                return Returned::Discarded(Discard::Stale);
+    fn give_back_slot(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> Returned {
+        let class = slot as usize;
+        if class >= BUFFER_CLASSES {
+            return self.give_back_unpooled(src);
+        }
+        let zero = self.engine.hot.zero_on_return();
+        self.engine.put_or_drop(class, src, |buf| {
+            let size = 1usize << class;
+            if !buf.reclaim(size) {
+                return Err(Discard::Shared);
             }
-        };
-        self.discard_cold(src, slot, verdict)
+            if buf.capacity() != size || buf.as_ptr() as usize != origin {
+                return Err(Discard::Oversize);
+            }
+            if zero {
+                buf.zero();
+            }
+            Ok(())
+        })
     }
 
     #[cold]
     #[inline(never)]
-    fn discard_cold(&self, src: &mut Option<B>, slot: usize, verdict: Discard) -> Returned {
-        *src = None;
-        self.shared.discard(slot.min(UNPOOLED), verdict);
-        Returned::Discarded(verdict)
+    fn give_back_unpooled(&self, src: &mut ManuallyDrop<B>) -> Returned {
+        self.engine.count_discard(UNPOOLED, Discard::Unpooled);
+        // SAFETY: the caller never uses `src` again.
+        unsafe { ManuallyDrop::drop(src) };
+        Returned::Discarded(Discard::Unpooled)
     }
 
     /// Accounts for a buffer taken with [`take`](BufferPool::take) that
@@ -474,7 +490,7 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.stats().outstanding(), 0);
     /// ```
     pub fn forget(&self, ticket: Ticket) {
-        self.shared.detach(ticket.slot as usize);
+        self.engine.count_detach(ticket.slot as usize);
     }
 
     /// Creates `count` buffers in every class of the configured range and
@@ -490,7 +506,7 @@ impl<B: Buffer> BufferPool<B> {
     /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
     pub fn prewarm(&self, count: usize) -> usize {
-        let (min_shift, max_shift) = self.shared.hot.range();
+        let (min_shift, max_shift) = self.engine.hot.range();
         (min_shift..=max_shift)
             .map(|shift| self.prewarm_class(1 << shift, count))
             .sum()
@@ -506,13 +522,12 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.prewarm_class(1 << 30, 8), 0);
     /// ```
     pub fn prewarm_class(&self, size: usize, count: usize) -> usize {
-        let (min_shift, max_shift) = self.shared.hot.range();
-        let shift = (usize::BITS - size.saturating_sub(1).leading_zeros()).max(min_shift);
-        if shift > max_shift {
+        let slot = self.slot_for(size) as usize;
+        if slot >= BUFFER_CLASSES {
             return 0;
         }
-        self.shared
-            .prewarm(shift as usize, count, || B::with_capacity(1 << shift))
+        self.engine
+            .prewarm(slot, count, || B::with_capacity(1 << slot))
     }
 
     /// Drops every buffer the depot holds and asks every thread's
@@ -526,7 +541,7 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.stats().retained_bytes(), 0);
     /// ```
     pub fn trim(&self) -> usize {
-        self.shared.trim().1
+        self.engine.trim().1
     }
 
     /// Idle decay; see [`Pool::maintain`](crate::Pool::maintain).
@@ -536,7 +551,7 @@ impl<B: Buffer> BufferPool<B> {
     /// pool.maintain(); // cheap when nothing is due
     /// ```
     pub fn maintain(&self) -> bool {
-        self.shared.maintain()
+        self.engine.maintain()
     }
 
     /// Changes the settings of a live pool, class range included. Guards
@@ -553,9 +568,13 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     pub fn reconfigure(&self, config: BufferConfig) -> Result<(), ConfigError> {
         let limits = config.limits()?;
-        let mut current = lock(&self.config);
-        self.shared.reconfigure(limits);
-        *current = config;
+        let released = {
+            let mut current = lock(&self.config);
+            *current = config;
+            self.engine.reconfigure(limits)
+        };
+        // Dropped with no lock held: a buffer's `Drop` may use the pool.
+        drop(released);
         Ok(())
     }
 
@@ -569,7 +588,7 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
     /// ```
     pub fn flush_thread(&self) {
-        self.shared.flush_thread();
+        self.engine.flush_thread();
     }
 
     /// The settings in force.
@@ -594,16 +613,23 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!((class.checkouts, class.local_hits, class.misses), (2, 1, 1));
     /// ```
     pub fn stats(&self) -> Stats {
-        let (min_shift, max_shift) = self.shared.hot.range();
-        let sums = self.shared.sums();
+        let (min_shift, max_shift) = self.engine.hot.range();
+        let sums = self.engine.sums();
         let in_range = |slot: usize| (min_shift as usize..=max_shift as usize).contains(&slot);
         Stats::from_sums(
             sums,
             |slot| (slot < BUFFER_CLASSES).then(|| (1usize << slot, in_range(slot))),
-            self.shared.depot_bytes(),
+            self.engine.depot_bytes(),
             true,
         )
     }
+}
+
+/// A new buffer of class `class`, on a miss.
+#[cold]
+#[inline(never)]
+fn new_buffer<B: Buffer>(class: usize) -> B {
+    B::with_capacity(1 << class)
 }
 
 fn check_size(n: usize) -> Result<(), CheckoutError> {
@@ -619,7 +645,8 @@ fn check_size(n: usize) -> Result<(), CheckoutError> {
 /// Derefs to the buffer. Dropping it returns the buffer on the dropping
 /// thread. `Send` when `B` is; `'static` when the pool is in a `static`.
 pub struct PooledBuf<'a, B: Buffer> {
-    buf: Option<B>,
+    buf: ManuallyDrop<B>,
+    origin: usize,
     slot: u8,
     pool: &'a BufferPool<B>,
 }
@@ -627,7 +654,8 @@ pub struct PooledBuf<'a, B: Buffer> {
 /// A buffer checked out by [`BufferPool::checkout_owned`]; owns an `Arc` of
 /// the pool and is always `'static`.
 pub struct OwnedPooledBuf<B: Buffer> {
-    buf: Option<B>,
+    buf: ManuallyDrop<B>,
+    origin: usize,
     slot: u8,
     pool: Arc<BufferPool<B>>,
 }
@@ -644,11 +672,16 @@ macro_rules! buf_guard_impls {
             /// assert_eq!(v.capacity(), 512);
             /// assert_eq!(pool.stats().outstanding(), 0);
             /// ```
-            pub fn detach(mut this: Self) -> B {
-                this.pool.shared.detach(this.slot as usize);
-                match this.buf.take() {
-                    Some(b) => b,
-                    None => unreachable!("a guard holds its buffer until dropped"),
+            pub fn detach(this: Self) -> B {
+                this.pool.engine.count_detach(this.slot as usize);
+                let mut this = ManuallyDrop::new(this);
+                // SAFETY: `this` is never dropped (`ManuallyDrop`), so the
+                // buffer is moved out exactly once and the pool handle is
+                // released exactly once, here.
+                unsafe {
+                    let buf = ManuallyDrop::take(&mut this.buf);
+                    std::ptr::drop_in_place(&mut this.pool);
+                    buf
                 }
             }
 
@@ -669,27 +702,21 @@ macro_rules! buf_guard_impls {
             type Target = B;
             #[inline]
             fn deref(&self) -> &B {
-                match &self.buf {
-                    Some(b) => b,
-                    None => unreachable!("a guard holds its buffer until dropped"),
-                }
+                &self.buf
             }
         }
 
         impl<$($lt,)? B: Buffer> DerefMut for $guard<$($lt,)? B> {
             #[inline]
             fn deref_mut(&mut self) -> &mut B {
-                match &mut self.buf {
-                    Some(b) => b,
-                    None => unreachable!("a guard holds its buffer until dropped"),
-                }
+                &mut self.buf
             }
         }
 
         impl<$($lt,)? B: Buffer> Drop for $guard<$($lt,)? B> {
             #[inline]
             fn drop(&mut self) {
-                let _ = self.pool.give_back_slot(&mut self.buf, self.slot);
+                let _ = self.pool.give_back_slot(&mut self.buf, self.slot, self.origin);
             }
         }
 

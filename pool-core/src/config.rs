@@ -274,7 +274,6 @@ impl PoolConfig {
             batch: vec![self.get_batch()],
             depot_objects: vec![self.depot_capacity],
             depot_bytes: usize::MAX,
-            max_retained: usize::MAX,
             zero_on_return: false,
             decay_interval: self.decay_interval,
         })
@@ -445,14 +444,19 @@ impl BufferConfig {
         self
     }
 
-    /// A returned buffer whose capacity exceeds this is dropped instead of
-    /// kept (at least `max_class`; default `max_class`). Buffers that grew
-    /// past their class but stay within it are kept in the class their
-    /// capacity fills.
+    /// The largest class whose buffers are kept on return (at least
+    /// `min_class`; default `max_class`). Classes above it are still served
+    /// from size classes, but their buffers are dropped on return (counted
+    /// as `stale`), so a pool can serve 1 MiB requests without keeping any.
+    /// A returned buffer is kept only at exactly its class size, so nothing
+    /// the pool keeps is ever larger than this.
     ///
     /// ```
-    /// let config = pool_core::BufferConfig::new().max_retained(4 << 20);
-    /// assert_eq!(config.get_max_retained(), 4 << 20);
+    /// let pool = pool_core::BufferConfig::new().max_retained(64 << 10).build::<Vec<u8>>()?;
+    /// drop(pool.checkout(1 << 20)); // served, not kept
+    /// drop(pool.checkout(4096)); // kept
+    /// assert_eq!(pool.stats().retained_bytes(), 4096);
+    /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
     pub const fn max_retained(mut self, bytes: usize) -> Self {
         self.max_retained = Some(bytes);
@@ -549,7 +553,7 @@ impl BufferConfig {
         self.depot_bytes
     }
 
-    /// The largest capacity kept on return.
+    /// The largest class kept on return.
     ///
     /// ```
     /// assert_eq!(pool_core::BufferConfig::new().max_class(4096).get_max_retained(), 4096);
@@ -683,11 +687,11 @@ impl BufferConfig {
             ));
         }
         check_common(self.thread_capacity, self.batch, self.decay_interval)?;
-        if self.get_max_retained() < self.max_class {
+        if self.get_max_retained() < self.min_class {
             return Err(ConfigError::new(
                 "max_retained",
                 self.get_max_retained(),
-                format!("at least max_class ({})", self.max_class),
+                format!("at least min_class ({})", self.min_class),
             ));
         }
         let min_shift = self.min_class.trailing_zeros();
@@ -698,9 +702,11 @@ impl BufferConfig {
         for shift in min_shift..=max_shift {
             let i = shift as usize;
             let c = self.class_thread_capacity(1 << shift);
-            cap[i] = c;
             batch[i] = self.batch.unwrap_or(default_batch(c)).min(c);
-            depot_objects[i] = self.depot_capacity;
+            if 1usize << shift <= self.get_max_retained() {
+                cap[i] = c;
+                depot_objects[i] = self.depot_capacity;
+            }
         }
         Ok(Limits {
             min_shift,
@@ -709,7 +715,6 @@ impl BufferConfig {
             batch,
             depot_objects,
             depot_bytes: self.depot_bytes,
-            max_retained: self.get_max_retained(),
             zero_on_return: self.zero_on_return,
             decay_interval: self.decay_interval,
         })
@@ -726,7 +731,6 @@ pub(crate) struct Limits {
     pub(crate) batch: Vec<usize>,
     pub(crate) depot_objects: Vec<usize>,
     pub(crate) depot_bytes: usize,
-    pub(crate) max_retained: usize,
     pub(crate) zero_on_return: bool,
     pub(crate) decay_interval: Duration,
 }

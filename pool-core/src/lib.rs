@@ -76,13 +76,10 @@
 
 mod buffer;
 mod config;
-mod depot;
-mod exit;
-mod local;
+mod engine;
 mod loom;
 mod pool;
 mod recycle;
-mod shared;
 mod stats;
 
 pub use buffer::{Buffer, BufferPool, CheckoutError, OwnedPooledBuf, PooledBuf, Ticket};

@@ -1,14 +1,15 @@
 //! The generic object pool and its checkout guards.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::config::{ConfigError, PoolConfig};
+use crate::engine::Engine;
 use crate::loom::{lock, Mutex};
 use crate::recycle::{DefaultRecycle, Recycle, Reset};
-use crate::shared::{Discard, Shared, Source};
-use crate::stats::Stats;
+use crate::stats::{Discard, Stats};
 
 /// The only class of a generic pool.
 const CLASS: usize = 0;
@@ -38,7 +39,7 @@ const CLASS: usize = 0;
 /// assert_eq!(STRINGS.stats().total().returns, 1);
 /// ```
 pub struct Pool<T: Send + 'static, R = DefaultRecycle> {
-    shared: Arc<Shared<T>>,
+    engine: Arc<Engine<T>>,
     recycler: R,
     config: Mutex<PoolConfig>,
 }
@@ -98,7 +99,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     pub fn with_config(recycler: R, config: PoolConfig) -> Result<Self, ConfigError> {
         let limits = config.limits()?;
         Ok(Pool {
-            shared: Arc::new(Shared::new(1, limits, |_| 0)),
+            engine: Arc::new(Engine::new(1, limits, |_| 0)),
             recycler,
             config: Mutex::new(config),
         })
@@ -116,12 +117,10 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// ```
     #[inline]
     pub fn checkout(&self) -> Pooled<'_, T, R> {
-        let mut guard = Pooled {
-            value: None,
+        Pooled {
+            value: ManuallyDrop::new(self.fill()),
             pool: self,
-        };
-        self.fill(&mut guard.value);
-        guard
+        }
     }
 
     /// Like [`checkout`](Pool::checkout), but the guard owns an `Arc` of the
@@ -137,30 +136,28 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// ```
     #[inline]
     pub fn checkout_owned(self: &Arc<Self>) -> OwnedPooled<T, R> {
-        let mut guard = OwnedPooled {
-            value: None,
+        OwnedPooled {
+            value: ManuallyDrop::new(self.fill()),
             pool: Arc::clone(self),
-        };
-        self.fill(&mut guard.value);
-        guard
-    }
-
-    #[inline]
-    fn fill(&self, slot: &mut Option<T>) {
-        if self.shared.take_into(CLASS, slot) == Source::New {
-            *slot = Some(self.recycler.create());
         }
     }
 
-    #[inline]
-    fn give_back(&self, slot: &mut Option<T>) {
-        let Some(value) = slot.as_mut() else { return };
-        if self.recycler.reset(value) {
-            let _ = self.shared.put_from(CLASS, slot);
-        } else {
-            *slot = None;
-            self.shared.discard(CLASS, Discard::Rejected);
-        }
+    #[inline(always)]
+    fn fill(&self) -> T {
+        self.engine.take_or(CLASS, || self.recycler.create()).0
+    }
+
+    /// Returns the value in `value`; the caller never uses it again.
+    #[inline(always)]
+    fn give_back(&self, value: &mut ManuallyDrop<T>) {
+        let recycler = &self.recycler;
+        let _ = self.engine.put_or_drop(CLASS, value, |v| {
+            if recycler.reset(v) {
+                Ok(())
+            } else {
+                Err(Discard::Rejected)
+            }
+        });
     }
 
     /// Creates `count` values and stores them in the depot, so
@@ -174,7 +171,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// assert_eq!(pool.stats().total().misses, 0);
     /// ```
     pub fn prewarm(&self, count: usize) -> usize {
-        self.shared.prewarm(CLASS, count, || self.recycler.create())
+        self.engine.prewarm(CLASS, count, || self.recycler.create())
     }
 
     /// Drops every value the depot holds and asks every thread's
@@ -189,7 +186,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// assert_eq!(pool.stats().retained_objects(), 0);
     /// ```
     pub fn trim(&self) -> usize {
-        self.shared.trim().0
+        self.engine.trim().0
     }
 
     /// Idle decay, cheap enough to call from a runtime's park hook or a
@@ -216,7 +213,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
     pub fn maintain(&self) -> bool {
-        self.shared.maintain()
+        self.engine.maintain()
     }
 
     /// Changes the settings of a live pool. Guards already out stay valid
@@ -234,9 +231,13 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// ```
     pub fn reconfigure(&self, config: PoolConfig) -> Result<(), ConfigError> {
         let limits = config.limits()?;
-        let mut current = lock(&self.config);
-        self.shared.reconfigure(limits);
-        *current = config;
+        let released = {
+            let mut current = lock(&self.config);
+            *current = config;
+            self.engine.reconfigure(limits)
+        };
+        // Dropped with no lock held: a `Drop` may use the pool.
+        drop(released);
         Ok(())
     }
 
@@ -251,7 +252,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// assert_eq!(pool.stats().total().retained_depot, 1);
     /// ```
     pub fn flush_thread(&self) {
-        self.shared.flush_thread();
+        self.engine.flush_thread();
     }
 
     /// The settings in force.
@@ -288,9 +289,9 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     /// ```
     pub fn stats(&self) -> Stats {
         Stats::from_sums(
-            self.shared.sums(),
+            self.engine.sums(),
             |_| None,
-            self.shared.depot_bytes(),
+            self.engine.depot_bytes(),
             false,
         )
     }
@@ -302,7 +303,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
 /// pool on the dropping thread. `Send` when `T` is; `'static` when the pool
 /// is in a `static`.
 pub struct Pooled<'a, T: Send + 'static, R: Recycle<T> = DefaultRecycle> {
-    value: Option<T>,
+    value: ManuallyDrop<T>,
     pool: &'a Pool<T, R>,
 }
 
@@ -311,7 +312,7 @@ pub struct Pooled<'a, T: Send + 'static, R: Recycle<T> = DefaultRecycle> {
 ///
 /// Everything said of [`Pooled`] holds, and it is always `'static`.
 pub struct OwnedPooled<T: Send + 'static, R: Recycle<T> = DefaultRecycle> {
-    value: Option<T>,
+    value: ManuallyDrop<T>,
     pool: Arc<Pool<T, R>>,
 }
 
@@ -329,11 +330,16 @@ macro_rules! guard_impls {
             /// assert_eq!(s, "kept");
             /// assert_eq!(pool.stats().outstanding(), 0);
             /// ```
-            pub fn detach(mut this: Self) -> T {
-                this.pool.shared.detach(CLASS);
-                match this.value.take() {
-                    Some(v) => v,
-                    None => unreachable!("a guard holds its value until dropped"),
+            pub fn detach(this: Self) -> T {
+                this.pool.engine.count_detach(CLASS);
+                let mut this = ManuallyDrop::new(this);
+                // SAFETY: `this` is never dropped (`ManuallyDrop`), so the
+                // value is moved out exactly once and the pool handle is
+                // released exactly once, here.
+                unsafe {
+                    let value = ManuallyDrop::take(&mut this.value);
+                    std::ptr::drop_in_place(&mut this.pool);
+                    value
                 }
             }
         }
@@ -342,20 +348,14 @@ macro_rules! guard_impls {
             type Target = T;
             #[inline]
             fn deref(&self) -> &T {
-                match &self.value {
-                    Some(v) => v,
-                    None => unreachable!("a guard holds its value until dropped"),
-                }
+                &self.value
             }
         }
 
         impl<$($lt,)? T: Send + 'static, R: Recycle<T>> DerefMut for $guard<$($lt,)? T, R> {
             #[inline]
             fn deref_mut(&mut self) -> &mut T {
-                match &mut self.value {
-                    Some(v) => v,
-                    None => unreachable!("a guard holds its value until dropped"),
-                }
+                &mut self.value
             }
         }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::shared::Sums;
+use crate::engine::Sums;
 
 /// Where a checked-out value came from.
 ///

@@ -271,6 +271,9 @@ impl pool_core::Buffer for Spy {
     fn capacity(&self) -> usize {
         self.inner.capacity()
     }
+    fn as_ptr(&self) -> *const u8 {
+        self.inner.as_ptr()
+    }
     fn reclaim(&mut self, class_size: usize) -> bool {
         self.inner.reclaim(class_size)
     }

@@ -91,7 +91,10 @@ impl Model {
     }
 
     fn give_back(&mut self) {
-        if self.local >= self.cap {
+        // A return never leaves the cache above its cap: batches leave
+        // until there is room (more than one only after taking a batch
+        // pushed under a larger, since-lowered cap).
+        while self.local >= self.cap {
             let n = self.batch.min(self.local);
             self.push(n);
             self.local -= n;

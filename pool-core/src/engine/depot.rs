@@ -16,12 +16,15 @@
 
 use crossbeam_utils::{Backoff, CachePadded};
 
+use crate::engine::cache::Transfer;
 use crate::loom::{lock, AtomicUsize, Mutex, Ordering};
 
 /// Empty batch vessels kept for reuse, per class. A vessel is a `Vec<T>`
-/// with the capacity of one batch; keeping a few avoids an allocation each
-/// time a thread hands a batch over.
-const MAX_SPARE_VESSELS: usize = 4;
+/// with the capacity of one batch. In a steady producer-to-consumer flow
+/// every batch in flight needs one; with fewer spares than that, consumers
+/// allocate vessels that producers free. 64 covers the default bounds
+/// (1024 objects in batches of 32, and then some) at a few KiB per class.
+const MAX_SPARE_VESSELS: usize = 64;
 
 /// A byte budget shared by all depots of one pool.
 #[derive(Debug)]
@@ -285,5 +288,25 @@ impl<T> Depot<T> {
             discarded_full: inner.discarded_full,
             released: inner.released,
         }
+    }
+}
+
+/// One class's depot with the bounds in force: what a thread cache pushes
+/// batches to and takes them from.
+pub(crate) struct ClassDepot<'a, T> {
+    pub(crate) depot: &'a Depot<T>,
+    pub(crate) budget: &'a Budget,
+    pub(crate) max_objects: usize,
+    pub(crate) now: u64,
+}
+
+impl<T> Transfer<T> for ClassDepot<'_, T> {
+    fn take(&self, vessel: &mut Option<Vec<T>>) -> Option<Vec<T>> {
+        self.depot.take(self.budget, vessel)
+    }
+
+    fn push(&self, batch: Vec<T>) -> Result<Option<Vec<T>>, Vec<T>> {
+        self.depot
+            .push(batch, self.max_objects, self.budget, self.now)
     }
 }

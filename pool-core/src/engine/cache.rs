@@ -1,0 +1,470 @@
+//! A thread's cache for one pool: the only module with `unsafe`.
+//!
+//! A [`Slot`] lives in the pool's `thread_local::ThreadLocal`, which owns
+//! it. A thread *claims* a slot (an atomic owner word) before it uses it and
+//! releases it when it exits; only the claiming thread touches the slot's
+//! cells. The stacks are plain `Vec`s whose capacity is reserved on slow
+//! paths, so a checkout or a return is a length check and one whole-value
+//! copy: no lock, no borrow flag, no atomic read-modify-write, no
+//! allocation. The counters are atomics written only by the owner, so that
+//! `stats()` can sum them from any thread.
+//!
+//! The fast path reaches the slot through [`fast`]: a destructor-free
+//! `const` thread-local holding the id of the last pool this thread used and
+//! a pointer to its slot. Reading it is a plain TLS load; it registers no
+//! destructor, so it is readable at any point of thread teardown.
+//!
+//! Lifecycle of a slot:
+//!
+//! ```text
+//!   free (owner 0) ──claim (CAS, Acquire)──▶ owned by thread t ──exit flush──▶ free
+//!        ▲                                    │  fast path: only t
+//!        └──── release (store 0, Release) ◀───┘  stats: counters only
+//! ```
+
+use std::cell::{Cell, UnsafeCell};
+use std::mem::{ManuallyDrop, MaybeUninit};
+
+use crate::engine::counters::ClassCounters;
+use crate::loom::{AtomicUsize, Ordering};
+
+/// Where a cache sends full batches and takes them from: the depot of one
+/// class with the bounds in force. A trait so that the cache can be tested
+/// alone (see the tests below).
+pub(crate) trait Transfer<T> {
+    /// Takes a batch. On success the caller's empty `vessel`, if any, may be
+    /// kept for reuse (taken out of the `Option`).
+    fn take(&self, vessel: &mut Option<Vec<T>>) -> Option<Vec<T>>;
+    /// Offers a full batch. On success returns an empty vessel for the
+    /// next batch, if one is spare; on refusal the batch comes back.
+    fn push(&self, batch: Vec<T>) -> Result<Option<Vec<T>>, Vec<T>>;
+}
+
+/// One class's share of a thread's cache. `repr(C)` keeps the fields the
+/// fast path touches (`items`, `cap`, the first two counters) on one line.
+#[repr(C)]
+pub(crate) struct Class<T> {
+    /// The stack; the top is the most recently returned value. Its capacity
+    /// is always at least `cap`, so pushes below `cap` never allocate.
+    items: UnsafeCell<Vec<T>>,
+    /// Most values kept; 0 when the class is not retained.
+    cap: Cell<usize>,
+    pub(crate) counters: ClassCounters,
+    /// Values moved to or from the depot at once (1 ..= cap).
+    batch: Cell<usize>,
+    /// The depot's object bound for this class.
+    depot_max: Cell<usize>,
+    /// An empty vessel for the next batch pushed to the depot.
+    vessel: Cell<Option<Vec<T>>>,
+}
+
+impl<T> Class<T> {
+    fn new() -> Self {
+        Class {
+            items: UnsafeCell::new(Vec::new()),
+            cap: Cell::new(0),
+            counters: ClassCounters::default(),
+            batch: Cell::new(1),
+            depot_max: Cell::new(0),
+            vessel: Cell::new(None),
+        }
+    }
+
+    /// The stack, for the owner only.
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    fn items(&self) -> &mut Vec<T> {
+        // SAFETY: a `Class` is reached only through a `Slot` its thread has
+        // claimed (see `Slot`), so only one thread ever touches `items`, and
+        // within it every `&mut` lives inside one method of this impl that
+        // runs no user code and does not call another, so no two overlap.
+        unsafe { &mut *self.items.get() }
+    }
+
+    /// Moves the top value into `dst`. False, touching nothing, when empty.
+    #[inline(always)]
+    pub(crate) fn pop_into(&self, dst: &mut MaybeUninit<T>) -> bool {
+        let items = self.items();
+        let Some(top) = items.len().checked_sub(1) else {
+            return false;
+        };
+        // SAFETY: `top < len`, so slot `top` holds a value. After
+        // `set_len(top)` the vector no longer owns it, so the copy moves it
+        // out exactly once (a whole-value copy, written straight into the
+        // caller's slot).
+        unsafe {
+            items.set_len(top);
+            std::ptr::copy_nonoverlapping(items.as_ptr().add(top), dst.as_mut_ptr(), 1);
+        }
+        true
+    }
+
+    /// Moves the value out of `src` onto the stack if there is room. On
+    /// true the caller must treat `src` as moved out (never drop it); on
+    /// false nothing happened.
+    #[inline(always)]
+    pub(crate) fn push_from(&self, src: &ManuallyDrop<T>) -> bool {
+        let items = self.items();
+        let len = items.len();
+        if len >= self.cap.get() {
+            return false;
+        }
+        debug_assert!(len < items.capacity(), "cache storage below its cap");
+        // SAFETY: `len < cap <= capacity` (storage is reserved whenever
+        // `cap` is set, in `set_limits`), so index `len` is inside the
+        // allocation. The copy duplicates the value there and `set_len`
+        // makes the vector its owner; the caller retires the other copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(&**src as *const T, items.as_mut_ptr().add(len), 1);
+            items.set_len(len + 1);
+        }
+        true
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items().len()
+    }
+
+    pub(crate) fn cap(&self) -> usize {
+        self.cap.get()
+    }
+
+    pub(crate) fn batch(&self) -> usize {
+        self.batch.get()
+    }
+
+    pub(crate) fn depot_max(&self) -> usize {
+        self.depot_max.get()
+    }
+
+    /// Applies new bounds: reserves storage for `cap` values (so the fast
+    /// path never allocates) and moves what no longer fits into `dropped`.
+    /// Returns how many values were cut.
+    pub(crate) fn set_limits(
+        &self,
+        cap: usize,
+        batch: usize,
+        depot_max: usize,
+        dropped: &mut Vec<T>,
+    ) -> usize {
+        let items = self.items();
+        let cut = items.len().saturating_sub(cap);
+        dropped.extend(items.drain(..cut));
+        if cap == 0 {
+            *items = Vec::new();
+        } else {
+            items.reserve_exact(cap - items.len());
+        }
+        self.cap.set(cap);
+        self.batch.set(batch.clamp(1, cap.max(1)));
+        self.depot_max.set(depot_max);
+        self.vessel.set(None);
+        cut
+    }
+
+    /// Moves every cached value into `dropped` (trim); keeps the storage.
+    pub(crate) fn drain_into(&self, dropped: &mut Vec<T>) -> usize {
+        let items = self.items();
+        let n = items.len();
+        dropped.append(items);
+        self.vessel.set(None);
+        n
+    }
+
+    /// Frees the spare vessel (an empty `Vec`: no user code).
+    pub(crate) fn forget_vessel(&self) {
+        self.vessel.set(None);
+    }
+
+    /// Fills the empty stack with a batch from `depot`. Returns the batch's
+    /// size, or `None` when the depot had nothing.
+    pub(crate) fn refill(&self, depot: &impl Transfer<T>) -> Option<usize> {
+        let mut vessel = self.vessel.take();
+        let taken = depot.take(&mut vessel);
+        let Some(mut batch) = taken else {
+            self.vessel.set(vessel);
+            return None;
+        };
+        let items = self.items();
+        let n = batch.len();
+        // A batch pushed under a larger, since-lowered bound may not fit the
+        // storage: growing it is a slow-path allocation, and the surplus
+        // leaves again at the next spill.
+        items.append(&mut batch);
+        // The emptied batch is the next vessel (an empty `Vec` freed here
+        // if one is left: no user code).
+        self.vessel.set(Some(vessel.unwrap_or(batch)));
+        Some(n)
+    }
+
+    /// Moves the oldest `batch` values (or all, if fewer) to `depot`; the
+    /// most recently returned stay, warm in this core's cache. Returns how
+    /// many left, and those the depot refused, for the caller to drop.
+    pub(crate) fn spill(&self, depot: &impl Transfer<T>) -> (usize, Option<Vec<T>>) {
+        let items = self.items();
+        let n = self.batch.get().min(items.len());
+        if n == 0 {
+            return (0, None);
+        }
+        let mut vessel = self.vessel.take().unwrap_or_default();
+        vessel.extend(items.drain(..n));
+        match depot.push(vessel) {
+            Ok(spare) => {
+                self.vessel.set(spare);
+                (n, None)
+            }
+            Err(rejected) => (n, Some(rejected)),
+        }
+    }
+}
+
+/// A thread's cache and counters for one pool.
+pub(crate) struct Slot<T> {
+    /// The pool epoch this cache last caught up with; `u64::MAX` forces the
+    /// next operation onto the slow path.
+    epoch: Cell<u64>,
+    /// 0 when free, else the token of the thread that claimed it.
+    owner: AtomicUsize,
+    /// Generations of trim, decay and configuration last applied.
+    pub(crate) trim_gen: Cell<u64>,
+    pub(crate) decay_gen: Cell<u64>,
+    pub(crate) config_gen: Cell<u64>,
+    classes: Box<[Class<T>]>,
+}
+
+impl<T> std::fmt::Debug for Slot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: other threads reach a `Slot` through `ThreadLocal::iter` (for
+// statistics: they read only the atomic counters) and through `claim` (an
+// atomic compare-exchange on `owner`). Every `Cell` and `UnsafeCell` is
+// touched only by the thread that claimed the slot, between its claim
+// (Acquire) and its release (Release), so no two threads ever race on them.
+// The values cached are `T: Send`.
+unsafe impl<T: Send> Sync for Slot<T> {}
+
+impl<T> Slot<T> {
+    pub(crate) fn new(classes: usize) -> Self {
+        Slot {
+            epoch: Cell::new(u64::MAX),
+            owner: AtomicUsize::new(0),
+            trim_gen: Cell::new(0),
+            decay_gen: Cell::new(0),
+            config_gen: Cell::new(u64::MAX),
+            classes: (0..classes).map(|_| Class::new()).collect(),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.get()
+    }
+
+    pub(crate) fn set_epoch(&self, epoch: u64) {
+        self.epoch.set(epoch);
+    }
+
+    /// Class `class` of this cache, without a bounds check on the fast path.
+    #[inline(always)]
+    pub(crate) fn class(&self, class: usize) -> &Class<T> {
+        debug_assert!(class < self.classes.len());
+        // SAFETY: every caller passes a class index below the engine's class
+        // count, which is the length of `classes` (`Engine::new` builds both
+        // from the same number; `BufferPool` maps requests above its largest
+        // class to its last, counter-only slot, and `Pool` uses class 0).
+        unsafe { self.classes.get_unchecked(class) }
+    }
+
+    pub(crate) fn classes(&self) -> &[Class<T>] {
+        &self.classes
+    }
+
+    /// Claims a free slot for the thread with `token` (non-zero). True if
+    /// this thread now owns it (or already did).
+    pub(crate) fn claim(&self, token: usize) -> bool {
+        // Relaxed for the cheap check: seeing our own token means we stored
+        // it, on this thread.
+        if self.owner.load(Ordering::Relaxed) == token {
+            return true;
+        }
+        // Acquire: pairs with the Release in `release`, so everything the
+        // previous owner did to the cells happens before we touch them.
+        self.owner
+            .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Whether the thread with `token` owns this slot.
+    pub(crate) fn owned_by(&self, token: usize) -> bool {
+        self.owner.load(Ordering::Relaxed) == token
+    }
+
+    /// Gives the slot up. Its cells must be empty of values by now.
+    pub(crate) fn release(&self) {
+        debug_assert!(self.classes.iter().all(|c| c.len() == 0));
+        self.epoch.set(u64::MAX);
+        // Release: pairs with the Acquire in `claim`.
+        self.owner.store(0, Ordering::Release);
+    }
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// `(pool id, slot)` of the last pool this thread used. Destructor-free.
+    static FAST: Cell<(u64, *const ())> = const { Cell::new((0, std::ptr::null())) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static FAST: Cell<(u64, *const ())> = Cell::new((0, std::ptr::null()));
+}
+
+/// This thread's slot of the pool with id `pool`, if it is the last pool
+/// this thread used. The borrow of `_engine` bounds the slot's lifetime.
+#[inline(always)]
+pub(crate) fn fast<T, E>(pool: u64, _engine: &E) -> Option<&Slot<T>> {
+    let (id, slot) = FAST.with(Cell::get);
+    if id == pool {
+        // SAFETY: `FAST` holds `(pool, slot)` only after `set_fast` stored
+        // them on this thread, where `slot` is a `Slot<T>` of the pool with
+        // id `pool`, claimed by this thread. Pool ids are never reused, so
+        // the pool is `_engine`'s, which is alive while `_engine` is borrowed and owns the slot
+        // (a `ThreadLocal` never moves or frees its entries while it lives).
+        // The slot stays claimed by this thread until its exit flush, which
+        // clears `FAST` first.
+        Some(unsafe { &*(slot as *const Slot<T>) })
+    } else {
+        None
+    }
+}
+
+/// Makes `slot` (claimed by this thread, in the pool with id `pool`) the
+/// target of [`fast`].
+pub(crate) fn set_fast<T>(pool: u64, slot: &Slot<T>) {
+    FAST.with(|f| f.set((pool, slot as *const Slot<T> as *const ())));
+}
+
+/// Forgets the fast pointer (at thread exit).
+pub(crate) fn clear_fast() {
+    let _ = FAST.try_with(|f| f.set((0, std::ptr::null())));
+}
+
+/// The slot behind a pointer that the exit registry stored.
+///
+/// # Safety
+///
+/// `ptr` came from `slot as *const Slot<T> as *const ()` for a slot of a
+/// pool that is still alive, and the caller holds a reference to that pool
+/// for `'a`.
+pub(crate) unsafe fn slot_from_raw<'a, T>(ptr: *const ()) -> &'a Slot<T> {
+    // SAFETY: by the caller's contract the pointer is a live `Slot<T>`.
+    unsafe { &*(ptr as *const Slot<T>) }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// A depot that keeps everything: the local cache tested alone.
+    #[derive(Default)]
+    struct VecDepot(RefCell<Vec<Vec<String>>>, RefCell<Vec<Vec<String>>>);
+
+    impl Transfer<String> for VecDepot {
+        fn take(&self, vessel: &mut Option<Vec<String>>) -> Option<Vec<String>> {
+            let batch = self.0.borrow_mut().pop()?;
+            self.1.borrow_mut().extend(vessel.take());
+            Some(batch)
+        }
+        fn push(&self, batch: Vec<String>) -> Result<Option<Vec<String>>, Vec<String>> {
+            self.0.borrow_mut().push(batch);
+            Ok(self.1.borrow_mut().pop())
+        }
+    }
+
+    fn put(c: &Class<String>, s: &str) -> bool {
+        let v = ManuallyDrop::new(s.to_string());
+        let kept = c.push_from(&v);
+        if !kept {
+            drop(ManuallyDrop::into_inner(v));
+        }
+        kept
+    }
+
+    fn pop(c: &Class<String>) -> Option<String> {
+        let mut dst = MaybeUninit::uninit();
+        // SAFETY: `pop_into` initialised `dst` when it returned true.
+        c.pop_into(&mut dst).then(|| unsafe { dst.assume_init() })
+    }
+
+    #[test]
+    fn values_move_between_cache_and_caller_exactly_once() {
+        // Heap-owning values: under Miri a double drop, a leak or a use of
+        // moved-out memory is reported.
+        let c = Class::new();
+        let mut dropped = Vec::new();
+        c.set_limits(2, 1, 0, &mut dropped);
+        assert!(put(&c, "first"));
+        assert!(put(&c, "second"));
+        assert!(!put(&c, "third"), "full at cap");
+        assert_eq!(pop(&c).as_deref(), Some("second"));
+        assert_eq!(pop(&c).as_deref(), Some("first"));
+        assert_eq!(pop(&c), None);
+        assert!(dropped.is_empty());
+    }
+
+    #[test]
+    fn spill_and_refill_move_whole_batches_and_recycle_vessels() {
+        let c = Class::new();
+        let depot = VecDepot::default();
+        let mut dropped = Vec::new();
+        c.set_limits(4, 2, 0, &mut dropped);
+        for s in ["a", "b", "c", "d"] {
+            assert!(put(&c, s));
+        }
+        assert_eq!(c.spill(&depot), (2, None));
+        assert_eq!(c.len(), 2);
+        assert_eq!(depot.0.borrow()[0], ["a", "b"], "the oldest leave");
+        assert_eq!(pop(&c).as_deref(), Some("d"));
+        assert_eq!(pop(&c).as_deref(), Some("c"));
+        assert_eq!(c.refill(&depot), Some(2));
+        assert_eq!(pop(&c).as_deref(), Some("b"));
+        // The emptied batch is now this cache's vessel: the next spill
+        // allocates nothing new for it.
+        assert!(put(&c, "e"));
+        assert_eq!(c.spill(&depot), (2, None));
+        assert_eq!(depot.0.borrow()[0], ["a", "e"]);
+        assert_eq!(c.refill(&VecDepot::default()), None);
+    }
+
+    #[test]
+    fn lowering_the_cap_cuts_the_oldest_and_storage_is_reserved() {
+        let c = Class::new();
+        let mut dropped = Vec::new();
+        c.set_limits(8, 4, 0, &mut dropped);
+        assert!(c.items().capacity() >= 8);
+        for s in ["a", "b", "c"] {
+            assert!(put(&c, s));
+        }
+        assert_eq!(c.set_limits(1, 4, 0, &mut dropped), 2);
+        assert_eq!(dropped, ["a", "b"]);
+        assert_eq!(c.batch(), 1);
+        assert_eq!(pop(&c).as_deref(), Some("c"));
+        c.set_limits(0, 1, 0, &mut dropped);
+        assert!(!put(&c, "x"));
+    }
+
+    #[test]
+    fn a_slot_is_owned_by_one_thread_at_a_time() {
+        let s: Slot<String> = Slot::new(1);
+        assert!(s.claim(7));
+        assert!(s.claim(7));
+        assert!(!s.claim(8));
+        s.release();
+        assert!(s.claim(8));
+        assert!(s.owned_by(8));
+    }
+}

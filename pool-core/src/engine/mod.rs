@@ -1,0 +1,301 @@
+//! The engine behind both pool types: per-thread caches in front of one
+//! bounded depot per class.
+//!
+//! The whole checkout/return fast path is [`Engine::take`] and
+//! [`Engine::put`] below: one thread-local load, one relaxed load of the
+//! pool's epoch, a length check and a whole-value copy. Everything else is
+//! out of line, one job per module:
+//!
+//! - `cache.rs`: a thread's slot (stacks, counters, the claim) and the fast
+//!   pointer; all of the crate's `unsafe`.
+//! - `slow.rs`: misses and full caches (batch take and push), finding or
+//!   claiming this thread's slot, counts made off the fast path.
+//! - `catch_up.rs`: bringing a slot up to date with trims, decay ticks and
+//!   configuration changes.
+//! - `upkeep.rs`: pool-wide operations (trim, decay, reconfigure, prewarm,
+//!   statistics) and the exit flush.
+//! - `depot.rs`: the depot and the byte budget.
+//! - `exit.rs`: the per-thread registry that flushes slots at thread exit.
+//! - `counters.rs`: the counters, defined once.
+//!
+//! Values are opaque here: constructors, reset policies and `Buffer`
+//! methods run in `pool.rs` and `buffer.rs`. Values the engine must drop
+//! are collected and dropped after every counter is updated and no lock is
+//! held, so a panicking `Drop` leaves the books exact.
+
+mod cache;
+mod catch_up;
+mod counters;
+mod depot;
+mod exit;
+mod slow;
+mod upkeep;
+
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_utils::CachePadded;
+use thread_local::ThreadLocal;
+
+use crate::config::Limits;
+use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::stats::{Discard, Returned, Source};
+
+use self::cache::Slot;
+use self::counters::ClassCounters;
+use self::depot::{Budget, Depot};
+
+pub(crate) use self::counters::Sums;
+
+/// Generation counters. `epoch` is bumped whenever any of the others is,
+/// so the fast path checks one word.
+#[derive(Debug)]
+struct Gens {
+    epoch: AtomicU64,
+    trim: AtomicU64,
+    decay: AtomicU64,
+    config: AtomicU64,
+}
+
+/// Read-mostly settings needed outside the caches (by `buffer.rs`).
+#[derive(Debug)]
+pub(crate) struct Hot {
+    /// `min_shift << 8 | max_shift` of the class range.
+    range: AtomicUsize,
+    /// Whether returned buffers are zeroed.
+    zero: AtomicUsize,
+}
+
+impl Hot {
+    /// Whether returned buffers are zeroed.
+    #[inline]
+    pub(crate) fn zero_on_return(&self) -> bool {
+        // Relaxed: a setting read as a hint; see `range`.
+        self.zero.load(Ordering::Relaxed) != 0
+    }
+
+    /// The configured class range as `(min_shift, max_shift)`.
+    #[inline]
+    pub(crate) fn range(&self) -> (u32, u32) {
+        // Relaxed: a slightly stale range only means one buffer is served
+        // from (or returned to) the range in force a moment ago; the caches
+        // still check each class against their own limits.
+        let r = self.range.load(Ordering::Relaxed);
+        ((r >> 8) as u32, (r & 0xff) as u32)
+    }
+
+    fn set(&self, limits: &Limits) {
+        // Relaxed: hints, as above; the caches' own limits change through
+        // `catch_up`, ordered by the generation counters.
+        self.range.store(
+            ((limits.min_shift as usize) << 8) | limits.max_shift as usize,
+            Ordering::Relaxed,
+        );
+        self.zero
+            .store(limits.zero_on_return as usize, Ordering::Relaxed);
+    }
+}
+
+/// Pool ids, never reused, so that a stale fast pointer never matches.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+pub(crate) struct Engine<T: Send + 'static> {
+    /// This pool's id for the fast pointer.
+    id: u64,
+    gens: CachePadded<Gens>,
+    pub(crate) hot: CachePadded<Hot>,
+    /// The owner of every thread's slot.
+    slots: ThreadLocal<Slot<T>>,
+    depots: Box<[Depot<T>]>,
+    budget: Budget,
+    /// The limits in force. Never held while user code runs.
+    limits: Mutex<Arc<Limits>>,
+    born: Instant,
+    /// Nanoseconds after `born` when the next decay tick is due.
+    decay_due: AtomicU64,
+    /// Counts made on threads that have no slot (tearing down).
+    orphans: Box<[ClassCounters]>,
+    /// Bytes each object of a class accounts for (0 for generic pools).
+    class_bytes: fn(usize) -> usize,
+}
+
+/// Drops a returning value and counts the return as `Rejected` when user
+/// code preparing it panicked.
+struct OnUnwind<'a, T: Send + 'static> {
+    engine: &'a Arc<Engine<T>>,
+    class: usize,
+    value: *mut ManuallyDrop<T>,
+}
+
+impl<T: Send + 'static> Drop for OnUnwind<'_, T> {
+    fn drop(&mut self) {
+        self.engine.count_discard(self.class, Discard::Rejected);
+        // SAFETY: only reached while unwinding out of `prepare` in
+        // `put_or_drop`: `value` points at the caller's live value, no other
+        // reference to it is in use, and the caller never uses it again.
+        unsafe { ManuallyDrop::drop(&mut *self.value) };
+    }
+}
+
+impl<T: Send + 'static> std::fmt::Debug for Engine<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("classes", &self.depots.len())
+            .field("depot_bytes", &self.budget.used())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> Engine<T> {
+    pub(crate) fn new(classes: usize, limits: Limits, class_bytes: fn(usize) -> usize) -> Self {
+        let hot = Hot {
+            range: AtomicUsize::new(0),
+            zero: AtomicUsize::new(0),
+        };
+        hot.set(&limits);
+        Engine {
+            // Relaxed: a unique number, it publishes nothing.
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            gens: CachePadded::new(Gens {
+                epoch: AtomicU64::new(0),
+                trim: AtomicU64::new(0),
+                decay: AtomicU64::new(0),
+                config: AtomicU64::new(0),
+            }),
+            hot: CachePadded::new(hot),
+            slots: ThreadLocal::new(),
+            depots: (0..classes).map(|i| Depot::new(class_bytes(i))).collect(),
+            budget: Budget::new(limits.depot_bytes),
+            limits: Mutex::new(Arc::new(limits)),
+            born: Instant::now(),
+            decay_due: AtomicU64::new(0),
+            orphans: (0..classes).map(|_| ClassCounters::default()).collect(),
+            class_bytes,
+        }
+    }
+
+    /// Checkout: moves a value of `class` into `dst` from this thread's
+    /// cache, or else from a batch of the depot. `Source::New` means `dst`
+    /// is untouched: the caller creates a value and calls
+    /// [`Engine::count_miss`] once it exists.
+    #[inline(always)]
+    pub(crate) fn take(self: &Arc<Self>, class: usize, dst: &mut MaybeUninit<T>) -> Source {
+        if let Some(slot) = cache::fast(self.id, &**self) {
+            // Relaxed: a stale epoch only delays catching up by one
+            // operation; `catch_up` reads the generations with Acquire.
+            if slot.epoch() == self.gens.epoch.load(Ordering::Relaxed) {
+                let c = slot.class(class);
+                if c.pop_into(dst) {
+                    c.counters.local_hits.bump();
+                    return Source::Local;
+                }
+            }
+        }
+        self.take_slow(class, dst)
+    }
+
+    /// Return: moves the value in `src` (already reset by the caller) into
+    /// this thread's cache, pushing a batch to the depot when it is full.
+    /// True: `src` was moved out and must not be dropped. False: the caller
+    /// drops it (counted here as a `stale` discard).
+    #[inline(always)]
+    pub(crate) fn put(self: &Arc<Self>, class: usize, src: &ManuallyDrop<T>) -> bool {
+        if let Some(slot) = cache::fast(self.id, &**self) {
+            // Relaxed: as in `take`.
+            if slot.epoch() == self.gens.epoch.load(Ordering::Relaxed) {
+                let c = slot.class(class);
+                if c.push_from(src) {
+                    c.counters.returns.bump();
+                    return true;
+                }
+            }
+        }
+        self.put_slow(class, src)
+    }
+
+    /// Checkout as a value: [`Engine::take`], or `create` (user code, run
+    /// outside the engine) on a miss, counted once it returned.
+    #[inline(always)]
+    pub(crate) fn take_or(
+        self: &Arc<Self>,
+        class: usize,
+        create: impl FnOnce() -> T,
+    ) -> (T, Source) {
+        let mut dst = MaybeUninit::uninit();
+        let source = self.take(class, &mut dst);
+        if source != Source::New {
+            // SAFETY: `take` wrote a value into `dst` whenever it returned a
+            // source other than `New` (`Class::pop_into` returned true).
+            return (unsafe { dst.assume_init() }, source);
+        }
+        let value = create();
+        self.count_miss(class);
+        (value, Source::New)
+    }
+
+    /// Return of the value in `src`, which the caller owns and must not use
+    /// afterwards: `prepare` (user code: reset, keep policy, `Buffer`
+    /// methods) says whether to keep it, or why not. If `prepare` panics the
+    /// value is dropped and the return counted as `Rejected`, then the panic
+    /// goes on. A value not kept is counted and dropped here.
+    #[inline(always)]
+    pub(crate) fn put_or_drop(
+        self: &Arc<Self>,
+        class: usize,
+        src: &mut ManuallyDrop<T>,
+        prepare: impl FnOnce(&mut T) -> Result<(), Discard>,
+    ) -> Returned {
+        let verdict = {
+            let unwind = OnUnwind {
+                engine: self,
+                class,
+                value: src,
+            };
+            // SAFETY: `unwind.value` is `src`, live and owned by the caller;
+            // this `&mut` ends before `unwind` is forgotten or dropped.
+            let verdict = prepare(unsafe { &mut **unwind.value });
+            std::mem::forget(unwind);
+            verdict
+        };
+        match verdict {
+            Ok(()) if self.put(class, src) => Returned::Kept,
+            Ok(()) => {
+                // SAFETY: `put` returned false, so it left `src` in place;
+                // the caller never uses it again.
+                unsafe { ManuallyDrop::drop(src) };
+                Returned::Discarded(Discard::Stale)
+            }
+            Err(why) => {
+                self.count_discard(class, why);
+                // SAFETY: as above: the caller never uses `src` again.
+                unsafe { ManuallyDrop::drop(src) };
+                Returned::Discarded(why)
+            }
+        }
+    }
+
+    pub(crate) fn classes(&self) -> usize {
+        self.depots.len()
+    }
+
+    pub(crate) fn limits(&self) -> Arc<Limits> {
+        Arc::clone(&crate::loom::lock(&self.limits))
+    }
+
+    /// Bytes an object of `class` accounts for.
+    pub(crate) fn class_bytes(&self, class: usize) -> usize {
+        (self.class_bytes)(class)
+    }
+
+    /// Bytes the depots hold.
+    pub(crate) fn depot_bytes(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// Nanoseconds since the pool was built: the clock that stamps batches
+    /// pushed to the depots.
+    fn clock(&self) -> u64 {
+        self.born.elapsed().as_nanos() as u64
+    }
+}

@@ -1,0 +1,178 @@
+//! Off the fast path: finding this thread's slot, misses and full caches
+//! (one batch through the depot), and counts made outside the fast path.
+
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::sync::{Arc, Weak};
+
+use super::cache::{self, Slot};
+use super::depot::ClassDepot;
+use super::exit::{self, ExitFlush};
+use super::Engine;
+use crate::stats::{Discard, Source};
+
+impl<T: Send + 'static> Engine<T> {
+    /// This thread's slot, claimed, or `None` when the thread is tearing
+    /// down or its slot is still held by an exiting thread that had the
+    /// same `thread_local` id. Makes it the fast pointer's target.
+    #[inline]
+    pub(super) fn slot(self: &Arc<Self>) -> Option<&Slot<T>> {
+        match cache::fast(self.id, &**self) {
+            Some(slot) => Some(slot),
+            None => self.slot_slow(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn slot_slow(self: &Arc<Self>) -> Option<&Slot<T>> {
+        // First: a thread tearing down never touches `thread_local` again.
+        let token = exit::token()?;
+        let slot = match self.slots.get() {
+            Some(slot) => slot,
+            None => self.slots.get_or(|| Slot::new(self.depots.len())),
+        };
+        if !slot.owned_by(token) {
+            if !slot.claim(token) {
+                // The previous owner of this id is still exiting: run
+                // uncached until it releases the slot.
+                return None;
+            }
+            let weak: Weak<dyn ExitFlush> = Arc::downgrade(self) as Weak<Engine<T>>;
+            if !exit::register(weak, slot as *const Slot<T> as *const ()) {
+                slot.release();
+                return None;
+            }
+            // A claimed slot starts clean: its previous owner's flush left
+            // it empty, and `epoch == u64::MAX` makes the first operation
+            // catch up with the limits in force.
+            debug_assert_eq!(slot.epoch(), u64::MAX);
+        }
+        cache::set_fast(self.id, slot);
+        Some(slot)
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn take_slow(self: &Arc<Self>, class: usize, dst: &mut MaybeUninit<T>) -> Source {
+        let Some(slot) = self.slot() else {
+            return Source::New;
+        };
+        // Dropped before anything is taken: a panicking `Drop` then leaves
+        // no value half handed out.
+        drop(self.catch_up(slot));
+        let c = slot.class(class);
+        if c.pop_into(dst) {
+            c.counters.local_hits.bump();
+            return Source::Local;
+        }
+        if c.cap() == 0 {
+            return Source::New;
+        }
+        match c.refill(&self.class_depot(class, c.depot_max())) {
+            Some(n) if c.pop_into(dst) => {
+                c.counters.depot_hits.bump();
+                c.counters.batches_taken.bump();
+                c.counters.objects_taken.add(n as u64);
+                Source::Depot
+            }
+            Some(n) => {
+                // An empty batch: cannot happen (the depot refuses them),
+                // but count it rather than lose track.
+                c.counters.batches_taken.bump();
+                c.counters.objects_taken.add(n as u64);
+                Source::New
+            }
+            None => Source::New,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn put_slow(self: &Arc<Self>, class: usize, src: &ManuallyDrop<T>) -> bool {
+        let Some(slot) = self.slot() else {
+            self.orphans[class].returns.bump_shared();
+            self.orphans[class].stale.bump_shared();
+            return false;
+        };
+        let mut dropped = self.catch_up(slot);
+        let c = slot.class(class);
+        c.counters.returns.bump();
+        if c.cap() == 0 {
+            c.counters.stale.bump();
+            drop(dropped);
+            return false;
+        }
+        // Usually one batch; more after a refill with a batch pushed under a
+        // larger, since-lowered bound.
+        while c.len() >= c.cap() {
+            self.spill_one(class, slot, &mut dropped);
+        }
+        let kept = c.push_from(src);
+        debug_assert!(kept, "a spilled cache has room");
+        if !kept {
+            c.counters.stale.bump();
+        }
+        drop(dropped);
+        kept
+    }
+
+    /// The depot of `class` as a thread cache sees it.
+    pub(super) fn class_depot(&self, class: usize, max_objects: usize) -> ClassDepot<'_, T> {
+        ClassDepot {
+            depot: &self.depots[class],
+            budget: &self.budget,
+            max_objects,
+            now: self.clock(),
+        }
+    }
+
+    /// Counts a checkout served by a new value (after it was created, so
+    /// that a panicking constructor leaves no checkout behind).
+    #[cold]
+    pub(crate) fn count_miss(self: &Arc<Self>, class: usize) {
+        match self.slot() {
+            Some(slot) => slot.class(class).counters.misses.bump(),
+            None => self.orphans[class].misses.bump_shared(),
+        }
+    }
+
+    /// Counts a return that the caller drops instead of putting back.
+    #[cold]
+    pub(crate) fn count_discard(self: &Arc<Self>, class: usize, why: Discard) {
+        let own;
+        let c = match self.slot() {
+            Some(slot) => {
+                own = true;
+                &slot.class(class).counters
+            }
+            None => {
+                own = false;
+                &self.orphans[class]
+            }
+        };
+        let bump = |counter: &super::counters::Counter| {
+            if own {
+                counter.bump()
+            } else {
+                counter.bump_shared()
+            }
+        };
+        bump(&c.returns);
+        match why {
+            Discard::Rejected => bump(&c.rejected),
+            Discard::Oversize => bump(&c.oversize),
+            Discard::Shared => bump(&c.shared),
+            Discard::Stale => bump(&c.stale),
+            Discard::Unpooled => {}
+        }
+    }
+
+    /// Counts a value taken out of the pool for good.
+    #[cold]
+    pub(crate) fn count_detach(self: &Arc<Self>, class: usize) {
+        match self.slot() {
+            Some(slot) => slot.class(class).counters.detached.bump(),
+            None => self.orphans[class].detached.bump_shared(),
+        }
+    }
+}
