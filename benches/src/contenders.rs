@@ -31,6 +31,7 @@ pub const CONTENDERS: &[&str] = &[
     "pool-core-burst",
     "pool-tokio",
     "tls-floor",
+    "tls-unsafecell",
     "fresh-bytesmut",
     "fresh-vec-zeroed",
     "sharded-slab",
@@ -333,6 +334,44 @@ impl Contender for ThreadLocalFloor {
     }
 }
 
+thread_local! {
+    static RAW_FLOOR: std::cell::UnsafeCell<Vec<BytesMut>> = const { std::cell::UnsafeCell::new(Vec::new()) };
+}
+
+/// The lower floor: the same stack in an `UnsafeCell` (no borrow flag),
+/// popped and pushed in place. What a thread-local cache costs with nothing
+/// but the stack.
+#[derive(Debug)]
+pub struct ThreadLocalUnsafeCell;
+
+impl Contender for ThreadLocalUnsafeCell {
+    type Buf = BytesMut;
+    const NAME: &'static str = "tls-unsafecell";
+    #[inline(always)]
+    fn checkout(&'static self, n: usize) -> BytesMut {
+        // SAFETY: the stack is this thread's own and no reference to it
+        // outlives this call; nothing here re-enters it.
+        let popped = RAW_FLOOR.with(|s| unsafe { (*s.get()).pop() });
+        let mut buf = popped.unwrap_or_else(|| BytesMut::with_capacity(n));
+        fit(&mut buf, n);
+        buf
+    }
+    #[inline(always)]
+    fn write(&'static self, buf: &mut BytesMut, n: usize, full: bool) {
+        write_bytes(buf, n, full)
+    }
+    #[inline(always)]
+    fn read(&'static self, buf: &BytesMut) -> u8 {
+        read_bytes(buf)
+    }
+    #[inline(always)]
+    fn put(&'static self, mut buf: BytesMut) {
+        buf.clear();
+        // SAFETY: as in `checkout`.
+        RAW_FLOOR.with(|s| unsafe { (*s.get()).push(buf) });
+    }
+}
+
 // ---------------------------------------------------------------- textbook pools
 
 static MUTEX_VEC: Mutex<Vec<BytesMut>> = Mutex::new(Vec::new());
@@ -580,6 +619,7 @@ pub fn for_contender<V: Visit>(name: &str, v: V) -> Option<V::Output> {
         "pool-core-burst" => v.visit(&PoolCoreBurst),
         "pool-tokio" => v.visit(&PoolTokio),
         "tls-floor" => v.visit(&ThreadLocalFloor),
+        "tls-unsafecell" => v.visit(&ThreadLocalUnsafeCell),
         "fresh-bytesmut" => v.visit(&FreshBytesMut),
         "fresh-vec-zeroed" => v.visit(&FreshVec),
         "sharded-slab" => v.visit(&ShardedSlab),

@@ -288,7 +288,7 @@ impl<B: Buffer> BufferPool<B> {
     /// assert!(buf.is_empty());
     /// assert_eq!(buf.capacity(), 1024);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn checkout(&self, min_capacity: usize) -> PooledBuf<'_, B> {
         let slot = self.slot_for(min_capacity);
         let (buf, _) = self.fill(slot, min_capacity);
@@ -329,7 +329,7 @@ impl<B: Buffer> BufferPool<B> {
     /// std::thread::spawn(move || buf.push(1)).join().unwrap();
     /// assert_eq!(pool.stats().outstanding(), 0);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn checkout_owned(self: &Arc<Self>, min_capacity: usize) -> OwnedPooledBuf<B> {
         let slot = self.slot_for(min_capacity);
         let (buf, _) = self.fill(slot, min_capacity);
@@ -356,7 +356,7 @@ impl<B: Buffer> BufferPool<B> {
     /// pool.give_back(buf, ticket);
     /// assert_eq!(pool.stats().outstanding(), 0);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn take(&self, min_capacity: usize) -> (B, Ticket) {
         let slot = self.slot_for(min_capacity);
         let (buf, source) = self.fill(slot, min_capacity);
@@ -439,7 +439,7 @@ impl<B: Buffer> BufferPool<B> {
     /// pool.give_back(buf, ticket);
     /// assert_eq!(pool.stats().total().discarded.oversize, 1);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn give_back(&self, buf: B, ticket: Ticket) -> Returned {
         self.give_back_slot(&mut ManuallyDrop::new(buf), ticket.slot, ticket.origin)
     }
@@ -714,7 +714,7 @@ macro_rules! buf_guard_impls {
         }
 
         impl<$($lt,)? B: Buffer> Drop for $guard<$($lt,)? B> {
-            #[inline]
+            #[inline(always)]
             fn drop(&mut self) {
                 let _ = self.pool.give_back_slot(&mut self.buf, self.slot, self.origin);
             }

@@ -196,19 +196,22 @@ impl<T: Send + 'static> Engine<T> {
     }
 
     /// Return: moves the value in `src` (already reset by the caller) into
-    /// this thread's cache, pushing a batch to the depot when it is full.
+    /// this thread's cache, pushing a batch to the depot when it is full
+    /// (after catching up).
     /// True: `src` was moved out and must not be dropped. False: the caller
     /// drops it (counted here as a `stale` discard).
     #[inline(always)]
     pub(crate) fn put(self: &Arc<Self>, class: usize, src: &ManuallyDrop<T>) -> bool {
+        // No epoch check: a value returned into a cache that a trim or a
+        // lowered bound has not reached yet is dropped, with the rest, when
+        // the thread next catches up (its next checkout, or the next return
+        // that finds the cache full). The cache never exceeds the cap it
+        // last caught up with.
         if let Some(slot) = cache::fast(self.id, &**self) {
-            // Relaxed: as in `take`.
-            if slot.epoch() == self.gens.epoch.load(Ordering::Relaxed) {
-                let c = slot.class(class);
-                if c.push_from(src) {
-                    c.counters.returns.bump();
-                    return true;
-                }
+            let c = slot.class(class);
+            if c.push_from(src) {
+                c.counters.returns.bump();
+                return true;
             }
         }
         self.put_slow(class, src)
