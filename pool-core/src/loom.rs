@@ -1,7 +1,10 @@
 //! The one place that chooses between `std` and `loom` synchronization types.
 //!
-//! Every other module imports its atomics and locks from here, so the global
-//! depot protocol can be model-checked with `RUSTFLAGS="--cfg loom"`.
+//! The engine imports its atomics, locks and the cell behind each cache
+//! stack from here, so the depot protocol and the slot handoff between an
+//! exiting thread and the next owner can be model-checked with
+//! `RUSTFLAGS="--cfg loom"` (`scripts/loom.sh`). Counters of the exit
+//! registry and pool ids (plain unique numbers) use `std` atomics directly.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,5 +30,29 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         mutex
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A cell whose accesses loom tracks under `cfg(loom)`; a plain
+/// `std::cell::UnsafeCell` otherwise.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// A cell whose accesses loom tracks under `cfg(loom)`; a plain
+/// `std::cell::UnsafeCell` otherwise.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Runs `f` with a raw pointer to the value (loom records a write).
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
     }
 }

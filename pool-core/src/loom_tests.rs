@@ -1,5 +1,7 @@
-//! loom models of the depot protocol: push, take, drain (trim),
-//! decay and shrink racing each other, with tiny capacities.
+//! loom models of the depot protocol (push, take, drain (trim), decay and
+//! shrink racing each other) and of the slot handoff between an exiting
+//! thread and the next owner of its `thread_local` id, with tiny
+//! capacities.
 //!
 //! Run with `scripts/loom.sh`. Each model checks that no object is lost or
 //! duplicated and that the object and byte bounds hold in every
@@ -8,7 +10,8 @@
 use loom::sync::Arc;
 use loom::thread;
 
-use crate::depot::{Budget, Depot};
+use crate::engine::cache::Slot;
+use crate::engine::depot::{Budget, ClassDepot, Depot};
 
 /// Bytes per object in the models.
 const OBJ: usize = 8;
@@ -157,5 +160,80 @@ fn decay_and_shrink_race_with_take() {
         seen.sort_unstable();
         assert_eq!(seen, vec![0, 1, 2]);
         assert_eq!(budget.used(), 0);
+    });
+}
+
+/// Moves `ids` into class 0 of `slot` (claimed by the caller) through the
+/// fast-path push.
+fn fill(slot: &Slot<u32>, ids: std::ops::Range<u32>) {
+    for id in ids {
+        let v = std::mem::ManuallyDrop::new(id);
+        assert!(slot.class(0).push_from(&v), "room below the cap");
+    }
+}
+
+#[test]
+fn an_exiting_owner_hands_its_slot_to_the_next_thread() {
+    loom::model(|| {
+        // The exiting thread's flush (spill everything, release) races the
+        // next thread with the same id, which claims the slot (retrying,
+        // as it runs uncached until then) and takes from the depot. Every
+        // value ends up exactly once: in the slot, the depot or a checkout.
+        let slot = Arc::new(Slot::<u32>::new(1));
+        let depot = Arc::new(Depot::<u32>::new(OBJ));
+        let budget = Arc::new(Budget::new(usize::MAX));
+        assert!(slot.claim(1));
+        let mut dropped = Vec::new();
+        slot.class(0).set_limits(2, 2, 4, &mut dropped);
+        fill(&slot, 0..2);
+
+        let exiting = {
+            let (slot, depot, budget) = (slot.clone(), depot.clone(), budget.clone());
+            thread::spawn(move || {
+                let d = ClassDepot {
+                    depot: &*depot,
+                    budget: &*budget,
+                    max_objects: 4,
+                    now: 0,
+                };
+                let (n, rejected) = slot.class(0).spill(&d);
+                assert_eq!((n, rejected), (2, None));
+                slot.class(0).forget_vessel();
+                slot.release();
+            })
+        };
+        let next = {
+            let (slot, depot, budget) = (slot.clone(), depot.clone(), budget.clone());
+            thread::spawn(move || {
+                while !slot.claim(2) {
+                    thread::yield_now();
+                }
+                let c = slot.class(0);
+                assert_eq!(c.len(), 0, "a claimed slot starts clean");
+                let d = ClassDepot {
+                    depot: &*depot,
+                    budget: &*budget,
+                    max_objects: 4,
+                    now: 0,
+                };
+                let mut got = Vec::new();
+                if c.refill(&d).is_some() {
+                    let mut dst = std::mem::MaybeUninit::uninit();
+                    while c.pop_into(&mut dst) {
+                        // SAFETY: `pop_into` returned true: `dst` holds a value.
+                        got.push(unsafe { dst.assume_init() });
+                    }
+                }
+                c.forget_vessel();
+                slot.release();
+                got
+            })
+        };
+        exiting.join().unwrap();
+        let mut seen = Vec::new();
+        settle(&mut seen, next.join().unwrap());
+        settle(&mut seen, depot.drain(&budget).into_iter().flatten());
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1]);
     });
 }

@@ -22,11 +22,11 @@
 //!        └──── release (store 0, Release) ◀───┘  stats: counters only
 //! ```
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::mem::{ManuallyDrop, MaybeUninit};
 
 use crate::engine::counters::ClassCounters;
-use crate::loom::{AtomicUsize, Ordering};
+use crate::loom::{AtomicUsize, Ordering, UnsafeCell};
 
 /// Where a cache sends full batches and takes them from: the depot of one
 /// class with the bounds in force. A trait so that the cache can be tested
@@ -78,7 +78,7 @@ impl<T> Class<T> {
         // claimed (see `Slot`), so only one thread ever touches `items`, and
         // within it every `&mut` lives inside one method of this impl that
         // runs no user code and does not call another, so no two overlap.
-        unsafe { &mut *self.items.get() }
+        self.items.with_mut(|items| unsafe { &mut *items })
     }
 
     /// Moves the top value into `dst`. False, touching nothing, when empty.

@@ -23,10 +23,10 @@
 //! are collected and dropped after every counter is updated and no lock is
 //! held, so a panicking `Drop` leaves the books exact.
 
-mod cache;
+pub(crate) mod cache;
 mod catch_up;
 mod counters;
-mod depot;
+pub(crate) mod depot;
 mod exit;
 mod slow;
 mod upkeep;
