@@ -19,11 +19,11 @@ const UNPOOLED: usize = BUFFER_CLASSES;
 /// feature.
 ///
 /// A pool keeps a returned buffer only if it is exactly the allocation it
-/// lent: after [`reclaim`](Buffer::reclaim) of the class size, its
-/// [`capacity`](Buffer::capacity) must be the class size and its
-/// [`as_ptr`](Buffer::as_ptr) the address it had at checkout. So
-/// `with_capacity(n)` must give exactly `n` bytes of capacity, or the pool
-/// never keeps the buffer.
+/// lent: once [`clear`](Buffer::clear)ed (and, if that is not enough,
+/// [`reclaim`](Buffer::reclaim)ed), its [`capacity`](Buffer::capacity) must
+/// be the class size and its [`as_ptr`](Buffer::as_ptr) the address it had
+/// at checkout. So `with_capacity(n)` must give exactly `n` bytes of
+/// capacity, or the pool never keeps the buffer.
 ///
 /// ```
 /// use pool_core::Buffer;
@@ -44,6 +44,11 @@ pub trait Buffer: Send + Sized + 'static {
     /// successful `reclaim` of the whole allocation this is where the
     /// allocation starts.
     fn as_ptr(&self) -> *const u8;
+
+    /// Sets the length to 0, keeping the memory. Called on every return;
+    /// when the cleared buffer already spans exactly its class from where
+    /// it started, the pool keeps it without calling `reclaim`.
+    fn clear(&mut self);
 
     /// Makes a returned buffer ready for reuse: length 0, and at least
     /// `class_size` bytes of capacity that no other handle can read or
@@ -75,13 +80,18 @@ impl Buffer for Vec<u8> {
     }
 
     #[inline]
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+
+    #[inline]
     fn reclaim(&mut self, class_size: usize) -> bool {
-        self.clear();
+        Vec::clear(self);
         Vec::capacity(self) >= class_size
     }
 
     fn zero(&mut self) {
-        self.clear();
+        Vec::clear(self);
         self.spare_capacity_mut().fill(MaybeUninit::new(0));
     }
 }
@@ -104,8 +114,13 @@ impl Buffer for bytes::BytesMut {
     }
 
     #[inline]
+    fn clear(&mut self) {
+        bytes::BytesMut::clear(self);
+    }
+
+    #[inline]
     fn reclaim(&mut self, class_size: usize) -> bool {
-        self.clear();
+        bytes::BytesMut::clear(self);
         // Never allocates. Succeeds when this handle can reach `class_size`
         // bytes that no other handle can see: either it owns the allocation
         // alone again (every split-off part has been dropped; the view then
@@ -122,7 +137,7 @@ impl Buffer for bytes::BytesMut {
     }
 
     fn zero(&mut self) {
-        self.clear();
+        bytes::BytesMut::clear(self);
         self.spare_capacity_mut().fill(MaybeUninit::new(0));
     }
 }
@@ -449,6 +464,26 @@ impl<B: Buffer> BufferPool<B> {
     /// at `origin`, the class size): not grown, not moved, not shared.
     #[inline(always)]
     fn give_back_slot(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> Returned {
+        let class = slot as usize;
+        if class < BUFFER_CLASSES {
+            let zero = self.engine.hot.zero_on_return();
+            let whole = |buf: &mut B| {
+                buf.clear();
+                let size = 1usize << class;
+                !zero && buf.capacity() == size && buf.as_ptr() as usize == origin
+            };
+            if self.engine.put_fast_if(class, src, whole) {
+                return Returned::Kept;
+            }
+        }
+        self.give_back_cold(src, slot, origin)
+    }
+
+    /// Everything but the common return: unpooled buffers, buffers to
+    /// reclaim, zero or discard, full caches.
+    #[cold]
+    #[inline(never)]
+    fn give_back_cold(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> Returned {
         let class = slot as usize;
         if class >= BUFFER_CLASSES {
             return self.give_back_unpooled(src);

@@ -274,6 +274,9 @@ impl pool_core::Buffer for Spy {
     fn as_ptr(&self) -> *const u8 {
         self.inner.as_ptr()
     }
+    fn clear(&mut self) {
+        self.inner.clear();
+    }
     fn reclaim(&mut self, class_size: usize) -> bool {
         self.inner.reclaim(class_size)
     }

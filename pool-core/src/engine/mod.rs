@@ -207,14 +207,48 @@ impl<T: Send + 'static> Engine<T> {
         // the thread next catches up (its next checkout, or the next return
         // that finds the cache full). The cache never exceeds the cap it
         // last caught up with.
-        if let Some(slot) = cache::fast(self.id, &**self) {
+        self.put_fast(class, src) || self.put_slow(class, src)
+    }
+
+    /// The fast half of [`Engine::put`]: false, touching nothing, when this
+    /// thread's cache is not at hand or is full.
+    #[inline(always)]
+    fn put_fast(&self, class: usize, src: &ManuallyDrop<T>) -> bool {
+        if let Some(slot) = cache::fast(self.id, self) {
             let c = slot.class(class);
             if c.push_from(src) {
                 c.counters.returns.bump();
                 return true;
             }
         }
-        self.put_slow(class, src)
+        false
+    }
+
+    /// The common return, for `BufferPool`: if `check` (user code) accepts
+    /// the value and this thread's cache has room, moves it in and returns
+    /// true. Otherwise returns false with nothing done or counted, and the
+    /// caller takes the full path. A panic in `check` drops the value and
+    /// counts the return as `Rejected`.
+    #[inline(always)]
+    pub(crate) fn put_fast_if(
+        self: &Arc<Self>,
+        class: usize,
+        src: &mut ManuallyDrop<T>,
+        check: impl FnOnce(&mut T) -> bool,
+    ) -> bool {
+        let accepted = {
+            let unwind = OnUnwind {
+                engine: self,
+                class,
+                value: src,
+            };
+            // SAFETY: `unwind.value` is `src`, live and owned by the caller;
+            // this `&mut` ends before `unwind` is forgotten or dropped.
+            let accepted = check(unsafe { &mut **unwind.value });
+            std::mem::forget(unwind);
+            accepted
+        };
+        accepted && self.put_fast(class, src)
     }
 
     /// Checkout as a value: [`Engine::take`], or `create` (user code, run
