@@ -216,9 +216,11 @@ impl Ticket {
 /// `n` bytes (a 0-byte request gets the smallest class). A request above
 /// the largest class gets a plain allocation of exactly `n` bytes, counted
 /// as unpooled and dropped on return. Each returned buffer is cleared
-/// (length 0: no stale bytes are readable), checked for sole ownership, and
-/// dropped instead of kept if its capacity grew to twice its class or past
-/// [`BufferConfig::max_retained`].
+/// (length 0: no stale bytes are readable) and kept only if it is exactly
+/// the allocation lent: its class size, starting where it started, shared
+/// with no live split-off part. A buffer that grew, or whose memory a frame
+/// still uses, is dropped (and counted), so every byte the pool reports or
+/// bounds is a real byte of an allocation it holds.
 ///
 /// ```
 /// use pool_core::BufferPool;

@@ -610,9 +610,10 @@ impl BufferConfig {
 
     /// The most bytes one thread's caches can hold under these settings:
     /// the sum over the class range of each class's thread capacity times
-    /// its size (nominal sizes, as the pool's statistics count them). With
-    /// [`get_depot_bytes`](Self::get_depot_bytes) it bounds what a pool
-    /// retains: global bytes plus this per thread that uses the pool.
+    /// its size (real sizes: a buffer is kept only at exactly its class
+    /// size). With [`get_depot_bytes`](Self::get_depot_bytes) it bounds what
+    /// a pool retains: the depot's bytes plus this per thread that uses the
+    /// pool.
     ///
     /// ```
     /// let config = pool_core::BufferConfig::new().min_class(1024).max_class(4096).thread_bytes(8192);

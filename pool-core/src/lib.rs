@@ -52,20 +52,24 @@
 //!   buffers, `depot_bytes` bytes in all. Batches that do not fit are
 //!   dropped and counted.
 //! - A returned buffer is cleared, must own its memory alone, and is
-//!   dropped if it grew to twice its class or past `max_retained`.
+//!   kept only if it is exactly the allocation lent (its class size, from
+//!   where it started, shared with nothing): bounds and statistics count
+//!   real bytes.
 //! - [`Pool::trim`] releases the depot and every thread's cache;
 //!   [`Pool::maintain`], called from a timer or a runtime's park hook,
 //!   frees what stayed unused for a whole decay interval.
-//! - A thread that exits hands its cache to the depot.
+//! - A thread that exits hands its cache to the depot, under the limits in
+//!   force, whatever order its thread-local destructors run in.
 //! - Settings change at runtime with [`Pool::reconfigure`].
 //!
 //! # Safety and correctness
 //!
-//! The `unsafe` code is the per-thread cache (`src/local.rs`): an
-//! `UnsafeCell` that only its owning thread touches, reached through one
-//! `unsafe fn` (`Local::with`) whose callers in `src/shared.rs` each state
-//! why the calling thread owns the cache. The depot's
-//! push / take / trim / decay protocol is model-checked with `loom`
+//! The `unsafe` code is the engine's per-thread slot
+//! (`src/engine/cache.rs`): stacks that only the thread which claimed the
+//! slot touches, and a destructor-free thread-local pointer to the last slot
+//! used; plus the guards' `ManuallyDrop` handling. Every block states why it
+//! is sound. The depot protocol and the slot handoff between an exiting
+//! thread and the next owner of its id are model-checked with `loom`
 //! (`scripts/loom.sh`), the unsafe code runs under Miri (`scripts/miri.sh`),
 //! and a proptest model checks the accounting against a reference.
 #![warn(

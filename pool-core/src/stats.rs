@@ -68,12 +68,14 @@ impl Source {
 pub enum Discard {
     /// The recycling policy's reset returned false.
     Rejected,
-    /// The buffer grew to twice its class or past `max_retained`.
+    /// The buffer is no longer exactly the allocation it was lent as: it
+    /// grew (even in place), or its start moved and could not be moved back.
     Oversize,
     /// A split-off part still shares the buffer's memory.
     Shared,
-    /// Its class left the configured range while it was out, or the
-    /// returning thread was tearing down.
+    /// Its class is not retained (it left the configured range while the
+    /// buffer was out, or lies above `max_retained`), or the returning
+    /// thread was tearing down.
     Stale,
     /// It came from above the largest class and is never kept.
     Unpooled,
@@ -117,7 +119,8 @@ pub enum Returned {
 pub struct Discards {
     /// A full depot (object or byte bound) refused a batch.
     pub full: u64,
-    /// The buffer had grown to twice its class or past `max_retained`.
+    /// The buffer was no longer exactly the allocation lent (it grew, or
+    /// its start moved).
     pub oversize: u64,
     /// The recycling policy's `reset` returned false.
     pub rejected: u64,
@@ -221,8 +224,9 @@ impl ClassStats {
         self.retained_local + self.retained_depot
     }
 
-    /// Nominal bytes the pool keeps in this class (retained × class size;
-    /// a kept buffer's capacity is below twice that).
+    /// Bytes the pool keeps in this class: retained × class size, which is
+    /// the real size of every kept allocation (a buffer is kept only at
+    /// exactly its class size).
     ///
     /// ```
     /// let mut c = pool_core::ClassStats::default();
