@@ -227,7 +227,7 @@ proptest! {
 #[cfg(feature = "bytes")]
 mod bytes_model {
     use bytes::{Buf, BufMut, Bytes, BytesMut};
-    use pool_core::{BufferConfig, BufferPool, Returned, Ticket};
+    use pool_core::{BufferConfig, Returned, Ticket};
     use proptest::prelude::*;
 
     /// Classes 512 ..= 4096.
