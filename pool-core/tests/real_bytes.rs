@@ -152,6 +152,63 @@ measured_test! {
     }
 }
 
+measured_test! {
+    /// `thread_bytes` in real bytes: with no depot, the pool holds only this
+    /// thread's cache, which may hold at most `thread_bytes_bound()`. 64
+    /// grown-and-advanced 16 KiB buffers come back at once.
+    fn thread_bytes_bound_holds_in_real_bytes() {
+        let _one = one_at_a_time();
+        let base = live();
+        let config = BufferConfig::new().thread_bytes(64 << 10).depot_capacity(0);
+        let pool = config.build::<BytesMut>().unwrap();
+        let bound = config.thread_bytes_bound() as i64;
+        let out: Vec<_> = (0..64)
+            .map(|_| {
+                let mut b = pool.checkout(16 << 10);
+                b.reserve(1 << 20);
+                let cap = b.capacity();
+                b.put_bytes(1, cap);
+                b.advance(cap - (20 << 10));
+                b
+            })
+            .collect();
+        drop(out);
+        assert_real_bytes("thread_bytes 64 KiB, no depot", &pool, base, bound, 1);
+    }
+}
+
+measured_test! {
+    /// `max_retained` in real bytes: with a largest class of 16 KiB (so
+    /// `max_retained` 16 KiB), a buffer grown to 1 MiB and advanced to a
+    /// 16 KiB view is a 1 MiB allocation, and is dropped.
+    fn max_retained_holds_in_real_bytes() {
+        let _one = one_at_a_time();
+        let base = live();
+        let config = BufferConfig::new().max_class(16 << 10);
+        let pool = config.build::<BytesMut>().unwrap();
+        let bound = (config.get_depot_bytes() + config.thread_bytes_bound()) as i64;
+        let out: Vec<_> = (0..32)
+            .map(|_| {
+                let (mut b, ticket) = pool.take(16 << 10);
+                b.reserve(1 << 20);
+                let cap = b.capacity();
+                b.put_bytes(1, cap);
+                b.advance(cap - (16 << 10));
+                (b, ticket)
+            })
+            .collect();
+        for (b, ticket) in out {
+            let verdict = pool.give_back(b, ticket);
+            assert!(
+                matches!(verdict, Returned::Discarded(_)),
+                "kept a 1 MiB allocation under max_retained 16 KiB: {verdict:?}"
+            );
+        }
+        let held = assert_real_bytes("max_retained 16 KiB", &pool, base, bound, 1);
+        assert!(held <= slack(1), "{held} bytes held after dropping every buffer");
+    }
+}
+
 /// Issue 9's third reproduction: a 4 KiB-class buffer grown to 8 KiB with
 /// `split_to(4096).freeze()` alive is dropped, and no later checkout hands
 /// out memory of that allocation.

@@ -23,11 +23,13 @@ use std::time::{Duration, Instant};
 
 /// The slack allowed between what the allocator shows a pool holding and
 /// what the pool's statistics and bounds say: the pool's own bookkeeping
-/// (its thread-cache table, per-thread slots and counters, batch vessels),
-/// which is small and does not grow with the buffers it holds.
+/// (the pool itself, its thread-cache table, batch vessels), which does not
+/// grow with the buffers it holds. Measured on the base engine: under
+/// 20 KiB for one thread. The defects these tests catch are off by MiB.
 pub(crate) const SLACK_BASE: i64 = 64 << 10;
-/// Bookkeeping slack per thread that used the pool (its cache slot).
-pub(crate) const SLACK_PER_THREAD: i64 = 16 << 10;
+/// Bookkeeping slack per thread that used the pool: its cache slot,
+/// counters, and cache storage reserved up front.
+pub(crate) const SLACK_PER_THREAD: i64 = 64 << 10;
 
 /// The slack for a pool used by `threads` threads.
 pub(crate) fn slack(threads: usize) -> i64 {
