@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::config::{BufferConfig, ConfigError, BUFFER_CLASSES, BUFFER_SLOTS};
-use crate::engine::Engine;
+use crate::engine::{CountOnUnwind, Engine};
 use crate::loom::{lock, Mutex};
 use crate::stats::{Discard, Returned, Source, Stats};
 
@@ -310,7 +310,7 @@ impl<B: Buffer> BufferPool<B> {
         let slot = self.slot_for(min_capacity);
         let (buf, _) = self.fill(slot, min_capacity);
         PooledBuf {
-            origin: buf.as_ptr() as usize,
+            origin: self.origin(&buf, slot),
             buf: ManuallyDrop::new(buf),
             slot,
             pool: self,
@@ -351,7 +351,7 @@ impl<B: Buffer> BufferPool<B> {
         let slot = self.slot_for(min_capacity);
         let (buf, _) = self.fill(slot, min_capacity);
         OwnedPooledBuf {
-            origin: buf.as_ptr() as usize,
+            origin: self.origin(&buf, slot),
             buf: ManuallyDrop::new(buf),
             slot,
             pool: Arc::clone(self),
@@ -377,7 +377,7 @@ impl<B: Buffer> BufferPool<B> {
     pub fn take(&self, min_capacity: usize) -> (B, Ticket) {
         let slot = self.slot_for(min_capacity);
         let (buf, source) = self.fill(slot, min_capacity);
-        let origin = buf.as_ptr() as usize;
+        let origin = self.origin(&buf, slot);
         (
             buf,
             Ticket {
@@ -418,6 +418,27 @@ impl<B: Buffer> BufferPool<B> {
         } else {
             shift as u8
         }
+    }
+
+    /// Where `buf`, just checked out of `slot`, starts. `as_ptr` is user
+    /// code: if it panics, the buffer (still the caller's local) is dropped
+    /// and the checkout balanced by a counted return.
+    #[inline(always)]
+    fn origin(&self, buf: &B, slot: u8) -> usize {
+        let class = slot as usize;
+        let why = if class < BUFFER_CLASSES {
+            Discard::Rejected
+        } else {
+            Discard::Unpooled
+        };
+        let unwind = CountOnUnwind {
+            engine: &self.engine,
+            class,
+            why,
+        };
+        let origin = buf.as_ptr() as usize;
+        unwind.disarm();
+        origin
     }
 
     /// A buffer of `slot`. The hit path is forced inline; misses and

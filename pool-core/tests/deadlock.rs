@@ -71,6 +71,12 @@ impl Buffer for ReaderBuf {
     fn capacity(&self) -> usize {
         self.0.capacity()
     }
+    fn as_ptr(&self) -> *const u8 {
+        self.0.as_ptr()
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
     fn reclaim(&mut self, class_size: usize) -> bool {
         self.0.clear();
         self.0.capacity() >= class_size

@@ -277,6 +277,8 @@ fn a_panic_in_heap_bytes_leaves_the_books_exact() {
 enum Hook {
     WithCapacity,
     Capacity,
+    AsPtr,
+    Clear,
     Reclaim,
     Zero,
     Drop,
@@ -329,6 +331,14 @@ impl Buffer for PanicBuf {
     fn capacity(&self) -> usize {
         trip(Hook::Capacity);
         self.0.capacity()
+    }
+    fn as_ptr(&self) -> *const u8 {
+        trip(Hook::AsPtr);
+        self.0.as_ptr()
+    }
+    fn clear(&mut self) {
+        trip(Hook::Clear);
+        self.0.clear();
     }
     fn reclaim(&mut self, class_size: usize) -> bool {
         trip(Hook::Reclaim);
@@ -411,6 +421,16 @@ fn a_panic_in_buffer_with_capacity_leaves_the_books_exact() {
 #[test]
 fn a_panic_in_buffer_capacity_leaves_the_books_exact() {
     buffer_hook_panics(Hook::Capacity);
+}
+
+#[test]
+fn a_panic_in_buffer_as_ptr_leaves_the_books_exact() {
+    buffer_hook_panics(Hook::AsPtr);
+}
+
+#[test]
+fn a_panic_in_buffer_clear_leaves_the_books_exact() {
+    buffer_hook_panics(Hook::Clear);
 }
 
 #[test]

@@ -362,8 +362,10 @@ measured_test! {
         let bound = (config.get_depot_bytes() + (THREADS + 1) * config.thread_bytes_bound()) as i64;
         // Each thread holds at most one grown buffer and two ordinary ones.
         let in_flight = THREADS as i64 * ((1 << 20) + (20 << 10));
+        // Joined one by one: `join` waits for the thread's exit flush (its
+        // thread-local destructors), which the end of a scope does not.
         thread::scope(|s| {
-            for _ in 0..THREADS {
+            let threads: Vec<_> = (0..THREADS).map(|_| {
                 s.spawn(|| {
                     for i in 0..64 {
                         let a = pool.checkout(16 << 10);
@@ -378,7 +380,10 @@ measured_test! {
                             mib(bound)
                         );
                     }
-                });
+                })
+            }).collect();
+            for t in threads {
+                t.join().unwrap();
             }
         });
         assert_real_bytes("4 threads", &pool, base, bound, THREADS + 1);
@@ -400,8 +405,9 @@ measured_test! {
         let pool = config.build::<BytesMut>().unwrap();
         let bound = config.get_depot_bytes() as i64;
         for round in 0..24 {
+            // Joined one by one: see `many_threads_within_bounds`.
             thread::scope(|s| {
-                for t in 0..4 {
+                let threads: Vec<_> = (0..4).map(|t| {
                     let pool = &pool;
                     s.spawn(move || {
                         for _ in 0..4 {
@@ -411,7 +417,10 @@ measured_test! {
                             .map(|j| pool.checkout(if (j + t) % 2 == 0 { 16 << 10 } else { 4096 }))
                             .collect();
                         drop(held);
-                    });
+                    })
+                }).collect();
+                for t in threads {
+                    t.join().unwrap();
                 }
             });
             let held = live() - base;

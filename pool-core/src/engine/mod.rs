@@ -138,6 +138,29 @@ impl<T: Send + 'static> Drop for OnUnwind<'_, T> {
     }
 }
 
+/// Counts a return (as `why`) if dropped while unwinding: armed around user
+/// code that runs after a checkout was counted but before the caller got
+/// its guard, so that a panic there leaves `outstanding` exact.
+pub(crate) struct CountOnUnwind<'a, T: Send + 'static> {
+    pub(crate) engine: &'a Arc<Engine<T>>,
+    pub(crate) class: usize,
+    pub(crate) why: Discard,
+}
+
+impl<T: Send + 'static> CountOnUnwind<'_, T> {
+    /// The user code returned: count nothing.
+    #[inline(always)]
+    pub(crate) fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl<T: Send + 'static> Drop for CountOnUnwind<'_, T> {
+    fn drop(&mut self) {
+        self.engine.count_discard(self.class, self.why);
+    }
+}
+
 impl<T: Send + 'static> std::fmt::Debug for Engine<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
