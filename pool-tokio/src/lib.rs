@@ -68,6 +68,8 @@
 //!   out; with it, a pool built without the switch pays one branch per
 //!   checkout.
 
+#[cfg(feature = "http-body")]
+mod body;
 mod codec;
 mod diagnostics;
 mod error;
@@ -78,12 +80,14 @@ mod tracing;
 
 use std::sync::LazyLock;
 
+#[cfg(feature = "http-body")]
+pub use body::PooledBody;
 pub use codec::{
     PooledFramed, PooledFramedRead, PooledFramedWrite, PooledParts, DEFAULT_FRAME_BUFFER,
 };
 #[cfg(feature = "diagnostics")]
 pub use diagnostics::{Diagnostics, LeakReport, Outstanding};
-pub use error::{BuildError, CheckoutError};
+pub use error::{BuildError, TryCheckoutError};
 pub use pool::{BudgetStats, Builder, BytesPool};
 pub use pooled::PooledBytes;
 
@@ -112,6 +116,10 @@ pub fn default_pool() -> &'static BytesPool {
 /// Checks out an empty buffer of at least `min_capacity` bytes from the
 /// [default pool](default_pool).
 ///
+/// **Empty means length 0: read into it with `read_buf(&mut buf)`, not
+/// `read(&mut buf)`**, which sees no room and returns `Ok(0)` as at end of
+/// stream (or use [`checkout_zeroed`]).
+///
 /// # Panics
 ///
 /// If `min_capacity` exceeds `isize::MAX`.
@@ -124,4 +132,22 @@ pub fn default_pool() -> &'static BytesPool {
 #[inline]
 pub fn checkout(min_capacity: usize) -> PooledBytes {
     DEFAULT.checkout(min_capacity)
+}
+
+/// Checks out a buffer of **length** `len`, zero-filled, from the
+/// [default pool](default_pool), for `read(&mut buf)` and other APIs that
+/// fill an initialised slice (see [`BytesPool::checkout_zeroed`]). A plain
+/// [`checkout`] has length 0: read into it with `read_buf`, never `read`.
+///
+/// # Panics
+///
+/// If `len` exceeds `isize::MAX`.
+///
+/// ```
+/// let buf = pool_tokio::checkout_zeroed(100);
+/// assert_eq!((buf.len(), buf.capacity()), (100, 512));
+/// assert!(buf.iter().all(|&b| b == 0));
+/// ```
+pub fn checkout_zeroed(len: usize) -> PooledBytes {
+    DEFAULT.checkout_zeroed(len)
 }

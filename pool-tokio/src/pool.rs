@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use pool_core::{BufferConfig, BufferPool, Stats};
 use tokio::sync::{Semaphore, TryAcquireError};
 
-use crate::error::{BuildError, CheckoutError};
+use crate::error::{BuildError, TryCheckoutError};
 use crate::pooled::PooledBytes;
 
 /// The state behind every handle of one pool.
@@ -85,17 +85,17 @@ impl Budget {
     /// releases exactly what it was charged, so a reconfiguration between
     /// the charge and the checkout can mis-size one charge, never unbalance
     /// the budget.
-    fn charge(&self, pool: &BufferPool<BytesMut>, n: usize) -> Result<usize, CheckoutError> {
+    fn charge(&self, pool: &BufferPool<BytesMut>, n: usize) -> Result<usize, TryCheckoutError> {
         check_size(n)?;
         let charge = pool.class_size_for(n).unwrap_or(n);
         if charge > self.limit {
-            return Err(CheckoutError::ExceedsBudget {
+            return Err(TryCheckoutError::ExceedsBudget {
                 charge,
                 budget: self.limit,
             });
         }
         if charge > u32::MAX as usize {
-            return Err(CheckoutError::TooLarge {
+            return Err(TryCheckoutError::TooLarge {
                 requested: n,
                 limit: u32::MAX as usize,
             });
@@ -103,14 +103,14 @@ impl Budget {
         Ok(charge)
     }
 
-    fn try_acquire(&self, charge: usize) -> Result<(), CheckoutError> {
+    fn try_acquire(&self, charge: usize) -> Result<(), TryCheckoutError> {
         // `charge` fits in u32: checked by `charge`.
         match self.semaphore.try_acquire_many(charge as u32) {
             Ok(permit) => {
                 permit.forget();
                 Ok(())
             }
-            Err(TryAcquireError::NoPermits) => Err(CheckoutError::BudgetExhausted {
+            Err(TryAcquireError::NoPermits) => Err(TryCheckoutError::BudgetExhausted {
                 charge,
                 available: self.semaphore.available_permits(),
                 budget: self.limit,
@@ -146,9 +146,9 @@ fn check_budget(limit: usize, config: &BufferConfig) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn check_size(n: usize) -> Result<(), CheckoutError> {
+fn check_size(n: usize) -> Result<(), TryCheckoutError> {
     if n > isize::MAX as usize {
-        Err(CheckoutError::TooLarge {
+        Err(TryCheckoutError::TooLarge {
             requested: n,
             limit: isize::MAX as usize,
         })
@@ -325,6 +325,10 @@ impl BytesPool {
     /// [`checkout_async`](BytesPool::checkout_async) to wait for the budget
     /// or [`try_checkout`](BytesPool::try_checkout) to be refused.
     ///
+    /// **Empty means length 0: read into it with `read_buf(&mut buf)`, not
+    /// `read(&mut buf)`**, which sees no room and returns `Ok(0)` as at end
+    /// of stream (or use [`checkout_zeroed`](BytesPool::checkout_zeroed)).
+    ///
     /// # Panics
     ///
     /// If `min_capacity` exceeds `isize::MAX`.
@@ -345,6 +349,42 @@ impl BytesPool {
         self.serve(min_capacity, charge)
     }
 
+    /// Checks out a buffer whose **length** is `len`, zero-filled, ready
+    /// for APIs that write into an initialised `&mut [u8]`:
+    /// `AsyncReadExt::read(&mut buf[..])`, `read_exact`, `std::io::Read`.
+    /// Otherwise like [`checkout`](BytesPool::checkout) (class size, budget,
+    /// overdraft).
+    ///
+    /// A plain [`checkout`](BytesPool::checkout) is empty: `read` into it
+    /// returns `Ok(0)` at once, which looks like end of stream. Prefer
+    /// `read_buf(&mut buf)` on a plain checkout: it appends into the spare
+    /// capacity and skips the zeroing this method pays (`len` bytes written
+    /// per checkout).
+    ///
+    /// # Panics
+    ///
+    /// If `len` exceeds `isize::MAX`.
+    ///
+    /// ```
+    /// use tokio::io::AsyncReadExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut buf = pool.checkout_zeroed(1024);
+    /// assert_eq!(buf.len(), 1024);
+    /// let mut input: &[u8] = b"request";
+    /// let n = input.read(&mut buf).await?;
+    /// buf.truncate(n);
+    /// assert_eq!(buf, "request");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn checkout_zeroed(&self, len: usize) -> PooledBytes {
+        let mut buf = self.checkout(len);
+        buf.resize(len, 0);
+        buf
+    }
+
     #[cold]
     fn overdraft_charge(&self, budget: &Budget, n: usize) -> usize {
         match budget
@@ -352,8 +392,10 @@ impl BytesPool {
             .and_then(|c| budget.try_acquire(c).map(|()| c))
         {
             Ok(charge) => charge,
-            Err(CheckoutError::TooLarge { requested, limit }) if limit == isize::MAX as usize => {
-                panic!("{}", CheckoutError::TooLarge { requested, limit })
+            Err(TryCheckoutError::TooLarge { requested, limit })
+                if limit == isize::MAX as usize =>
+            {
+                panic!("{}", TryCheckoutError::TooLarge { requested, limit })
             }
             Err(_) => {
                 budget.overdrafts.fetch_add(1, Relaxed);
@@ -381,17 +423,17 @@ impl BytesPool {
     /// budget is exhausted now (or smaller than the request).
     ///
     /// ```
-    /// use pool_tokio::{BytesPool, CheckoutError};
+    /// use pool_tokio::{BytesPool, TryCheckoutError};
     /// let pool = BytesPool::builder().budget(8192).build()?;
-    /// assert!(matches!(pool.try_checkout(usize::MAX), Err(CheckoutError::TooLarge { .. })));
-    /// assert!(matches!(pool.try_checkout(10_000), Err(CheckoutError::ExceedsBudget { .. })));
+    /// assert!(matches!(pool.try_checkout(usize::MAX), Err(TryCheckoutError::TooLarge { .. })));
+    /// assert!(matches!(pool.try_checkout(10_000), Err(TryCheckoutError::ExceedsBudget { .. })));
     /// let a = pool.try_checkout(4096)?;
     /// let b = pool.try_checkout(4096)?;
-    /// assert!(matches!(pool.try_checkout(1), Err(CheckoutError::BudgetExhausted { .. })));
+    /// assert!(matches!(pool.try_checkout(1), Err(TryCheckoutError::BudgetExhausted { .. })));
     /// # drop((a, b));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn try_checkout(&self, min_capacity: usize) -> Result<PooledBytes, CheckoutError> {
+    pub fn try_checkout(&self, min_capacity: usize) -> Result<PooledBytes, TryCheckoutError> {
         let charge = match &self.handle.inner().budget {
             None => {
                 check_size(min_capacity)?;
@@ -414,7 +456,7 @@ impl BytesPool {
     /// set aside for it go back to the budget and the next waiter is woken).
     ///
     /// Fails only for a request that could never be served
-    /// ([`CheckoutError::TooLarge`], [`CheckoutError::ExceedsBudget`]).
+    /// ([`TryCheckoutError::TooLarge`], [`TryCheckoutError::ExceedsBudget`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -432,7 +474,10 @@ impl BytesPool {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn checkout_async(&self, min_capacity: usize) -> Result<PooledBytes, CheckoutError> {
+    pub async fn checkout_async(
+        &self,
+        min_capacity: usize,
+    ) -> Result<PooledBytes, TryCheckoutError> {
         let charge = match &self.handle.inner().budget {
             None => {
                 check_size(min_capacity)?;
