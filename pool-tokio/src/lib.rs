@@ -88,8 +88,9 @@ pub use codec::{
 #[cfg(feature = "diagnostics")]
 pub use diagnostics::{Diagnostics, LeakReport, Outstanding};
 pub use error::{BuildError, TryCheckoutError};
-pub use pool::{BudgetStats, Builder, BytesPool};
+pub use pool::{BudgetStats, Builder, BytesPool, DEFAULT_NAME};
 pub use pooled::PooledBytes;
+pub use runtime::RuntimeHooks;
 
 static DEFAULT_INNER: LazyLock<pool::Inner> =
     LazyLock::new(
@@ -99,10 +100,24 @@ static DEFAULT_INNER: LazyLock<pool::Inner> =
         },
     );
 
-static DEFAULT: LazyLock<BytesPool> = LazyLock::new(|| BytesPool::from_static(&DEFAULT_INNER));
+static DEFAULT: LazyLock<BytesPool> = LazyLock::new(|| {
+    let pool = BytesPool::from_static(&DEFAULT_INNER);
+    runtime::start_default_decay(&pool);
+    pool
+});
 
 /// The process-wide default pool (pool-core's default settings, no
-/// budget), built on first use. Its guards hold a `&'static` reference.
+/// budget, named `"default"`), built on first use. Its guards hold a
+/// `&'static` reference.
+///
+/// Idle decay needs no setup: on first use it starts one background
+/// thread (`pool-tokio-decay`, asleep between steps) that runs
+/// [`BytesPool::decay_to_floor`] four times per decay interval, so buffers
+/// left in the depot for a whole interval are freed, also under
+/// `#[tokio::main]`. What a worker thread's own cache holds reaches the
+/// depot when the worker parks, with the hooks installed
+/// ([`BytesPool::install`]); without them each thread keeps up to one
+/// batch per class it used.
 ///
 /// ```
 /// let pool = pool_tokio::default_pool();

@@ -15,13 +15,52 @@ use crate::pooled::PooledBytes;
 pub(crate) struct Inner {
     pub(crate) pool: BufferPool<BytesMut>,
     pub(crate) budget: Option<Budget>,
+    /// Runtime, naming and tracing settings (`Builder::name` and friends).
+    pub(crate) settings: Settings,
     /// Leak diagnostics, for pools built with `Builder::diagnostics`.
     #[cfg(feature = "diagnostics")]
     pub(crate) diagnostics: Option<crate::diagnostics::Registry>,
 }
 
+/// The settings of a pool that are pool-tokio's own (not pool-core's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// Carried by statistics reports, trace events and metrics.
+    pub(crate) name: std::borrow::Cow<'static, str>,
+    /// Bytes that idle decay driven by this crate leaves retained.
+    pub(crate) idle_floor: usize,
+    /// Whether blocking threads of a runtime with this pool's hooks keep a
+    /// per-thread cache.
+    pub(crate) blocking_cache: bool,
+    /// Whether every hit is traced (misses and discards always are).
+    pub(crate) trace_hits: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            name: std::borrow::Cow::Borrowed(DEFAULT_NAME),
+            idle_floor: 0,
+            blocking_cache: false,
+            trace_hits: false,
+        }
+    }
+}
+
+/// The name of a pool built without [`Builder::name`], the
+/// [default pool](crate::default_pool)'s included.
+pub const DEFAULT_NAME: &str = "default";
+
 impl Inner {
     pub(crate) fn new(config: BufferConfig, budget: Option<usize>) -> Result<Inner, BuildError> {
+        Self::with_settings(config, budget, Settings::default())
+    }
+
+    pub(crate) fn with_settings(
+        config: BufferConfig,
+        budget: Option<usize>,
+        settings: Settings,
+    ) -> Result<Inner, BuildError> {
         let pool = BufferPool::with_config(config)?;
         let budget = match budget {
             None => None,
@@ -30,6 +69,7 @@ impl Inner {
         Ok(Inner {
             pool,
             budget,
+            settings,
             #[cfg(feature = "diagnostics")]
             diagnostics: None,
         })
@@ -226,6 +266,7 @@ pub struct BytesPool {
 impl fmt::Debug for BytesPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BytesPool")
+            .field("name", &self.name())
             .field("static", &matches!(self.handle, Handle::Static(_)))
             .field("config", &self.config())
             .field("budget", &self.budget())
@@ -286,6 +327,7 @@ impl BytesPool {
         Builder {
             config: BufferConfig::new(),
             budget: None,
+            settings: Settings::default(),
             #[cfg(feature = "diagnostics")]
             diagnostics: None,
         }
@@ -414,7 +456,7 @@ impl BytesPool {
     fn serve(&self, n: usize, charge: usize) -> PooledBytes {
         let inner = self.handle.inner();
         let (buf, ticket) = inner.pool.take(n);
-        crate::tracing::checkout(&ticket, n);
+        crate::tracing::checkout(&inner.settings, &ticket, n);
         let track = crate::diagnostics::on_checkout(inner, n, ticket.class_size());
         PooledBytes::new(buf, ticket, charge, track, self.handle.clone())
     }
@@ -531,6 +573,34 @@ impl BytesPool {
         self.handle.inner().pool.config()
     }
 
+    /// The pool's name ([`Builder::name`]; `"default"` unless set).
+    ///
+    /// ```
+    /// assert_eq!(pool_tokio::BytesPool::new().name(), "default");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.handle.inner().settings.name
+    }
+
+    /// The bytes idle decay leaves retained ([`Builder::idle_floor`]).
+    ///
+    /// ```
+    /// assert_eq!(pool_tokio::BytesPool::new().idle_floor(), 0);
+    /// ```
+    pub fn idle_floor(&self) -> usize {
+        self.handle.inner().settings.idle_floor
+    }
+
+    /// Whether blocking threads keep a per-thread cache
+    /// ([`Builder::blocking_cache`]).
+    ///
+    /// ```
+    /// assert!(!pool_tokio::BytesPool::new().blocking_cache());
+    /// ```
+    pub fn blocking_cache(&self) -> bool {
+        self.handle.inner().settings.blocking_cache
+    }
+
     /// Changes the settings of a live pool (see
     /// [`BufferPool::reconfigure`]). On a pool with a budget, the smallest
     /// class must still fit in it. On error nothing changes.
@@ -627,6 +697,7 @@ impl BytesPool {
 pub struct Builder {
     config: BufferConfig,
     budget: Option<usize>,
+    settings: Settings,
     #[cfg(feature = "diagnostics")]
     diagnostics: Option<crate::Diagnostics>,
 }
@@ -659,6 +730,72 @@ impl Builder {
         self
     }
 
+    /// The pool's name, carried by its statistics reports, trace events
+    /// (field `pool`) and metrics (label `pool`). Default
+    /// [`DEFAULT_NAME`](crate::DEFAULT_NAME) (`"default"`, the
+    /// [default pool](crate::default_pool)'s name).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().name("frames").build()?;
+    /// assert_eq!(pool.name(), "frames");
+    /// assert_eq!(pool_tokio::default_pool().name(), "default");
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.settings.name = name.into();
+        self
+    }
+
+    /// Bytes the idle decay that this crate drives (the
+    /// [park hook](BytesPool::on_thread_park) and
+    /// [`spawn_maintenance`](BytesPool::spawn_maintenance)) leaves retained:
+    /// a decay step runs only while the pool retains more than this.
+    /// Default 0: an idle pool gives back everything. One step frees
+    /// whole depot batches untaken for a whole interval, so it can end
+    /// below the floor by up to one step's worth.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().idle_floor(1 << 20).build()?;
+    /// assert_eq!(pool.idle_floor(), 1 << 20);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn idle_floor(mut self, bytes: usize) -> Self {
+        self.settings.idle_floor = bytes;
+        self
+    }
+
+    /// Whether the blocking threads (`spawn_blocking`) of a runtime built
+    /// with this pool's hooks keep a per-thread cache. Default `false`: a
+    /// buffer returned on a blocking thread goes on to the depot at once,
+    /// so memory cached per thread is bounded by the workers, not by up to
+    /// 512 blocking threads (Netty caches only for its event-loop threads
+    /// too). Workers always cache. See
+    /// [`on_thread_start`](BytesPool::on_thread_start).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().blocking_cache(true).build()?;
+    /// assert!(pool.blocking_cache());
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn blocking_cache(mut self, cache: bool) -> Self {
+        self.settings.blocking_cache = cache;
+        self
+    }
+
+    /// Whether every checkout served from the pool (a hit) emits a `trace`
+    /// event, with the `tracing` feature. Default `false`: only misses,
+    /// discards and overdrafts are traced, one event each with its reason.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().trace_hits(true).build()?;
+    /// # drop(pool);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn trace_hits(mut self, trace: bool) -> Self {
+        self.settings.trace_hits = trace;
+        self
+    }
+
     /// Builds the pool; fails, saying which setting and what to change, if
     /// one is out of range.
     ///
@@ -675,7 +812,7 @@ impl Builder {
     /// ```
     pub fn build(self) -> Result<BytesPool, BuildError> {
         #[allow(unused_mut)] // set only with the `diagnostics` feature
-        let mut inner = Inner::new(self.config, self.budget)?;
+        let mut inner = Inner::with_settings(self.config, self.budget, self.settings)?;
         #[cfg(feature = "diagnostics")]
         {
             inner.diagnostics = self.diagnostics.map(crate::diagnostics::Registry::new);

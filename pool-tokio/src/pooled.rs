@@ -21,7 +21,8 @@ fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track:
     let class = ticket.class_size();
     let capacity = buf.capacity();
     let returned = inner.pool.give_back(buf, ticket);
-    crate::tracing::returned(class, capacity, returned);
+    crate::tracing::returned(&inner.settings, class, capacity, returned);
+    crate::runtime::after_return(inner);
     // After the buffer is back, so that a woken waiter can find it.
     if charge > 0 {
         if let Some(budget) = &inner.budget {
