@@ -9,7 +9,9 @@
 //! - [`checkout`] serves from a lazily built process-wide pool whose
 //!   guards hold a `&'static` reference: no reference count per checkout.
 //!   [`BytesPool`] builds your own (settings, an optional byte budget).
-//! - [`PooledBytes`] derefs to `BytesMut` and is `BufMut` and `io::Write`;
+//! - [`PooledBytes`] derefs to `BytesMut` and is `BufMut`, `Buf` and
+//!   `io::Write`; it compares equal to byte slices and `str`, and clones
+//!   into the pool;
 //!   [`PooledBytes::freeze`] turns it into `Bytes` without a copy, and the
 //!   memory comes back when the last clone drops. Frames split off it
 //!   (`split_to`) stay valid: the pool never reuses memory another handle
@@ -54,11 +56,21 @@
 //!
 //! # Features
 //!
-//! - `tracing` (default): per-buffer events at `trace` level with fields
-//!   `class`, `outcome` (`hit`, `miss`, `discard`), `source` or `reason`,
-//!   and `bytes`; debug spans `pool_report` and `pool_maintenance`. Without
-//!   it the events compile to nothing. This crate never sets `tracing`'s
-//!   `max_level_*` features.
+//! - `tracing` (default): per-buffer events at `trace` level, one per
+//!   miss (`outcome = "miss"`, `reason` `pool_empty` or `above_max_class`)
+//!   and per discard (`outcome = "discard"`, `reason`), with fields `pool`
+//!   (the pool's name), `class`, `source` and `bytes`; hits only with
+//!   `Builder::trace_hits`. Debug spans `pool_report` and
+//!   `pool_maintenance`. Without it the events compile to nothing. This
+//!   crate never sets `tracing`'s `max_level_*` features.
+//! - `http-body` (off): `PooledBody`, an `http_body::Body` whose data is
+//!   the pooled buffer itself, so hyper sends it and drops it back into the
+//!   pool with no allocation per response (`freeze` costs one).
+//! - `metrics` (off): `BytesPool::export_metrics` and
+//!   `BytesPool::spawn_metrics` record per pool and class checkouts, hits,
+//!   misses, discards by reason, outstanding and retained buffers and the
+//!   budget in the `metrics` facade (see `examples/metrics_server.rs` for a
+//!   Prometheus endpoint).
 //! - `diagnostics` (off): leak diagnostics. A pool built with
 //!   `Builder::diagnostics` records the time, thread and (sampled)
 //!   backtrace of each checkout until the buffer comes back;
@@ -73,6 +85,8 @@ mod body;
 mod codec;
 mod diagnostics;
 mod error;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod pool;
 mod pooled;
 mod runtime;
