@@ -106,17 +106,20 @@ pub use pool::{BudgetStats, Builder, BytesPool, DEFAULT_NAME};
 pub use pooled::PooledBytes;
 pub use runtime::RuntimeHooks;
 
-static DEFAULT_INNER: LazyLock<pool::Inner> =
-    LazyLock::new(
-        || match pool::Inner::new(pool_core::BufferConfig::new(), None) {
-            Ok(inner) => inner,
-            Err(e) => unreachable!("default settings are valid: {e}"),
-        },
-    );
+static DEFAULT_INNER: LazyLock<pool::Inner> = LazyLock::new(|| {
+    let settings = pool::Settings {
+        decay_thread: true,
+        ..pool::Settings::default()
+    };
+    match pool::Inner::with_settings(pool_core::BufferConfig::new(), None, settings) {
+        Ok(inner) => inner,
+        Err(e) => unreachable!("default settings are valid: {e}"),
+    }
+});
 
 static DEFAULT: LazyLock<BytesPool> = LazyLock::new(|| {
     let pool = BytesPool::from_static(&DEFAULT_INNER);
-    runtime::start_default_decay(&pool);
+    runtime::start_decay_thread(&pool);
     pool
 });
 
@@ -125,13 +128,12 @@ static DEFAULT: LazyLock<BytesPool> = LazyLock::new(|| {
 /// `&'static` reference.
 ///
 /// Idle decay needs no setup: on first use it starts one background
-/// thread (`pool-tokio-decay`, asleep between steps) that runs
-/// [`BytesPool::decay_to_floor`] four times per decay interval, so buffers
-/// left in the depot for a whole interval are freed, also under
-/// `#[tokio::main]`. What a worker thread's own cache holds reaches the
-/// depot when the worker parks, with the hooks installed
-/// ([`BytesPool::install`]); without them each thread keeps up to one
-/// batch per class it used.
+/// thread (`pool-tokio-decay`, asleep between steps; see
+/// [`Builder::decay_thread`]) that frees what stayed unused for a whole
+/// decay interval, also under `#[tokio::main]`, and reaches idle workers'
+/// caches through short tasks on the runtime. With the hooks installed
+/// ([`BytesPool::install`]) a worker hands its cache over itself when it
+/// parks, which is surer and cheaper.
 ///
 /// ```
 /// let pool = pool_tokio::default_pool();

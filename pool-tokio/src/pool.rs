@@ -17,6 +17,8 @@ pub(crate) struct Inner {
     pub(crate) budget: Option<Budget>,
     /// Runtime, naming and tracing settings (`Builder::name` and friends).
     pub(crate) settings: Settings,
+    /// The runtime the decay thread reaches idle workers through.
+    pub(crate) runtime: crate::runtime::RuntimeSeen,
     /// Leak diagnostics, for pools built with `Builder::diagnostics`.
     #[cfg(feature = "diagnostics")]
     pub(crate) diagnostics: Option<crate::diagnostics::Registry>,
@@ -34,6 +36,8 @@ pub(crate) struct Settings {
     pub(crate) blocking_cache: bool,
     /// Whether every hit is traced (misses and discards always are).
     pub(crate) trace_hits: bool,
+    /// Whether a background thread drives idle decay (`Builder::decay_thread`).
+    pub(crate) decay_thread: bool,
 }
 
 impl Default for Settings {
@@ -43,6 +47,7 @@ impl Default for Settings {
             idle_floor: 0,
             blocking_cache: false,
             trace_hits: false,
+            decay_thread: false,
         }
     }
 }
@@ -70,6 +75,7 @@ impl Inner {
             pool,
             budget,
             settings,
+            runtime: crate::runtime::RuntimeSeen::default(),
             #[cfg(feature = "diagnostics")]
             diagnostics: None,
         })
@@ -456,6 +462,9 @@ impl BytesPool {
     fn serve(&self, n: usize, charge: usize) -> PooledBytes {
         let inner = self.handle.inner();
         let (buf, ticket) = inner.pool.take(n);
+        if !ticket.source().is_hit() {
+            crate::runtime::on_miss(inner);
+        }
         crate::tracing::checkout(&inner.settings, &ticket, n);
         let track = crate::diagnostics::on_checkout(inner, n, ticket.class_size());
         PooledBytes::new(buf, ticket, charge, track, self.handle.clone())
@@ -769,9 +778,10 @@ impl Builder {
     /// buffer returned on a blocking thread goes on to the depot at once,
     /// so memory cached per thread is bounded by the workers, not by up to
     /// 512 blocking threads (Netty caches only for its event-loop threads
-    /// too). Workers always cache. The price is a depot round trip per
-    /// return on a blocking thread (148 ns against 26.5 ns cached for a
-    /// 4 KiB checkout + return in `examples/idle_memory.rs` on a 2-core VM).
+    /// too). Workers always cache. The price, on blocking threads only: each
+    /// return flushes the thread's cache to the depot (two depot round trips
+    /// and a batch vector per checkout + return: 404 ns against 33 ns cached
+    /// for 4 KiB in `examples/idle_memory.rs` on a 2-core VM).
     /// See [`on_thread_start`](BytesPool::on_thread_start).
     ///
     /// ```
@@ -798,6 +808,34 @@ impl Builder {
         self
     }
 
+    /// Whether a background thread drives this pool's idle decay, so that
+    /// it needs no hooks and no task (default `false`; the
+    /// [default pool](crate::default_pool) has one). The thread
+    /// (`pool-tokio-decay`, asleep between steps) runs
+    /// [`BytesPool::decay_to_floor`] four times per decay interval, and
+    /// ends when the last handle of the pool is dropped.
+    ///
+    /// It also reaches what idle workers cache, which only their own
+    /// threads can touch: when the pool saw no checkout for a whole step
+    /// and thread caches still hold more than the
+    /// [idle floor](Builder::idle_floor), it spawns one short task per
+    /// worker on the last tokio runtime that allocated for the pool; each
+    /// hands its worker's cache to the depot and waits at most 5 ms for the
+    /// others, so that work stealing spreads them over distinct workers.
+    /// After five tries that miss a worker it waits for new traffic.
+    /// With the park hook installed ([`BytesPool::install`]) caches are
+    /// already empty when a worker idles and this never runs.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().decay_thread(true).build()?;
+    /// # drop(pool);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn decay_thread(mut self, on: bool) -> Self {
+        self.settings.decay_thread = on;
+        self
+    }
+
     /// Builds the pool; fails, saying which setting and what to change, if
     /// one is out of range.
     ///
@@ -819,9 +857,13 @@ impl Builder {
         {
             inner.diagnostics = self.diagnostics.map(crate::diagnostics::Registry::new);
         }
-        Ok(BytesPool {
+        let pool = BytesPool {
             handle: Handle::Shared(Arc::new(inner)),
-        })
+        };
+        if pool.handle.inner().settings.decay_thread {
+            crate::runtime::start_decay_thread(&pool);
+        }
+        Ok(pool)
     }
 
     /// Records where and when each buffer of this pool is checked out until

@@ -3,12 +3,13 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use crate::pool::{BytesPool, Inner};
+use crate::pool::{BytesPool, Handle, Inner};
 
 /// A debug span around a maintenance pass (`None` without the feature).
 pub(crate) fn trim_span(kind: &'static str) -> impl Drop {
@@ -64,18 +65,152 @@ fn flush_blocking(inner: &Inner) {
     inner.pool.flush_thread();
 }
 
-/// Starts the default pool's decay thread (see `default_pool`). A failure
+/// The tokio runtime a pool last allocated under, for the decay thread to
+/// reach idle workers through (see `Builder::decay_thread`).
+#[derive(Default)]
+pub(crate) struct RuntimeSeen {
+    handle: Mutex<Option<tokio::runtime::Handle>>,
+    /// `Instant`-free timestamp (ms since the first capture) of the last
+    /// capture, to capture at most every `CAPTURE_EVERY`.
+    last: AtomicU64,
+    started: OnceLock<Instant>,
+}
+
+/// How often a miss may refresh the captured runtime: a service that builds
+/// a new runtime is followed within this time.
+const CAPTURE_EVERY: Duration = Duration::from_millis(100);
+
+impl RuntimeSeen {
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.handle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// After a miss (a new allocation, the slow path anyway): on a pool with a
+/// decay thread, remembers the current runtime, at most every
+/// `CAPTURE_EVERY`.
+#[inline]
+pub(crate) fn on_miss(inner: &Inner) {
+    if inner.settings.decay_thread {
+        capture_runtime(&inner.runtime);
+    }
+}
+
+#[cold]
+fn capture_runtime(seen: &RuntimeSeen) {
+    let started = *seen.started.get_or_init(Instant::now);
+    let now = started.elapsed().as_millis() as u64 + 1;
+    let last = seen.last.load(Relaxed);
+    if last != 0 && now.saturating_sub(last) < CAPTURE_EVERY.as_millis() as u64 {
+        return;
+    }
+    // Relaxed: only elects which miss refreshes; the mutex orders the handle.
+    if seen
+        .last
+        .compare_exchange(last, now, Relaxed, Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        *seen.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    }
+}
+
+/// Tries after which the decay thread stops asking workers to flush until
+/// the pool sees traffic again.
+const FLUSH_TRIES: u32 = 5;
+/// How long a flush task waits for the other workers' tasks.
+const FLUSH_WAIT: Duration = Duration::from_millis(5);
+
+/// Starts a pool's decay thread (see `Builder::decay_thread`). It holds a
+/// weak reference to a pool built by a builder and ends with it. A failure
 /// to spawn (resource limits) leaves decay to the hooks and tasks.
-pub(crate) fn start_default_decay(pool: &BytesPool) {
-    let pool = pool.clone();
+pub(crate) fn start_decay_thread(pool: &BytesPool) {
+    let weak = match &pool.handle {
+        Handle::Static(inner) => WeakPool::Static(inner),
+        Handle::Shared(arc) => WeakPool::Shared(Arc::downgrade(arc)),
+    };
     let _ = std::thread::Builder::new()
         .name("pool-tokio-decay".into())
-        .spawn(move || loop {
-            // A quarter interval: pool-core runs a step at most that often.
-            let period = (pool.config().get_decay_interval() / 4).max(Duration::from_millis(1));
-            std::thread::sleep(period);
-            pool.decay_to_floor();
+        .spawn(move || {
+            let mut last_checkouts = u64::MAX;
+            let mut tries = 0;
+            loop {
+                let Some(pool) = weak.upgrade() else { return };
+                // A quarter interval: pool-core runs a step at most that often.
+                let period = (pool.config().get_decay_interval() / 4).max(Duration::from_millis(1));
+                drop(pool);
+                std::thread::sleep(period);
+                let Some(pool) = weak.upgrade() else { return };
+                pool.decay_to_floor();
+                let stats = pool.stats();
+                if stats.checkouts() != last_checkouts {
+                    last_checkouts = stats.checkouts();
+                    tries = 0;
+                    continue; // traffic in this step: not idle
+                }
+                let cached: u64 = stats
+                    .classes
+                    .iter()
+                    .map(|c| c.retained_local * c.class_size.unwrap_or(0) as u64)
+                    .sum();
+                if cached == 0
+                    || stats.retained_bytes() <= pool.idle_floor() as u64
+                    || tries >= FLUSH_TRIES
+                {
+                    continue;
+                }
+                if let Some(handle) = pool.handle.inner().runtime.handle() {
+                    tries += 1;
+                    flush_workers(&handle, &pool);
+                }
+            }
         });
+}
+
+/// A pool reference that does not keep a built pool alive.
+enum WeakPool {
+    Static(&'static Inner),
+    Shared(std::sync::Weak<Inner>),
+}
+
+impl WeakPool {
+    fn upgrade(&self) -> Option<BytesPool> {
+        match self {
+            WeakPool::Static(inner) => Some(BytesPool::from_static(inner)),
+            WeakPool::Shared(weak) => weak.upgrade().map(|arc| BytesPool {
+                handle: Handle::Shared(arc),
+            }),
+        }
+    }
+}
+
+/// Spawns one task per worker of `handle`'s runtime; each flushes its
+/// worker's cache, then waits up to `FLUSH_WAIT` for the others, so that
+/// the tasks (stolen by idle workers while one waits) land on distinct
+/// workers. Best effort: a busy worker may be missed, never blocked for
+/// more than `FLUSH_WAIT`.
+fn flush_workers(handle: &tokio::runtime::Handle, pool: &BytesPool) {
+    let workers = handle.metrics().num_workers().max(1);
+    let done = Arc::new((Mutex::new(0usize), Condvar::new()));
+    for _ in 0..workers {
+        let (pool, done) = (pool.clone(), done.clone());
+        // Dropped at once, unrun, if that runtime has shut down.
+        drop(handle.spawn(async move {
+            pool.flush_thread();
+            let (count, all) = &*done;
+            let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+            *n += 1;
+            all.notify_all();
+            let _ = all
+                .wait_timeout_while(n, FLUSH_WAIT, |n| *n < workers)
+                .unwrap_or_else(|e| e.into_inner());
+        }));
+    }
 }
 
 impl BytesPool {

@@ -227,3 +227,43 @@ fn blocking_threads_cache_when_configured() {
     assert_eq!(class.outstanding, 0);
     assert!(class.retained_local > 0, "{class:?}");
 }
+
+/// `#[tokio::main(flavor = "current_thread")]` shape: no hooks, the block_on
+/// thread is the only worker and stays busy in `block_on`; the decay
+/// thread alone must bring retained memory to 0, its cache included.
+#[test]
+fn the_decay_thread_needs_no_hooks() {
+    let pool = BytesPool::builder()
+        .config(BufferConfig::new().decay_interval(Duration::from_millis(20)))
+        .decay_thread(true)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let retained = rt.block_on(async {
+        let held: Vec<_> = (0..6).map(|i| pool.checkout(512 << i)).collect();
+        drop(held); // cached on this thread, within one batch per class
+        assert!(pool.stats().classes.iter().any(|c| c.retained_local > 0));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.stats().retained_bytes() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        pool.stats().retained_bytes()
+    });
+    assert_eq!(retained, 0, "{}", pool.stats());
+}
+
+#[test]
+fn the_decay_thread_leaves_the_floor() {
+    let pool = BytesPool::builder()
+        .config(BufferConfig::new().decay_interval(Duration::from_millis(5)))
+        .decay_thread(true)
+        .idle_floor(64 << 10)
+        .build()
+        .unwrap();
+    pool.prewarm(4096, 8); // 32 KiB, under the floor
+    std::thread::sleep(Duration::from_millis(50)); // ten decay intervals
+    assert_eq!(pool.stats().retained_bytes(), 32 << 10);
+}
