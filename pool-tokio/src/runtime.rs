@@ -70,8 +70,8 @@ fn flush_blocking(inner: &Inner) {
 #[derive(Default)]
 pub(crate) struct RuntimeSeen {
     handle: Mutex<Option<tokio::runtime::Handle>>,
-    /// `Instant`-free timestamp (ms since the first capture) of the last
-    /// capture, to capture at most every `CAPTURE_EVERY`.
+    /// When the last capture ran, in ms since `started` plus one (0: never),
+    /// so that misses capture at most every `CAPTURE_EVERY`.
     last: AtomicU64,
     started: OnceLock<Instant>,
 }
