@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODES=${MODES:-"fresh pooled pooled-scratch static"}
+MODES=${MODES:-"fresh pooled pooled-scratch pooled-body static"}
 DURATION=${DURATION:-10}
 PORT=${PORT:-18080}
 BODY=${BODY:-4096}

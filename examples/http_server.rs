@@ -3,8 +3,13 @@
 //! served, allocations per request and the default pool's statistics. Load
 //! it with an external client; `benches/w7.sh` runs it under `wrk`.
 //!
-//! The body is built per response in one of four ways (`--mode`):
+//! The body is built per response in one of five ways (`--mode`):
 //!
+//! - `pooled-body`: `pool_tokio::checkout(n)`, filled, and sent as a
+//!   `pool_tokio::PooledBody` (feature `http-body`): hyper's `Data` is the
+//!   pooled buffer itself, which goes back to the pool when hyper drops it
+//!   after writing. No `Bytes`, no owner box: no allocation on the body
+//!   path.
 //! - `pooled`: `pool_tokio::checkout(n)`, filled, then `.freeze()`. The
 //!   buffer comes from the pool and goes back when hyper drops the body;
 //!   `freeze` costs one small owner allocation (`Bytes::from_owner`) per
@@ -41,6 +46,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use pool_tokio::PooledBody;
 use tokio::net::TcpListener;
 
 #[global_allocator]
@@ -58,6 +64,7 @@ const WARMUP: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
+    PooledBody,
     Pooled,
     PooledScratch,
     Fresh,
@@ -67,6 +74,7 @@ enum Mode {
 impl Mode {
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
+            "pooled-body" => Mode::PooledBody,
             "pooled" => Mode::Pooled,
             "pooled-scratch" => Mode::PooledScratch,
             "fresh" => Mode::Fresh,
@@ -77,6 +85,7 @@ impl Mode {
 
     fn name(self) -> &'static str {
         match self {
+            Mode::PooledBody => "pooled-body",
             Mode::Pooled => "pooled",
             Mode::PooledScratch => "pooled-scratch",
             Mode::Fresh => "fresh",
@@ -95,7 +104,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: http_server [--mode pooled|pooled-scratch|fresh|static] [--seconds N] \
+        "usage: http_server [--mode pooled-body|pooled|pooled-scratch|fresh|static] [--seconds N] \
          [--port P] [--body-size BYTES (<= {MAX_BODY})]"
     );
     std::process::exit(2)
@@ -125,9 +134,25 @@ fn parse_args() -> Args {
     args
 }
 
+/// Serves one connection with pooled bodies until the client closes it.
+async fn connection_pooled_body(stream: tokio::net::TcpStream, n: usize) {
+    let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+        let mut buf = pool_tokio::checkout(n);
+        buf.put_bytes(b'x', n);
+        REQUESTS.fetch_add(1, Relaxed);
+        ready(Ok::<_, Infallible>(Response::new(PooledBody::new(buf))))
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
 /// Serves one connection until the client closes it.
 async fn connection(stream: tokio::net::TcpStream, mode: Mode, n: usize) {
     stream.set_nodelay(true).ok();
+    if mode == Mode::PooledBody {
+        return connection_pooled_body(stream, n).await;
+    }
     // Only `pooled-scratch` uses it; the connection owns it, so it goes
     // back to the pool when the connection ends.
     let scratch = RefCell::new(match mode {
@@ -155,6 +180,7 @@ async fn connection(stream: tokio::net::TcpStream, mode: Mode, n: usize) {
                 buf.freeze()
             }
             Mode::Static => Bytes::from_static(&STATIC_BODY[..n]),
+            Mode::PooledBody => unreachable!("served by connection_pooled_body"),
         };
         REQUESTS.fetch_add(1, Relaxed);
         ready(Ok::<_, Infallible>(Response::new(Full::new(body))))
@@ -191,11 +217,10 @@ fn steady_state(samples: &[Sample]) -> Option<(f64, u64)> {
 fn main() -> std::io::Result<()> {
     let args = parse_args();
     let pool = pool_tokio::default_pool();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_stop(pool.on_thread_stop())
-        .on_thread_park(pool.on_thread_park())
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    pool.install(&mut builder);
+    let runtime = builder.build()?;
     let started = Instant::now();
     let samples = runtime.block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", args.port)).await?;
@@ -248,6 +273,11 @@ fn main() -> std::io::Result<()> {
         }
     };
     println!("pool statistics (default pool):\n{stats}");
+    let d = stats.total().discarded;
+    println!(
+        "discards by reason: full {} oversize {} shared {} stale {} rejected {} trimmed {}",
+        d.full, d.oversize, d.shared, d.stale, d.rejected, d.trimmed
+    );
     let hit_rate = if stats.checkouts() > 0 {
         format!("{:.1}%", stats.hit_rate() * 100.0)
     } else {

@@ -1,6 +1,7 @@
 //! Errors of checkouts and of building a pool.
 
 use std::fmt;
+use std::io;
 
 use pool_core::ConfigError;
 
@@ -8,13 +9,28 @@ use pool_core::ConfigError;
 /// [`BytesPool::checkout_async`](crate::BytesPool::checkout_async) could not
 /// serve a request.
 ///
+/// # Why not `CheckoutError`
+///
+/// pool-core already exports a [`pool_core::CheckoutError`] (one variant,
+/// an impossible size). Two public types of one name made
+/// `use pool_core::*; use pool_tokio::*;` ambiguous (the
+/// `ambiguous_glob_imports` lint) at every use. This type has more to say
+/// (the budget), so it cannot simply be pool-core's re-exported; it has its
+/// own name instead, and converts from pool-core's
+/// (`From<pool_core::CheckoutError>`).
+///
+/// In an I/O function, `?` turns it into an [`io::Error`] (kind
+/// `InvalidInput` for a request that can never be served, `OutOfMemory`
+/// for an exhausted budget; the message says what to change, and
+/// [`io::Error::get_ref`] gives this error back).
+///
 /// ```
-/// use pool_tokio::{BytesPool, CheckoutError};
+/// use pool_tokio::{BytesPool, TryCheckoutError};
 ///
 /// let pool = BytesPool::builder().budget(64 << 10).build()?;
 /// let held = pool.try_checkout(64 << 10)?;
 /// let err = pool.try_checkout(1).unwrap_err();
-/// assert!(matches!(err, CheckoutError::BudgetExhausted { .. }));
+/// assert!(matches!(err, TryCheckoutError::BudgetExhausted { .. }));
 /// println!("{err}");
 /// drop(held);
 /// assert!(pool.try_checkout(1).is_ok());
@@ -22,7 +38,7 @@ use pool_core::ConfigError;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum CheckoutError {
+pub enum TryCheckoutError {
     /// The request can never be served: larger than any allocation
     /// (`isize::MAX`), or, on a pool with a budget, larger than one wait on
     /// the budget can take (`u32::MAX` bytes).
@@ -53,20 +69,20 @@ pub enum CheckoutError {
     },
 }
 
-impl fmt::Display for CheckoutError {
+impl fmt::Display for TryCheckoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            CheckoutError::TooLarge { requested, limit } => write!(
+            TryCheckoutError::TooLarge { requested, limit } => write!(
                 f,
                 "cannot check out {requested} bytes: this pool serves at most {limit} bytes \
                  per checkout; ask for less or split the data"
             ),
-            CheckoutError::ExceedsBudget { charge, budget } => write!(
+            TryCheckoutError::ExceedsBudget { charge, budget } => write!(
                 f,
                 "cannot check out {charge} bytes: more than the pool's whole budget of \
                  {budget} bytes; raise the budget or ask for less"
             ),
-            CheckoutError::BudgetExhausted {
+            TryCheckoutError::BudgetExhausted {
                 charge,
                 available,
                 budget,
@@ -79,7 +95,82 @@ impl fmt::Display for CheckoutError {
     }
 }
 
-impl std::error::Error for CheckoutError {}
+impl std::error::Error for TryCheckoutError {}
+
+impl From<pool_core::CheckoutError> for TryCheckoutError {
+    /// pool-core's only refusal: a size no allocation can have.
+    ///
+    /// ```
+    /// let core = pool_core::BufferPool::<bytes::BytesMut>::new()
+    ///     .try_checkout(usize::MAX)
+    ///     .unwrap_err();
+    /// let err = pool_tokio::TryCheckoutError::from(core);
+    /// assert!(matches!(err, pool_tokio::TryCheckoutError::TooLarge { .. }));
+    /// ```
+    fn from(e: pool_core::CheckoutError) -> Self {
+        match e {
+            pool_core::CheckoutError::TooLarge { requested } => TryCheckoutError::TooLarge {
+                requested,
+                limit: isize::MAX as usize,
+            },
+            // pool-core's enum is non-exhaustive; a future refusal is still
+            // one about the size asked for.
+            _ => TryCheckoutError::TooLarge {
+                requested: usize::MAX,
+                limit: isize::MAX as usize,
+            },
+        }
+    }
+}
+
+impl TryCheckoutError {
+    /// The [`io::ErrorKind`] this error becomes in an [`io::Error`]:
+    /// `InvalidInput` for a request that can never be served (too large,
+    /// or more than the whole budget), `OutOfMemory` for a budget that is
+    /// exhausted now. (Not `WouldBlock`: async I/O code reads that kind as
+    /// "not ready, poll again", which would hide the error.)
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(4096).build()?;
+    /// let held = pool.try_checkout(4096)?;
+    /// let err = pool.try_checkout(1).unwrap_err();
+    /// assert_eq!(err.io_kind(), std::io::ErrorKind::OutOfMemory);
+    /// # drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            TryCheckoutError::BudgetExhausted { .. } => io::ErrorKind::OutOfMemory,
+            TryCheckoutError::TooLarge { .. } | TryCheckoutError::ExceedsBudget { .. } => {
+                io::ErrorKind::InvalidInput
+            }
+        }
+    }
+}
+
+impl From<TryCheckoutError> for io::Error {
+    /// An [`io::Error`] of kind [`TryCheckoutError::io_kind`] whose message
+    /// is this error's and whose [`get_ref`](io::Error::get_ref) is this
+    /// error, so `?` works in I/O code.
+    ///
+    /// ```
+    /// async fn read_request(pool: &pool_tokio::BytesPool) -> std::io::Result<usize> {
+    ///     let buf = pool.try_checkout(1 << 20)?; // TryCheckoutError -> io::Error
+    ///     Ok(buf.capacity())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = pool_tokio::BytesPool::builder().budget(4096).build().unwrap();
+    /// let err = read_request(&pool).await.unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// assert!(err.to_string().contains("raise the budget or ask for less"));
+    /// assert!(err.get_ref().unwrap().is::<pool_tokio::TryCheckoutError>());
+    /// # }
+    /// ```
+    fn from(e: TryCheckoutError) -> Self {
+        io::Error::new(e.io_kind(), e)
+    }
+}
 
 /// Why [`Builder::build`](crate::Builder::build) refused its settings.
 ///

@@ -9,7 +9,9 @@
 //! - [`checkout`] serves from a lazily built process-wide pool whose
 //!   guards hold a `&'static` reference: no reference count per checkout.
 //!   [`BytesPool`] builds your own (settings, an optional byte budget).
-//! - [`PooledBytes`] derefs to `BytesMut` and is `BufMut` and `io::Write`;
+//! - [`PooledBytes`] derefs to `BytesMut` and is `BufMut`, `Buf` and
+//!   `io::Write`; it compares equal to byte slices and `str`, and clones
+//!   into the pool;
 //!   [`PooledBytes::freeze`] turns it into `Bytes` without a copy, and the
 //!   memory comes back when the last clone drops. Frames split off it
 //!   (`split_to`) stay valid: the pool never reuses memory another handle
@@ -54,11 +56,21 @@
 //!
 //! # Features
 //!
-//! - `tracing` (default): per-buffer events at `trace` level with fields
-//!   `class`, `outcome` (`hit`, `miss`, `discard`), `source` or `reason`,
-//!   and `bytes`; debug spans `pool_report` and `pool_maintenance`. Without
-//!   it the events compile to nothing. This crate never sets `tracing`'s
-//!   `max_level_*` features.
+//! - `tracing` (default): per-buffer events at `trace` level, one per
+//!   miss (`outcome = "miss"`, `reason` `pool_empty` or `above_max_class`)
+//!   and per discard (`outcome = "discard"`, `reason`), with fields `pool`
+//!   (the pool's name), `class`, `source` and `bytes`; hits only with
+//!   `Builder::trace_hits`. Debug spans `pool_report` and
+//!   `pool_maintenance`. Without it the events compile to nothing. This
+//!   crate never sets `tracing`'s `max_level_*` features.
+//! - `http-body` (off): `PooledBody`, an `http_body::Body` whose data is
+//!   the pooled buffer itself, so hyper sends it and drops it back into the
+//!   pool with no allocation per response (`freeze` costs one).
+//! - `metrics` (off): `BytesPool::export_metrics` and
+//!   `BytesPool::spawn_metrics` record per pool and class checkouts, hits,
+//!   misses, discards by reason, outstanding and retained buffers and the
+//!   budget in the `metrics` facade (see `examples/metrics_server.rs` for a
+//!   Prometheus endpoint).
 //! - `diagnostics` (off): leak diagnostics. A pool built with
 //!   `Builder::diagnostics` records the time, thread and (sampled)
 //!   backtrace of each checkout until the buffer comes back;
@@ -68,9 +80,13 @@
 //!   out; with it, a pool built without the switch pays one branch per
 //!   checkout.
 
+#[cfg(feature = "http-body")]
+mod body;
 mod codec;
 mod diagnostics;
 mod error;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod pool;
 mod pooled;
 mod runtime;
@@ -78,27 +94,46 @@ mod tracing;
 
 use std::sync::LazyLock;
 
+#[cfg(feature = "http-body")]
+pub use body::PooledBody;
 pub use codec::{
     PooledFramed, PooledFramedRead, PooledFramedWrite, PooledParts, DEFAULT_FRAME_BUFFER,
 };
 #[cfg(feature = "diagnostics")]
 pub use diagnostics::{Diagnostics, LeakReport, Outstanding};
-pub use error::{BuildError, CheckoutError};
-pub use pool::{BudgetStats, Builder, BytesPool};
+pub use error::{BuildError, TryCheckoutError};
+pub use pool::{BudgetStats, Builder, BytesPool, DEFAULT_NAME};
 pub use pooled::PooledBytes;
+pub use runtime::RuntimeHooks;
 
-static DEFAULT_INNER: LazyLock<pool::Inner> =
-    LazyLock::new(
-        || match pool::Inner::new(pool_core::BufferConfig::new(), None) {
-            Ok(inner) => inner,
-            Err(e) => unreachable!("default settings are valid: {e}"),
-        },
-    );
+static DEFAULT_INNER: LazyLock<pool::Inner> = LazyLock::new(|| {
+    let settings = pool::Settings {
+        decay_thread: true,
+        ..pool::Settings::default()
+    };
+    match pool::Inner::with_settings(pool_core::BufferConfig::new(), None, settings) {
+        Ok(inner) => inner,
+        Err(e) => unreachable!("default settings are valid: {e}"),
+    }
+});
 
-static DEFAULT: LazyLock<BytesPool> = LazyLock::new(|| BytesPool::from_static(&DEFAULT_INNER));
+static DEFAULT: LazyLock<BytesPool> = LazyLock::new(|| {
+    let pool = BytesPool::from_static(&DEFAULT_INNER);
+    runtime::start_decay_thread(&pool);
+    pool
+});
 
 /// The process-wide default pool (pool-core's default settings, no
-/// budget), built on first use. Its guards hold a `&'static` reference.
+/// budget, named `"default"`), built on first use. Its guards hold a
+/// `&'static` reference.
+///
+/// Idle decay needs no setup: on first use it starts one background
+/// thread (`pool-tokio-decay`, asleep between steps; see
+/// [`Builder::decay_thread`]) that frees what stayed unused for a whole
+/// decay interval, also under `#[tokio::main]`, and reaches idle workers'
+/// caches through short tasks on the runtime. With the hooks installed
+/// ([`BytesPool::install`]) a worker hands its cache over itself when it
+/// parks, which is surer and cheaper.
 ///
 /// ```
 /// let pool = pool_tokio::default_pool();
@@ -112,6 +147,10 @@ pub fn default_pool() -> &'static BytesPool {
 /// Checks out an empty buffer of at least `min_capacity` bytes from the
 /// [default pool](default_pool).
 ///
+/// **Empty means length 0: read into it with `read_buf(&mut buf)`, not
+/// `read(&mut buf)`**, which sees no room and returns `Ok(0)` as at end of
+/// stream (or use [`checkout_zeroed`]).
+///
 /// # Panics
 ///
 /// If `min_capacity` exceeds `isize::MAX`.
@@ -124,4 +163,22 @@ pub fn default_pool() -> &'static BytesPool {
 #[inline]
 pub fn checkout(min_capacity: usize) -> PooledBytes {
     DEFAULT.checkout(min_capacity)
+}
+
+/// Checks out a buffer of **length** `len`, zero-filled, from the
+/// [default pool](default_pool), for `read(&mut buf)` and other APIs that
+/// fill an initialised slice (see [`BytesPool::checkout_zeroed`]). A plain
+/// [`checkout`] has length 0: read into it with `read_buf`, never `read`.
+///
+/// # Panics
+///
+/// If `len` exceeds `isize::MAX`.
+///
+/// ```
+/// let buf = pool_tokio::checkout_zeroed(100);
+/// assert_eq!((buf.len(), buf.capacity()), (100, 512));
+/// assert!(buf.iter().all(|&b| b == 0));
+/// ```
+pub fn checkout_zeroed(len: usize) -> PooledBytes {
+    DEFAULT.checkout_zeroed(len)
 }

@@ -8,20 +8,64 @@ use bytes::BytesMut;
 use pool_core::{BufferConfig, BufferPool, Stats};
 use tokio::sync::{Semaphore, TryAcquireError};
 
-use crate::error::{BuildError, CheckoutError};
+use crate::error::{BuildError, TryCheckoutError};
 use crate::pooled::PooledBytes;
 
 /// The state behind every handle of one pool.
 pub(crate) struct Inner {
     pub(crate) pool: BufferPool<BytesMut>,
     pub(crate) budget: Option<Budget>,
+    /// Runtime, naming and tracing settings (`Builder::name` and friends).
+    pub(crate) settings: Settings,
+    /// The runtime the decay thread reaches idle workers through.
+    pub(crate) runtime: crate::runtime::RuntimeSeen,
     /// Leak diagnostics, for pools built with `Builder::diagnostics`.
     #[cfg(feature = "diagnostics")]
     pub(crate) diagnostics: Option<crate::diagnostics::Registry>,
 }
 
+/// The settings of a pool that are pool-tokio's own (not pool-core's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// Carried by statistics reports, trace events and metrics.
+    pub(crate) name: std::borrow::Cow<'static, str>,
+    /// Bytes that idle decay driven by this crate leaves retained.
+    pub(crate) idle_floor: usize,
+    /// Whether blocking threads of a runtime with this pool's hooks keep a
+    /// per-thread cache.
+    pub(crate) blocking_cache: bool,
+    /// Whether every hit is traced (misses and discards always are).
+    pub(crate) trace_hits: bool,
+    /// Whether a background thread drives idle decay (`Builder::decay_thread`).
+    pub(crate) decay_thread: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            name: std::borrow::Cow::Borrowed(DEFAULT_NAME),
+            idle_floor: 0,
+            blocking_cache: false,
+            trace_hits: false,
+            decay_thread: false,
+        }
+    }
+}
+
+/// The name of a pool built without [`Builder::name`], the
+/// [default pool](crate::default_pool)'s included.
+pub const DEFAULT_NAME: &str = "default";
+
 impl Inner {
     pub(crate) fn new(config: BufferConfig, budget: Option<usize>) -> Result<Inner, BuildError> {
+        Self::with_settings(config, budget, Settings::default())
+    }
+
+    pub(crate) fn with_settings(
+        config: BufferConfig,
+        budget: Option<usize>,
+        settings: Settings,
+    ) -> Result<Inner, BuildError> {
         let pool = BufferPool::with_config(config)?;
         let budget = match budget {
             None => None,
@@ -30,6 +74,8 @@ impl Inner {
         Ok(Inner {
             pool,
             budget,
+            settings,
+            runtime: crate::runtime::RuntimeSeen::default(),
             #[cfg(feature = "diagnostics")]
             diagnostics: None,
         })
@@ -85,17 +131,17 @@ impl Budget {
     /// releases exactly what it was charged, so a reconfiguration between
     /// the charge and the checkout can mis-size one charge, never unbalance
     /// the budget.
-    fn charge(&self, pool: &BufferPool<BytesMut>, n: usize) -> Result<usize, CheckoutError> {
+    fn charge(&self, pool: &BufferPool<BytesMut>, n: usize) -> Result<usize, TryCheckoutError> {
         check_size(n)?;
         let charge = pool.class_size_for(n).unwrap_or(n);
         if charge > self.limit {
-            return Err(CheckoutError::ExceedsBudget {
+            return Err(TryCheckoutError::ExceedsBudget {
                 charge,
                 budget: self.limit,
             });
         }
         if charge > u32::MAX as usize {
-            return Err(CheckoutError::TooLarge {
+            return Err(TryCheckoutError::TooLarge {
                 requested: n,
                 limit: u32::MAX as usize,
             });
@@ -103,14 +149,14 @@ impl Budget {
         Ok(charge)
     }
 
-    fn try_acquire(&self, charge: usize) -> Result<(), CheckoutError> {
+    fn try_acquire(&self, charge: usize) -> Result<(), TryCheckoutError> {
         // `charge` fits in u32: checked by `charge`.
         match self.semaphore.try_acquire_many(charge as u32) {
             Ok(permit) => {
                 permit.forget();
                 Ok(())
             }
-            Err(TryAcquireError::NoPermits) => Err(CheckoutError::BudgetExhausted {
+            Err(TryAcquireError::NoPermits) => Err(TryCheckoutError::BudgetExhausted {
                 charge,
                 available: self.semaphore.available_permits(),
                 budget: self.limit,
@@ -146,9 +192,9 @@ fn check_budget(limit: usize, config: &BufferConfig) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn check_size(n: usize) -> Result<(), CheckoutError> {
+fn check_size(n: usize) -> Result<(), TryCheckoutError> {
     if n > isize::MAX as usize {
-        Err(CheckoutError::TooLarge {
+        Err(TryCheckoutError::TooLarge {
             requested: n,
             limit: isize::MAX as usize,
         })
@@ -226,6 +272,7 @@ pub struct BytesPool {
 impl fmt::Debug for BytesPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BytesPool")
+            .field("name", &self.name())
             .field("static", &matches!(self.handle, Handle::Static(_)))
             .field("config", &self.config())
             .field("budget", &self.budget())
@@ -286,6 +333,7 @@ impl BytesPool {
         Builder {
             config: BufferConfig::new(),
             budget: None,
+            settings: Settings::default(),
             #[cfg(feature = "diagnostics")]
             diagnostics: None,
         }
@@ -325,6 +373,10 @@ impl BytesPool {
     /// [`checkout_async`](BytesPool::checkout_async) to wait for the budget
     /// or [`try_checkout`](BytesPool::try_checkout) to be refused.
     ///
+    /// **Empty means length 0: read into it with `read_buf(&mut buf)`, not
+    /// `read(&mut buf)`**, which sees no room and returns `Ok(0)` as at end
+    /// of stream (or use [`checkout_zeroed`](BytesPool::checkout_zeroed)).
+    ///
     /// # Panics
     ///
     /// If `min_capacity` exceeds `isize::MAX`.
@@ -345,6 +397,42 @@ impl BytesPool {
         self.serve(min_capacity, charge)
     }
 
+    /// Checks out a buffer whose **length** is `len`, zero-filled, ready
+    /// for APIs that write into an initialised `&mut [u8]`:
+    /// `AsyncReadExt::read(&mut buf[..])`, `read_exact`, `std::io::Read`.
+    /// Otherwise like [`checkout`](BytesPool::checkout) (class size, budget,
+    /// overdraft).
+    ///
+    /// A plain [`checkout`](BytesPool::checkout) is empty: `read` into it
+    /// returns `Ok(0)` at once, which looks like end of stream. Prefer
+    /// `read_buf(&mut buf)` on a plain checkout: it appends into the spare
+    /// capacity and skips the zeroing this method pays (`len` bytes written
+    /// per checkout).
+    ///
+    /// # Panics
+    ///
+    /// If `len` exceeds `isize::MAX`.
+    ///
+    /// ```
+    /// use tokio::io::AsyncReadExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut buf = pool.checkout_zeroed(1024);
+    /// assert_eq!(buf.len(), 1024);
+    /// let mut input: &[u8] = b"request";
+    /// let n = input.read(&mut buf).await?;
+    /// buf.truncate(n);
+    /// assert_eq!(buf, "request");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn checkout_zeroed(&self, len: usize) -> PooledBytes {
+        let mut buf = self.checkout(len);
+        buf.resize(len, 0);
+        buf
+    }
+
     #[cold]
     fn overdraft_charge(&self, budget: &Budget, n: usize) -> usize {
         match budget
@@ -352,8 +440,10 @@ impl BytesPool {
             .and_then(|c| budget.try_acquire(c).map(|()| c))
         {
             Ok(charge) => charge,
-            Err(CheckoutError::TooLarge { requested, limit }) if limit == isize::MAX as usize => {
-                panic!("{}", CheckoutError::TooLarge { requested, limit })
+            Err(TryCheckoutError::TooLarge { requested, limit })
+                if limit == isize::MAX as usize =>
+            {
+                panic!("{}", TryCheckoutError::TooLarge { requested, limit })
             }
             Err(_) => {
                 budget.overdrafts.fetch_add(1, Relaxed);
@@ -372,7 +462,10 @@ impl BytesPool {
     fn serve(&self, n: usize, charge: usize) -> PooledBytes {
         let inner = self.handle.inner();
         let (buf, ticket) = inner.pool.take(n);
-        crate::tracing::checkout(&ticket, n);
+        if !ticket.source().is_hit() {
+            crate::runtime::on_miss(inner);
+        }
+        crate::tracing::checkout(&inner.settings, &ticket, n);
         let track = crate::diagnostics::on_checkout(inner, n, ticket.class_size());
         PooledBytes::new(buf, ticket, charge, track, self.handle.clone())
     }
@@ -381,17 +474,17 @@ impl BytesPool {
     /// budget is exhausted now (or smaller than the request).
     ///
     /// ```
-    /// use pool_tokio::{BytesPool, CheckoutError};
+    /// use pool_tokio::{BytesPool, TryCheckoutError};
     /// let pool = BytesPool::builder().budget(8192).build()?;
-    /// assert!(matches!(pool.try_checkout(usize::MAX), Err(CheckoutError::TooLarge { .. })));
-    /// assert!(matches!(pool.try_checkout(10_000), Err(CheckoutError::ExceedsBudget { .. })));
+    /// assert!(matches!(pool.try_checkout(usize::MAX), Err(TryCheckoutError::TooLarge { .. })));
+    /// assert!(matches!(pool.try_checkout(10_000), Err(TryCheckoutError::ExceedsBudget { .. })));
     /// let a = pool.try_checkout(4096)?;
     /// let b = pool.try_checkout(4096)?;
-    /// assert!(matches!(pool.try_checkout(1), Err(CheckoutError::BudgetExhausted { .. })));
+    /// assert!(matches!(pool.try_checkout(1), Err(TryCheckoutError::BudgetExhausted { .. })));
     /// # drop((a, b));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn try_checkout(&self, min_capacity: usize) -> Result<PooledBytes, CheckoutError> {
+    pub fn try_checkout(&self, min_capacity: usize) -> Result<PooledBytes, TryCheckoutError> {
         let charge = match &self.handle.inner().budget {
             None => {
                 check_size(min_capacity)?;
@@ -414,7 +507,7 @@ impl BytesPool {
     /// set aside for it go back to the budget and the next waiter is woken).
     ///
     /// Fails only for a request that could never be served
-    /// ([`CheckoutError::TooLarge`], [`CheckoutError::ExceedsBudget`]).
+    /// ([`TryCheckoutError::TooLarge`], [`TryCheckoutError::ExceedsBudget`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -432,7 +525,10 @@ impl BytesPool {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn checkout_async(&self, min_capacity: usize) -> Result<PooledBytes, CheckoutError> {
+    pub async fn checkout_async(
+        &self,
+        min_capacity: usize,
+    ) -> Result<PooledBytes, TryCheckoutError> {
         let charge = match &self.handle.inner().budget {
             None => {
                 check_size(min_capacity)?;
@@ -484,6 +580,34 @@ impl BytesPool {
     /// ```
     pub fn config(&self) -> BufferConfig {
         self.handle.inner().pool.config()
+    }
+
+    /// The pool's name ([`Builder::name`]; `"default"` unless set).
+    ///
+    /// ```
+    /// assert_eq!(pool_tokio::BytesPool::new().name(), "default");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.handle.inner().settings.name
+    }
+
+    /// The bytes idle decay leaves retained ([`Builder::idle_floor`]).
+    ///
+    /// ```
+    /// assert_eq!(pool_tokio::BytesPool::new().idle_floor(), 0);
+    /// ```
+    pub fn idle_floor(&self) -> usize {
+        self.handle.inner().settings.idle_floor
+    }
+
+    /// Whether blocking threads keep a per-thread cache
+    /// ([`Builder::blocking_cache`]).
+    ///
+    /// ```
+    /// assert!(!pool_tokio::BytesPool::new().blocking_cache());
+    /// ```
+    pub fn blocking_cache(&self) -> bool {
+        self.handle.inner().settings.blocking_cache
     }
 
     /// Changes the settings of a live pool (see
@@ -582,6 +706,7 @@ impl BytesPool {
 pub struct Builder {
     config: BufferConfig,
     budget: Option<usize>,
+    settings: Settings,
     #[cfg(feature = "diagnostics")]
     diagnostics: Option<crate::Diagnostics>,
 }
@@ -614,6 +739,103 @@ impl Builder {
         self
     }
 
+    /// The pool's name, carried by its statistics reports, trace events
+    /// (field `pool`) and metrics (label `pool`). Default
+    /// [`DEFAULT_NAME`](crate::DEFAULT_NAME) (`"default"`, the
+    /// [default pool](crate::default_pool)'s name).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().name("frames").build()?;
+    /// assert_eq!(pool.name(), "frames");
+    /// assert_eq!(pool_tokio::default_pool().name(), "default");
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.settings.name = name.into();
+        self
+    }
+
+    /// Bytes the idle decay that this crate drives (the
+    /// [park hook](BytesPool::on_thread_park) and
+    /// [`spawn_maintenance`](BytesPool::spawn_maintenance)) leaves retained:
+    /// a decay step runs only while the pool retains more than this.
+    /// Default 0: an idle pool gives back everything. One step frees
+    /// whole depot batches untaken for a whole interval, so it can end
+    /// below the floor by up to one step's worth.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().idle_floor(1 << 20).build()?;
+    /// assert_eq!(pool.idle_floor(), 1 << 20);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn idle_floor(mut self, bytes: usize) -> Self {
+        self.settings.idle_floor = bytes;
+        self
+    }
+
+    /// Whether the blocking threads (`spawn_blocking`) of a runtime built
+    /// with this pool's hooks keep a per-thread cache. Default `false`: a
+    /// buffer returned on a blocking thread goes on to the depot at once,
+    /// so memory cached per thread is bounded by the workers, not by up to
+    /// 512 blocking threads (Netty caches only for its event-loop threads
+    /// too). Workers always cache. The price, on blocking threads only: each
+    /// return flushes the thread's cache to the depot (two depot round trips
+    /// and a batch vector per checkout + return: 404 ns against 33 ns cached
+    /// for 4 KiB in `examples/idle_memory.rs` on a 2-core VM).
+    /// See [`on_thread_start`](BytesPool::on_thread_start).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().blocking_cache(true).build()?;
+    /// assert!(pool.blocking_cache());
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn blocking_cache(mut self, cache: bool) -> Self {
+        self.settings.blocking_cache = cache;
+        self
+    }
+
+    /// Whether every checkout served from the pool (a hit) emits a `trace`
+    /// event, with the `tracing` feature. Default `false`: only misses,
+    /// discards and overdrafts are traced, one event each with its reason.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().trace_hits(true).build()?;
+    /// # drop(pool);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn trace_hits(mut self, trace: bool) -> Self {
+        self.settings.trace_hits = trace;
+        self
+    }
+
+    /// Whether a background thread drives this pool's idle decay, so that
+    /// it needs no hooks and no task (default `false`; the
+    /// [default pool](crate::default_pool) has one). The thread
+    /// (`pool-tokio-decay`, asleep between steps) runs
+    /// [`BytesPool::decay_to_floor`] four times per decay interval, and
+    /// ends when the last handle of the pool is dropped.
+    ///
+    /// It also reaches what idle workers cache, which only their own
+    /// threads can touch: when the pool saw no checkout for a whole step
+    /// and thread caches still hold more than the
+    /// [idle floor](Builder::idle_floor), it spawns one short task per
+    /// worker on the last tokio runtime that allocated for the pool; each
+    /// hands its worker's cache to the depot and waits at most 5 ms for the
+    /// others, so that work stealing spreads them over distinct workers.
+    /// After five tries that miss a worker it waits for new traffic.
+    /// With the park hook installed ([`BytesPool::install`]) caches are
+    /// already empty when a worker idles and this never runs.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().decay_thread(true).build()?;
+    /// # drop(pool);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn decay_thread(mut self, on: bool) -> Self {
+        self.settings.decay_thread = on;
+        self
+    }
+
     /// Builds the pool; fails, saying which setting and what to change, if
     /// one is out of range.
     ///
@@ -630,14 +852,18 @@ impl Builder {
     /// ```
     pub fn build(self) -> Result<BytesPool, BuildError> {
         #[allow(unused_mut)] // set only with the `diagnostics` feature
-        let mut inner = Inner::new(self.config, self.budget)?;
+        let mut inner = Inner::with_settings(self.config, self.budget, self.settings)?;
         #[cfg(feature = "diagnostics")]
         {
             inner.diagnostics = self.diagnostics.map(crate::diagnostics::Registry::new);
         }
-        Ok(BytesPool {
+        let pool = BytesPool {
             handle: Handle::Shared(Arc::new(inner)),
-        })
+        };
+        if pool.handle.inner().settings.decay_thread {
+            crate::runtime::start_decay_thread(&pool);
+        }
+        Ok(pool)
     }
 
     /// Records where and when each buffer of this pool is checked out until

@@ -8,7 +8,7 @@ use std::io;
 use std::ops::{Deref, DerefMut};
 
 use bytes::buf::UninitSlice;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pool_core::{Source, Ticket};
 
 use crate::diagnostics::{self, Track};
@@ -21,7 +21,8 @@ fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track:
     let class = ticket.class_size();
     let capacity = buf.capacity();
     let returned = inner.pool.give_back(buf, ticket);
-    crate::tracing::returned(class, capacity, returned);
+    crate::tracing::returned(&inner.settings, class, capacity, returned);
+    crate::runtime::after_return(inner);
     // After the buffer is back, so that a woken waiter can find it.
     if charge > 0 {
         if let Some(budget) = &inner.budget {
@@ -33,10 +34,40 @@ fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track:
 /// A [`BytesMut`] checked out of a [`BytesPool`]; dropping it returns the
 /// buffer to the pool, on whatever thread drops it.
 ///
-/// Derefs to `BytesMut`, and implements [`BufMut`] and [`io::Write`], so it
-/// goes wherever a `BytesMut` goes: `read_buf(&mut buf)`, a codec's
-/// `decode(&mut buf)`, `write!(buf, ...)`. It is `Send + Sync + 'static`, so
-/// a task can hold it across `.await` and move between workers.
+/// Derefs to `BytesMut`, and implements [`BufMut`], [`Buf`] and
+/// [`io::Write`], so it goes wherever a `BytesMut` goes: `read_buf(&mut
+/// buf)`, a codec's `decode(&mut buf)`, `write!(buf, ...)`,
+/// `write_all_buf(&mut buf)` (which consumes the bytes from the front),
+/// `http_body_util::Full::new(buf)`. It is `Send + Sync + 'static`, so a
+/// task can hold it across `.await` and move between workers. It compares
+/// equal to byte slices, `Vec<u8>`, `Bytes` and `str` with the same bytes;
+/// [`Clone`] checks out a new pooled buffer (see [`clone`](Self::clone)).
+///
+/// # Reading into it: `read_buf`, not `read`
+///
+/// **A fresh checkout is empty (length 0).** `AsyncReadExt::read(&mut buf)`
+/// reads into the buffer's *initialised length*, so on a fresh checkout it
+/// reads nothing and returns `Ok(0)`, which looks exactly like end of
+/// stream. Use **`read_buf(&mut buf)`**, which appends into the spare
+/// capacity and returns `Ok(0)` only at end of stream. If an API needs an
+/// initialised `&mut [u8]`, check out with
+/// [`BytesPool::checkout_zeroed`] (length `n`, zero-filled):
+///
+/// ```
+/// use tokio::io::AsyncReadExt;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let mut input: &[u8] = b"hello";
+/// let mut buf = pool_tokio::checkout(64);
+/// assert_eq!(input.read(&mut buf).await?, 0); // length 0: reads nothing!
+/// assert_eq!(input.read_buf(&mut buf).await?, 5); // appends: right
+/// let mut slice = pool_tokio::checkout_zeroed(3);
+/// let mut more: &[u8] = b"abc";
+/// assert_eq!(more.read(&mut slice[..]).await?, 3); // length 3: fine
+/// assert_eq!(slice, b"abc"[..]);
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// Split-off parts (`split_to`, `split_off`, `split`) share its memory and
 /// stay valid after it is dropped: the pool sees the memory is still shared
@@ -113,8 +144,15 @@ impl PooledBytes {
 
     /// Turns the buffer's contents into [`Bytes`] without copying. The
     /// memory goes back to the pool when the last clone of the `Bytes` (and
-    /// of any slice of it) drops. Costs one small allocation for the shared
-    /// owner (`Bytes::from_owner`).
+    /// of any slice of it) drops.
+    ///
+    /// **Cost: one small heap allocation per call** (the shared owner box
+    /// of `Bytes::from_owner`, about 64 bytes), so a frozen pooled buffer
+    /// per response allocates as often as a fresh `BytesMut` would. Use it
+    /// for APIs that need `Bytes`. Where any [`Buf`] will do, pass the
+    /// guard itself instead: it is a `Buf` (for example
+    /// `http_body_util::Full::new(buf)`, or with the `http-body` feature
+    /// `PooledBody`), which allocates nothing.
     ///
     /// For many small responses on one connection, that allocation can be
     /// avoided: keep one guard per connection as a scratch buffer and hand
@@ -234,6 +272,114 @@ impl PooledBytes {
     }
 }
 
+impl Clone for PooledBytes {
+    /// A pooled copy: checks out a buffer of the same class from the same
+    /// pool (charged to its budget like [`BytesPool::checkout`], so it
+    /// never waits) and copies the bytes into it. This is the method
+    /// `pooled.clone()` calls; it never returns an unpooled `BytesMut`.
+    /// For a cheap shared copy, [`freeze`](PooledBytes::freeze) once and
+    /// clone the `Bytes`.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut a = pool.checkout(1000);
+    /// a.extend_from_slice(b"payload");
+    /// let b: pool_tokio::PooledBytes = a.clone();
+    /// assert_eq!(b, a);
+    /// assert_eq!(b.class_size(), Some(1024));
+    /// assert_eq!(pool.stats().outstanding(), 2);
+    /// ```
+    fn clone(&self) -> Self {
+        let size = self.class_size().unwrap_or(0).max(self.len());
+        let mut copy = self.pool().checkout(size);
+        copy.extend_from_slice(self);
+        copy
+    }
+}
+
+impl From<PooledBytes> for Bytes {
+    /// [`PooledBytes::freeze`]: no copy, one small allocation; the memory
+    /// returns to the pool when the last `Bytes` clone drops.
+    ///
+    /// ```
+    /// let mut buf = pool_tokio::checkout(16);
+    /// buf.extend_from_slice(b"abc");
+    /// let bytes = bytes::Bytes::from(buf);
+    /// assert_eq!(bytes, &b"abc"[..]);
+    /// ```
+    fn from(buf: PooledBytes) -> Self {
+        buf.freeze()
+    }
+}
+
+impl From<PooledBytes> for BytesMut {
+    /// [`PooledBytes::detach`]: the buffer leaves the pool for good and
+    /// its budget charge is released.
+    ///
+    /// ```
+    /// let mut buf = pool_tokio::checkout(16);
+    /// buf.extend_from_slice(b"abc");
+    /// let owned = bytes::BytesMut::from(buf);
+    /// assert_eq!(&owned[..], b"abc");
+    /// ```
+    fn from(buf: PooledBytes) -> Self {
+        buf.detach()
+    }
+}
+
+/// `PartialEq` in both directions with a type that can be viewed as bytes.
+macro_rules! eq_bytes {
+    ($($ty:ty),*) => {$(
+        impl PartialEq<$ty> for PooledBytes {
+            #[inline]
+            fn eq(&self, other: &$ty) -> bool {
+                self[..] == AsRef::<[u8]>::as_ref(other)[..]
+            }
+        }
+
+        impl PartialEq<PooledBytes> for $ty {
+            #[inline]
+            fn eq(&self, other: &PooledBytes) -> bool {
+                other == self
+            }
+        }
+    )*};
+}
+
+eq_bytes!([u8], &[u8], Vec<u8>, Bytes, BytesMut, str, &str);
+
+impl<const N: usize> PartialEq<[u8; N]> for PooledBytes {
+    /// ```
+    /// let mut buf = pool_tokio::checkout(4);
+    /// buf.extend_from_slice(b"ok");
+    /// assert_eq!(buf, *b"ok");
+    /// ```
+    #[inline]
+    fn eq(&self, other: &[u8; N]) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl PartialEq for PooledBytes {
+    /// Equal bytes; the pool, class and capacity do not matter.
+    ///
+    /// ```
+    /// let (mut a, mut b) = (pool_tokio::checkout(10), pool_tokio::checkout(5000));
+    /// a.extend_from_slice(b"x");
+    /// b.extend_from_slice(b"x");
+    /// assert_eq!(a, b);
+    /// assert_eq!(a, "x");
+    /// assert_eq!(a, b"x"[..]);
+    /// assert_eq!(a, bytes::Bytes::from_static(b"x"));
+    /// ```
+    #[inline]
+    fn eq(&self, other: &PooledBytes) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl Eq for PooledBytes {}
+
 /// A checked-out buffer's accounting, apart from the buffer (while a
 /// `Framed` owns the buffer).
 #[derive(Debug)]
@@ -347,6 +493,49 @@ unsafe impl BufMut for PooledBytes {
     #[inline]
     fn put_bytes(&mut self, val: u8, cnt: usize) {
         BufMut::put_bytes(&mut **self, val, cnt);
+    }
+}
+
+/// Reading consumes from the front (`advance` moves the start of the view);
+/// the buffer still returns to the pool when the guard drops, where the
+/// pool reclaims its whole capacity.
+///
+/// ```
+/// use bytes::Buf;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use tokio::io::AsyncWriteExt;
+/// let mut buf = pool_tokio::checkout(64);
+/// buf.extend_from_slice(b"hello world");
+/// buf.advance(6);
+/// assert_eq!(buf.chunk(), b"world");
+/// let mut out = Vec::new();
+/// out.write_all_buf(&mut buf).await?; // consumes it
+/// assert_eq!((out.as_slice(), buf.remaining()), (&b"world"[..], 0));
+/// # Ok(())
+/// # }
+/// ```
+impl Buf for PooledBytes {
+    #[inline]
+    fn remaining(&self) -> usize {
+        Buf::remaining(&**self)
+    }
+
+    #[inline]
+    fn chunk(&self) -> &[u8] {
+        Buf::chunk(&**self)
+    }
+
+    #[inline]
+    fn advance(&mut self, cnt: usize) {
+        Buf::advance(&mut **self, cnt)
+    }
+
+    #[inline]
+    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
+        // `BytesMut`'s own: splits the bytes off without copying (they share
+        // the allocation, so the pool drops rather than reuses it later).
+        Buf::copy_to_bytes(&mut **self, len)
     }
 }
 

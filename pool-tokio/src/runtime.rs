@@ -1,10 +1,15 @@
-//! Runtime integration: thread hooks, the maintenance task, the reporter.
+//! Runtime integration: thread hooks (composable with the user's own), the
+//! blocking-thread cache policy, the maintenance task, the reporter.
 
-use std::time::Duration;
+use std::cell::Cell;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use crate::pool::BytesPool;
+use crate::pool::{BytesPool, Handle, Inner};
 
 /// A debug span around a maintenance pass (`None` without the feature).
 pub(crate) fn trim_span(kind: &'static str) -> impl Drop {
@@ -24,19 +29,294 @@ impl Drop for DropNothing {
     fn drop(&mut self) {}
 }
 
+/// What this crate's hooks have learnt about the current thread.
+const UNKNOWN: u8 = 0;
+/// `on_thread_start` ran and the thread never parked: a blocking thread
+/// (tokio parks only workers), or a worker before its first park.
+const RUNTIME_UNPARKED: u8 = 1;
+/// The thread parked at least once: a worker.
+const WORKER: u8 = 2;
+
+thread_local! {
+    static THREAD_KIND: Cell<u8> = const { Cell::new(UNKNOWN) };
+}
+
+fn thread_kind() -> u8 {
+    // `try_with`: returns also run during thread teardown.
+    THREAD_KIND.try_with(Cell::get).unwrap_or(UNKNOWN)
+}
+
+fn set_thread_kind(kind: u8) {
+    let _ = THREAD_KIND.try_with(|k| k.set(kind));
+}
+
+/// After a buffer went back on this thread: on a blocking thread of a pool
+/// without [`Builder::blocking_cache`](crate::Builder::blocking_cache), moves
+/// this thread's cache on to the depot, so it keeps nothing.
+#[inline(always)]
+pub(crate) fn after_return(inner: &Inner) {
+    if !inner.settings.blocking_cache && thread_kind() == RUNTIME_UNPARKED {
+        flush_blocking(inner);
+    }
+}
+
+#[cold]
+fn flush_blocking(inner: &Inner) {
+    inner.pool.flush_thread();
+}
+
+/// The tokio runtime a pool last allocated under, for the decay thread to
+/// reach idle workers through (see `Builder::decay_thread`).
+#[derive(Default)]
+pub(crate) struct RuntimeSeen {
+    handle: Mutex<Option<tokio::runtime::Handle>>,
+    /// When the last capture ran, in ms since `started` plus one (0: never),
+    /// so that misses capture at most every `CAPTURE_EVERY`.
+    last: AtomicU64,
+    started: OnceLock<Instant>,
+}
+
+/// How often a miss may refresh the captured runtime: a service that builds
+/// a new runtime is followed within this time.
+const CAPTURE_EVERY: Duration = Duration::from_millis(100);
+
+impl RuntimeSeen {
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.handle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// After a miss (a new allocation, the slow path anyway): on a pool with a
+/// decay thread, remembers the current runtime, at most every
+/// `CAPTURE_EVERY`.
+#[inline]
+pub(crate) fn on_miss(inner: &Inner) {
+    if inner.settings.decay_thread {
+        capture_runtime(&inner.runtime);
+    }
+}
+
+#[cold]
+fn capture_runtime(seen: &RuntimeSeen) {
+    let started = *seen.started.get_or_init(Instant::now);
+    let now = started.elapsed().as_millis() as u64 + 1;
+    let last = seen.last.load(Relaxed);
+    if last != 0 && now.saturating_sub(last) < CAPTURE_EVERY.as_millis() as u64 {
+        return;
+    }
+    // Relaxed: only elects which miss refreshes; the mutex orders the handle.
+    if seen
+        .last
+        .compare_exchange(last, now, Relaxed, Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        *seen.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    }
+}
+
+/// Tries after which the decay thread stops asking workers to flush until
+/// the pool sees traffic again.
+const FLUSH_TRIES: u32 = 5;
+/// How long a flush task waits for the other workers' tasks.
+const FLUSH_WAIT: Duration = Duration::from_millis(5);
+
+/// Starts a pool's decay thread (see `Builder::decay_thread`). It holds a
+/// weak reference to a pool built by a builder and ends with it. A failure
+/// to spawn (resource limits) leaves decay to the hooks and tasks.
+pub(crate) fn start_decay_thread(pool: &BytesPool) {
+    let weak = match &pool.handle {
+        Handle::Static(inner) => WeakPool::Static(inner),
+        Handle::Shared(arc) => WeakPool::Shared(Arc::downgrade(arc)),
+    };
+    let _ = std::thread::Builder::new()
+        .name("pool-tokio-decay".into())
+        .spawn(move || {
+            let mut last_checkouts = u64::MAX;
+            let mut tries = 0;
+            loop {
+                let Some(pool) = weak.upgrade() else { return };
+                // A quarter interval: pool-core runs a step at most that often.
+                let period = (pool.config().get_decay_interval() / 4).max(Duration::from_millis(1));
+                drop(pool);
+                std::thread::sleep(period);
+                let Some(pool) = weak.upgrade() else { return };
+                pool.decay_to_floor();
+                let stats = pool.stats();
+                if stats.checkouts() != last_checkouts {
+                    last_checkouts = stats.checkouts();
+                    tries = 0;
+                    continue; // traffic in this step: not idle
+                }
+                let cached: u64 = stats
+                    .classes
+                    .iter()
+                    .map(|c| c.retained_local * c.class_size.unwrap_or(0) as u64)
+                    .sum();
+                if cached == 0
+                    || stats.retained_bytes() <= pool.idle_floor() as u64
+                    || tries >= FLUSH_TRIES
+                {
+                    continue;
+                }
+                if let Some(handle) = pool.handle.inner().runtime.handle() {
+                    tries += 1;
+                    flush_workers(&handle, &pool);
+                }
+            }
+        });
+}
+
+/// A pool reference that does not keep a built pool alive.
+enum WeakPool {
+    Static(&'static Inner),
+    Shared(std::sync::Weak<Inner>),
+}
+
+impl WeakPool {
+    fn upgrade(&self) -> Option<BytesPool> {
+        match self {
+            WeakPool::Static(inner) => Some(BytesPool::from_static(inner)),
+            WeakPool::Shared(weak) => weak.upgrade().map(|arc| BytesPool {
+                handle: Handle::Shared(arc),
+            }),
+        }
+    }
+}
+
+/// Spawns one task per worker of `handle`'s runtime; each flushes its
+/// worker's cache, then waits up to `FLUSH_WAIT` for the others, so that
+/// the tasks (stolen by idle workers while one waits) land on distinct
+/// workers. Best effort: a busy worker may be missed, never blocked for
+/// more than `FLUSH_WAIT`.
+fn flush_workers(handle: &tokio::runtime::Handle, pool: &BytesPool) {
+    let workers = handle.metrics().num_workers().max(1);
+    let done = Arc::new((Mutex::new(0usize), Condvar::new()));
+    for _ in 0..workers {
+        let (pool, done) = (pool.clone(), done.clone());
+        // Dropped at once, unrun, if that runtime has shut down.
+        drop(handle.spawn(async move {
+            pool.flush_thread();
+            let (count, all) = &*done;
+            let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+            *n += 1;
+            all.notify_all();
+            let _ = all
+                .wait_timeout_while(n, FLUSH_WAIT, |n| *n < workers)
+                .unwrap_or_else(|e| e.into_inner());
+        }));
+    }
+}
+
 impl BytesPool {
-    /// A hook for [`tokio::runtime::Builder::on_thread_stop`]: hands the
-    /// stopping thread's cache to the pool's depot, so buffers
-    /// cached by workers and blocking threads that exit are reused at once.
+    /// What to call from your own
+    /// [`on_thread_start`](tokio::runtime::Builder::on_thread_start) hook
+    /// (or let [`hooks`](BytesPool::hooks) / [`install`](BytesPool::install)
+    /// do it): marks the thread as a runtime thread. Until it first parks
+    /// (only workers park), buffers it returns are not cached on it unless
+    /// [`Builder::blocking_cache`](crate::Builder::blocking_cache) is set:
+    /// that keeps `spawn_blocking` threads, up to 512 of them, from each
+    /// holding a cache.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let rt = tokio::runtime::Builder::new_multi_thread()
+    ///     .worker_threads(1)
+    ///     .on_thread_start({
+    ///         let pool = pool.clone();
+    ///         move || {
+    ///             pool.thread_started();
+    ///             // ... your own start-up work
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// let p = pool.clone();
+    /// rt.block_on(async { tokio::task::spawn_blocking(move || drop(p.checkout(4096))).await })
+    ///     .unwrap();
+    /// let class = *pool.stats().class(4096).unwrap();
+    /// assert_eq!((class.retained_local, class.retained_depot), (0, 1)); // not cached there
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn thread_started(&self) {
+        if thread_kind() != WORKER {
+            set_thread_kind(RUNTIME_UNPARKED);
+        }
+    }
+
+    /// What to call from your own
+    /// [`on_thread_park`](tokio::runtime::Builder::on_thread_park) hook:
+    /// marks the thread as a worker, hands its cache to the depot
+    /// ([`flush_thread`](BytesPool::flush_thread): an idle worker never
+    /// runs pool code, so this is the last chance to make its cache
+    /// reachable by decay), and runs cheap idle decay
+    /// ([`maintain`](BytesPool::maintain)) while the pool retains more than
+    /// its [idle floor](crate::Builder::idle_floor). So a quiet service gives
+    /// its memory back, down to the floor, without a timer thread.
+    ///
+    /// Cost per park: a pass over this thread's per-class caches, and the
+    /// depot lock once per class that holds buffers; with a non-zero idle
+    /// floor also a [`stats`](BytesPool::stats) snapshot.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// drop(pool.checkout(4096));
+    /// pool.thread_parking(); // as the runtime would, before this thread idles
+    /// assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
+    /// ```
+    pub fn thread_parking(&self) {
+        set_thread_kind(WORKER);
+        self.flush_thread();
+        self.decay_to_floor();
+    }
+
+    /// What to call from your own
+    /// [`on_thread_stop`](tokio::runtime::Builder::on_thread_stop) hook:
+    /// hands the stopping thread's cache to the depot, so buffers cached
+    /// by workers and blocking threads that exit are reused at once.
     /// (pool-core also does this when a thread exits; the hook does it
     /// before the runtime's thread-local teardown, when it cannot fail.)
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// drop(pool.checkout(4096));
+    /// pool.thread_stopping();
+    /// assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
+    /// ```
+    pub fn thread_stopping(&self) {
+        self.flush_thread();
+    }
+
+    /// One idle decay step ([`maintain`](BytesPool::maintain)) if the pool
+    /// retains more than its [idle floor](crate::Builder::idle_floor);
+    /// returns whether a step ran.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().idle_floor(1 << 20).build()?;
+    /// pool.prewarm(4096, 4);
+    /// assert!(!pool.decay_to_floor()); // 16 KiB retained: under the floor
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn decay_to_floor(&self) -> bool {
+        let floor = self.idle_floor();
+        if floor > 0 && self.stats().retained_bytes() <= floor as u64 {
+            return false;
+        }
+        self.maintain()
+    }
+
+    /// A hook for [`tokio::runtime::Builder::on_thread_stop`]:
+    /// [`thread_stopping`](BytesPool::thread_stopping) as a closure.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
     /// let rt = tokio::runtime::Builder::new_multi_thread()
     ///     .worker_threads(2)
     ///     .on_thread_stop(pool.on_thread_stop())
-    ///     .on_thread_park(pool.on_thread_park())
     ///     .build()?;
     /// let p = pool.clone();
     /// rt.block_on(async move {
@@ -48,12 +328,11 @@ impl BytesPool {
     /// ```
     pub fn on_thread_stop(&self) -> impl Fn() + Send + Sync + 'static {
         let pool = self.clone();
-        move || pool.flush_thread()
+        move || pool.thread_stopping()
     }
 
-    /// A hook for [`tokio::runtime::Builder::on_thread_park`]: cheap idle
-    /// decay ([`BytesPool::maintain`]) each time a worker is about to idle,
-    /// so a quiet service gives back memory without a timer.
+    /// A hook for [`tokio::runtime::Builder::on_thread_park`]:
+    /// [`thread_parking`](BytesPool::thread_parking) as a closure.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
@@ -62,13 +341,71 @@ impl BytesPool {
     /// ```
     pub fn on_thread_park(&self) -> impl Fn() + Send + Sync + 'static {
         let pool = self.clone();
-        move || {
-            pool.maintain();
+        move || pool.thread_parking()
+    }
+
+    /// A hook for [`tokio::runtime::Builder::on_thread_start`]:
+    /// [`thread_started`](BytesPool::thread_started) as a closure.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let rt = tokio::runtime::Builder::new_multi_thread()
+    ///     .on_thread_start(pool.on_thread_start())
+    ///     .build()?;
+    /// # drop(rt);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn on_thread_start(&self) -> impl Fn() + Send + Sync + 'static {
+        let pool = self.clone();
+        move || pool.thread_started()
+    }
+
+    /// The runtime hooks of this pool, to combine with your own hooks and
+    /// other pools' before installing them all on a runtime builder (tokio
+    /// keeps one hook of each kind, so hooks set one after the other
+    /// replace each other).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let (frames, bodies) = (pool_tokio::BytesPool::new(), pool_tokio::BytesPool::new());
+    /// let stops = Arc::new(AtomicUsize::new(0));
+    /// let mut builder = tokio::runtime::Builder::new_multi_thread();
+    /// builder.worker_threads(2);
+    /// frames
+    ///     .hooks()
+    ///     .pool(&bodies)
+    ///     .on_thread_stop({
+    ///         let stops = stops.clone();
+    ///         move || { stops.fetch_add(1, Ordering::Relaxed); }
+    ///     })
+    ///     .install(&mut builder);
+    /// drop(builder.build()?);
+    /// assert_eq!(stops.load(Ordering::Relaxed), 2); // yours ran, beside both pools'
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn hooks(&self) -> RuntimeHooks {
+        RuntimeHooks {
+            pools: vec![self.clone()],
+            on_thread_start: None,
+            on_thread_stop: None,
+            on_thread_park: None,
         }
     }
 
-    /// Sets both hooks on a runtime builder ([`on_thread_stop`] and
-    /// [`on_thread_park`]; they replace hooks set before).
+    /// Sets this pool's three hooks on a runtime builder
+    /// (`on_thread_start`, `on_thread_stop`, `on_thread_park`); the same as
+    /// `self.hooks().install(builder)`.
+    ///
+    /// **It replaces hooks of those kinds set on `builder` before, and
+    /// hooks set after it replace it**: tokio keeps one hook of each kind
+    /// and cannot be asked for the one it holds. To keep your own hooks,
+    /// either pass them through [`hooks`](BytesPool::hooks), which calls
+    /// yours after the pool's, or set only your own and call
+    /// [`thread_started`](BytesPool::thread_started),
+    /// [`thread_parking`](BytesPool::thread_parking) and
+    /// [`thread_stopping`](BytesPool::thread_stopping) from them.
     ///
     /// [`on_thread_stop`]: BytesPool::on_thread_stop
     /// [`on_thread_park`]: BytesPool::on_thread_park
@@ -84,15 +421,22 @@ impl BytesPool {
         &self,
         builder: &'a mut tokio::runtime::Builder,
     ) -> &'a mut tokio::runtime::Builder {
-        builder
-            .on_thread_stop(self.on_thread_stop())
-            .on_thread_park(self.on_thread_park())
+        self.hooks().install(builder)
     }
 
-    /// Spawns a task that runs idle decay ([`BytesPool::maintain`]) every
-    /// `interval`, in a debug span, so memory left idle for a whole decay
-    /// interval is freed even on threads that never park. Runs until
-    /// aborted. Must be called within a tokio runtime.
+    /// Spawns a task that runs idle decay ([`BytesPool::decay_to_floor`])
+    /// every `interval`, in a debug span, so memory left idle in the depot
+    /// for a whole decay interval is freed, down to the
+    /// [idle floor](crate::Builder::idle_floor), even if no worker parks.
+    /// A debug event `idle decay` reports a step that freed something.
+    /// Runs until aborted. Must be called within a tokio runtime.
+    ///
+    /// A thread cache is reached only by its own thread: what an idle
+    /// worker holds comes to the depot when it parks
+    /// ([`thread_parking`](BytesPool::thread_parking), installed by
+    /// [`install`](BytesPool::install)). Without the park hook each worker
+    /// keeps up to one batch per class it used until it runs pool code
+    /// again.
     ///
     /// # Panics
     ///
@@ -126,26 +470,31 @@ impl BytesPool {
                 ticker.tick().await;
                 let _span = trim_span("decay");
                 let before = pool.stats().retained_bytes();
-                if pool.maintain() {
+                if pool.decay_to_floor() {
                     let after = pool.stats().retained_bytes();
                     let _ = (before, after);
-                    crate::tracing::event!(
-                        debug,
-                        retained_before = before,
-                        retained_after = after,
-                        "idle decay"
-                    );
+                    if after != before {
+                        crate::tracing::event!(
+                            debug,
+                            pool = pool.name(),
+                            retained_before = before,
+                            retained_after = after,
+                            "idle decay"
+                        );
+                    }
                 }
             }
         })
     }
 
     /// Spawns a task that, every `interval`, emits the pool's per-class
-    /// statistics as `debug` events (target `pool_tokio`) inside a
-    /// `pool_report` debug span: checkouts, hits and misses since the last
-    /// report, the hit rate over that interval and overall, discards,
-    /// buffers outstanding and kept. Classes without activity in the
-    /// interval are skipped. Runs until aborted.
+    /// statistics as `debug` events (target `pool_tokio`, field `pool` the
+    /// pool's name) inside a `pool_report` debug span: checkouts, hits and
+    /// misses since the last report, the hit rate over that interval and
+    /// overall (as percentages, `hit_pct` and `total_hit_pct`), discards
+    /// since the last report by reason, buffers outstanding and kept.
+    /// Classes without activity in the interval are skipped, and an
+    /// interval in which nothing changed emits nothing. Runs until aborted.
     ///
     /// # Panics
     ///
@@ -171,24 +520,31 @@ impl BytesPool {
             loop {
                 ticker.tick().await;
                 let now = pool.stats();
-                report(&last, &now);
+                report(pool.name(), &last, &now);
                 last = now;
             }
         })
     }
 }
 
-/// Emits one report: an event per class active since `last`, then a total.
+/// A hit rate as a percentage rounded to 0.1, 0 for no checkouts.
 #[cfg(feature = "tracing")]
-fn report(last: &pool_core::Stats, now: &pool_core::Stats) {
-    let _span = tracing::debug_span!(target: "pool_tokio", "pool_report").entered();
-    let rate = |hits: u64, checkouts: u64| {
-        if checkouts == 0 {
-            0.0
-        } else {
-            hits as f64 / checkouts as f64
-        }
-    };
+fn pct(hits: u64, checkouts: u64) -> f64 {
+    if checkouts == 0 {
+        0.0
+    } else {
+        (hits as f64 * 1000.0 / checkouts as f64).round() / 10.0
+    }
+}
+
+/// Emits one report, unless nothing changed since `last`: an event per
+/// class active since then, then a total.
+#[cfg(feature = "tracing")]
+fn report(name: &str, last: &pool_core::Stats, now: &pool_core::Stats) {
+    if now == last {
+        return;
+    }
+    let _span = tracing::debug_span!(target: "pool_tokio", "pool_report", pool = name).entered();
     for class in &now.classes {
         let before = last
             .classes
@@ -197,34 +553,188 @@ fn report(last: &pool_core::Stats, now: &pool_core::Stats) {
             .copied()
             .unwrap_or_default();
         let checkouts = class.checkouts - before.checkouts.min(class.checkouts);
-        if checkouts == 0 {
+        let discarded = class
+            .discarded
+            .total()
+            .saturating_sub(before.discarded.total());
+        if checkouts == 0 && discarded == 0 {
             continue;
         }
         let hits = class.hits().saturating_sub(before.hits());
+        let d = |now: u64, then: u64| now.saturating_sub(then);
         tracing::debug!(
             target: "pool_tokio",
+            pool = name,
             class = class.class_size.unwrap_or(0),
             checkouts,
             hits,
             misses = checkouts.saturating_sub(hits),
-            hit_rate = rate(hits, checkouts),
-            total_hit_rate = class.hit_rate(),
-            discarded = class.discarded.total(),
+            hit_pct = pct(hits, checkouts),
+            total_hit_pct = pct(class.hits(), class.checkouts),
+            discarded,
+            discarded_full = d(class.discarded.full, before.discarded.full),
+            discarded_oversize = d(class.discarded.oversize, before.discarded.oversize),
+            discarded_shared = d(class.discarded.shared, before.discarded.shared),
+            discarded_stale = d(class.discarded.stale, before.discarded.stale),
+            discarded_rejected = d(class.discarded.rejected, before.discarded.rejected),
+            discarded_trimmed = d(class.discarded.trimmed, before.discarded.trimmed),
             outstanding = class.outstanding,
             kept = class.retained(),
             "class report"
         );
     }
+    let checkouts = now.checkouts().saturating_sub(last.checkouts());
     tracing::debug!(
         target: "pool_tokio",
-        checkouts = now.checkouts().saturating_sub(last.checkouts()),
-        hit_rate = rate(
-            now.hits().saturating_sub(last.hits()),
-            now.checkouts().saturating_sub(last.checkouts())
-        ),
-        total_hit_rate = now.hit_rate(),
+        pool = name,
+        checkouts,
+        hit_pct = pct(now.hits().saturating_sub(last.hits()), checkouts),
+        total_hit_pct = pct(now.hits(), now.checkouts()),
         outstanding = now.outstanding(),
         retained_bytes = now.retained_bytes(),
         "pool report"
     );
+}
+
+type Hook = Arc<dyn Fn() + Send + Sync + 'static>;
+
+/// Runtime hooks for one or more pools, together with your own hooks, to
+/// install on a [`tokio::runtime::Builder`] at once (see
+/// [`BytesPool::hooks`]). Each installed hook calls every pool's part in the
+/// order the pools were added, then yours.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let pool = pool_tokio::BytesPool::new();
+/// let parks = Arc::new(AtomicUsize::new(0));
+/// let mut builder = tokio::runtime::Builder::new_current_thread();
+/// builder.enable_time();
+/// pool.hooks()
+///     .on_thread_park({
+///         let parks = parks.clone();
+///         move || { parks.fetch_add(1, Ordering::Relaxed); }
+///     })
+///     .install(&mut builder);
+/// builder.build()?.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(1)).await });
+/// assert!(parks.load(Ordering::Relaxed) >= 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[must_use = "hooks do nothing until `install` is called"]
+pub struct RuntimeHooks {
+    pools: Vec<BytesPool>,
+    on_thread_start: Option<Hook>,
+    on_thread_stop: Option<Hook>,
+    on_thread_park: Option<Hook>,
+}
+
+impl fmt::Debug for RuntimeHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeHooks")
+            .field(
+                "pools",
+                &self.pools.iter().map(BytesPool::name).collect::<Vec<_>>(),
+            )
+            .field("on_thread_start", &self.on_thread_start.is_some())
+            .field("on_thread_stop", &self.on_thread_stop.is_some())
+            .field("on_thread_park", &self.on_thread_park.is_some())
+            .finish()
+    }
+}
+
+impl RuntimeHooks {
+    /// Adds another pool's hooks.
+    ///
+    /// ```
+    /// let (a, b) = (pool_tokio::BytesPool::new(), pool_tokio::BytesPool::new());
+    /// let mut builder = tokio::runtime::Builder::new_multi_thread();
+    /// a.hooks().pool(&b).install(&mut builder);
+    /// ```
+    pub fn pool(mut self, pool: &BytesPool) -> Self {
+        self.pools.push(pool.clone());
+        self
+    }
+
+    /// Your `on_thread_start` hook, called after the pools' (replaces one
+    /// given here before).
+    ///
+    /// ```
+    /// let mut builder = tokio::runtime::Builder::new_multi_thread();
+    /// pool_tokio::default_pool().hooks().on_thread_start(|| ()).install(&mut builder);
+    /// ```
+    pub fn on_thread_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_thread_start = Some(Arc::new(f));
+        self
+    }
+
+    /// Your `on_thread_stop` hook, called after the pools' (replaces one
+    /// given here before).
+    ///
+    /// ```
+    /// let mut builder = tokio::runtime::Builder::new_multi_thread();
+    /// pool_tokio::default_pool().hooks().on_thread_stop(|| ()).install(&mut builder);
+    /// ```
+    pub fn on_thread_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_thread_stop = Some(Arc::new(f));
+        self
+    }
+
+    /// Your `on_thread_park` hook, called after the pools' (replaces one
+    /// given here before).
+    ///
+    /// ```
+    /// let mut builder = tokio::runtime::Builder::new_multi_thread();
+    /// pool_tokio::default_pool().hooks().on_thread_park(|| ()).install(&mut builder);
+    /// ```
+    pub fn on_thread_park(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_thread_park = Some(Arc::new(f));
+        self
+    }
+
+    /// Sets `on_thread_start`, `on_thread_stop` and `on_thread_park` on
+    /// `builder`, each calling every pool's part and then yours. Replaces
+    /// hooks of those kinds set on `builder` before (tokio keeps one of
+    /// each): give yours here instead.
+    ///
+    /// ```
+    /// let mut builder = tokio::runtime::Builder::new_multi_thread();
+    /// pool_tokio::default_pool().hooks().install(&mut builder);
+    /// drop(builder.build()?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn install(self, builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime::Builder {
+        let pools: Arc<[BytesPool]> = self.pools.into();
+        let start = {
+            let (pools, user) = (pools.clone(), self.on_thread_start);
+            move || {
+                pools.iter().for_each(BytesPool::thread_started);
+                if let Some(user) = &user {
+                    user();
+                }
+            }
+        };
+        let stop = {
+            let (pools, user) = (pools.clone(), self.on_thread_stop);
+            move || {
+                pools.iter().for_each(BytesPool::thread_stopping);
+                if let Some(user) = &user {
+                    user();
+                }
+            }
+        };
+        let park = {
+            let user = self.on_thread_park;
+            move || {
+                pools.iter().for_each(BytesPool::thread_parking);
+                if let Some(user) = &user {
+                    user();
+                }
+            }
+        };
+        builder
+            .on_thread_start(start)
+            .on_thread_stop(stop)
+            .on_thread_park(park)
+    }
 }

@@ -16,35 +16,69 @@ macro_rules! event {
 }
 pub(crate) use event;
 
-use pool_core::{Returned, Ticket};
+use pool_core::{Returned, Source, Ticket};
 
-/// A checkout: hit (from a thread cache or the depot) or miss (new or
-/// unpooled allocation).
+use crate::pool::Settings;
+
+/// Why a checkout allocated, for the `reason` field of a miss.
+#[allow(dead_code)] // used only with the `tracing` feature
+fn miss_reason(source: Source) -> &'static str {
+    match source {
+        Source::Unpooled => "above_max_class",
+        _ => "pool_empty",
+    }
+}
+
+/// A checkout: one event per miss (new or unpooled allocation), with its
+/// reason; hits (a thread cache or the depot) only with
+/// `Builder::trace_hits`.
 #[inline(always)]
-pub(crate) fn checkout(ticket: &Ticket, requested: usize) {
-    let _ = (ticket, requested);
-    event!(
-        trace,
-        class = ticket.class_size().unwrap_or(0),
-        outcome = if ticket.source().is_hit() {
-            "hit"
+pub(crate) fn checkout(settings: &Settings, ticket: &Ticket, requested: usize) {
+    let _ = (settings, ticket, requested);
+    #[cfg(feature = "tracing")]
+    {
+        let source = ticket.source();
+        if source.is_hit() {
+            if settings.trace_hits {
+                event!(
+                    trace,
+                    pool = &*settings.name,
+                    class = ticket.class_size().unwrap_or(0),
+                    outcome = "hit",
+                    source = source.as_str(),
+                    bytes = requested,
+                    "checkout"
+                );
+            }
         } else {
-            "miss"
-        },
-        source = ticket.source().as_str(),
-        bytes = requested,
-        "checkout"
-    );
+            event!(
+                trace,
+                pool = &*settings.name,
+                class = ticket.class_size().unwrap_or(0),
+                outcome = "miss",
+                source = source.as_str(),
+                reason = miss_reason(source),
+                bytes = requested,
+                "checkout"
+            );
+        }
+    }
 }
 
 /// A return the pool did not keep, with the reason.
 #[inline(always)]
-pub(crate) fn returned(class: Option<usize>, capacity: usize, returned: Returned) {
-    let _ = (class, capacity);
+pub(crate) fn returned(
+    settings: &Settings,
+    class: Option<usize>,
+    capacity: usize,
+    returned: Returned,
+) {
+    let _ = (settings, class, capacity);
     if let Returned::Discarded(reason) = returned {
         let _ = reason;
         event!(
             trace,
+            pool = &*settings.name,
             class = class.unwrap_or(0),
             outcome = "discard",
             reason = reason.as_str(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pool_tokio::{BytesPool, CheckoutError};
+use pool_tokio::{BytesPool, TryCheckoutError};
 
 fn budgeted(bytes: usize) -> BytesPool {
     BytesPool::builder().budget(bytes).build().unwrap()
@@ -35,7 +35,7 @@ async fn try_checkout_reports_an_exhausted_budget_and_requests_over_it() {
     let pool = budgeted(8192);
     let a = pool.try_checkout(5000).unwrap();
     match pool.try_checkout(100) {
-        Err(CheckoutError::BudgetExhausted {
+        Err(TryCheckoutError::BudgetExhausted {
             charge,
             available,
             budget,
@@ -45,7 +45,7 @@ async fn try_checkout_reports_an_exhausted_budget_and_requests_over_it() {
     let err = pool.try_checkout(8193).unwrap_err();
     assert!(matches!(
         err,
-        CheckoutError::ExceedsBudget {
+        TryCheckoutError::ExceedsBudget {
             charge: 16384,
             budget: 8192
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::BufMut;
 use pool_core::BufferConfig;
-use pool_tokio::{BytesPool, CheckoutError};
+use pool_tokio::{BytesPool, TryCheckoutError};
 
 #[test]
 fn blocking_thread_and_runtime_churn_stays_within_bounds() {
@@ -108,7 +108,7 @@ fn impossible_sizes_are_errors_not_allocations() {
     ] {
         for n in [usize::MAX, isize::MAX as usize + 1] {
             match pool.try_checkout(n) {
-                Err(CheckoutError::TooLarge { requested, .. }) => assert_eq!(requested, n),
+                Err(TryCheckoutError::TooLarge { requested, .. }) => assert_eq!(requested, n),
                 other => panic!("{n}: expected TooLarge, got {other:?}"),
             }
         }
@@ -119,7 +119,7 @@ fn impossible_sizes_are_errors_not_allocations() {
     let pool = BytesPool::builder().budget(1 << 20).build().unwrap();
     assert!(matches!(
         pool.try_checkout(isize::MAX as usize),
-        Err(CheckoutError::TooLarge { .. }) | Err(CheckoutError::ExceedsBudget { .. })
+        Err(TryCheckoutError::TooLarge { .. }) | Err(TryCheckoutError::ExceedsBudget { .. })
     ));
 }
 

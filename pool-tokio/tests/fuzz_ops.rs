@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pool_core::BufferConfig;
-use pool_tokio::{BuildError, BytesPool, CheckoutError};
+use pool_tokio::{BuildError, BytesPool, TryCheckoutError};
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
@@ -304,13 +304,13 @@ fn run_thread(pool: BytesPool, ops: Vec<Op>, live: Arc<Live>, base: u64) {
                         Ok(g) => Some(g),
                         Err(e) => {
                             match e {
-                                CheckoutError::TooLarge { requested, limit } => {
+                                TryCheckoutError::TooLarge { requested, limit } => {
                                     count(&TALLY.too_large);
                                     assert_eq!(requested, n);
                                     assert!(n > limit);
                                 }
-                                CheckoutError::ExceedsBudget { budget, .. }
-                                | CheckoutError::BudgetExhausted { budget, .. } => {
+                                TryCheckoutError::ExceedsBudget { budget, .. }
+                                | TryCheckoutError::BudgetExhausted { budget, .. } => {
                                     count(&TALLY.budget_refused);
                                     assert!(pool.budget().is_some_and(|b| b.limit == budget));
                                 }

@@ -7,7 +7,7 @@ use std::thread;
 
 use bytes::BufMut;
 use pool_core::{BufferConfig, Source};
-use pool_tokio::{BytesPool, CheckoutError, PooledBytes};
+use pool_tokio::{BytesPool, PooledBytes, TryCheckoutError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn assert_send_sync_static<T: Send + Sync + 'static>() {}
@@ -103,7 +103,7 @@ fn try_checkout_reports_impossible_sizes() {
     let err = pool.try_checkout(usize::MAX).unwrap_err();
     assert!(matches!(
         err,
-        CheckoutError::TooLarge {
+        TryCheckoutError::TooLarge {
             requested: usize::MAX,
             ..
         }

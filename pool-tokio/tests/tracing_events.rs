@@ -93,45 +93,97 @@ fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<Captured>) {
     (r, events)
 }
 
-#[test]
-fn hits_misses_and_discards_are_traced_with_fields() {
-    let pool = BytesPool::new();
-    let ((), events) = capture(|| {
-        drop(pool.checkout(3000)); // miss
-        let mut b = pool.checkout(3000); // hit
-        b.put_slice(b"xy");
-        let frame = b.split_to(1);
-        drop(b); // discarded: still shared with `frame`
-        drop(frame);
-        let mut grown = pool.checkout(600);
-        grown.reserve(8 << 10);
-        drop(grown); // discarded: oversize
-    });
+/// The workload of the per-buffer event tests: a miss, a hit, a shared
+/// discard, a miss and an oversize discard.
+fn workload(pool: &BytesPool) {
+    drop(pool.checkout(3000)); // miss
+    let mut b = pool.checkout(3000); // hit
+    b.put_slice(b"xy");
+    let frame = b.split_to(1);
+    drop(b); // discarded: still shared with `frame`
+    drop(frame);
+    let mut grown = pool.checkout(600);
+    grown.reserve(8 << 10);
+    drop(grown); // discarded: oversize
+}
+
+type Summary = Vec<(String, String, String)>;
+
+fn summarize(events: &[Captured], name: &str) -> Summary {
     let ours: Vec<_> = events.iter().filter(|e| e.target == "pool_tokio").collect();
     assert!(ours.iter().all(|e| e.level == Level::TRACE));
     let get = |e: &Captured, k: &str| e.fields.get(k).cloned().unwrap_or_default();
-    let summary: Vec<_> = ours
-        .iter()
+    assert!(ours.iter().all(|e| get(e, "pool") == name), "{ours:?}");
+    ours.iter()
         .map(|e| {
             (
                 get(e, "outcome"),
                 get(e, "class"),
-                get(e, "source") + &get(e, "reason"),
+                get(e, "reason") + "/" + &get(e, "source"),
             )
         })
-        .collect();
-    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+        .collect()
+}
+
+fn s(a: &str, b: &str, c: &str) -> (String, String, String) {
+    (a.to_string(), b.to_string(), c.to_string())
+}
+
+#[test]
+fn misses_and_discards_are_traced_with_reasons_and_hits_are_not() {
+    let pool = BytesPool::builder().name("frames").build().unwrap();
+    let ((), events) = capture(|| workload(&pool));
     assert_eq!(
-        summary,
+        summarize(&events, "frames"),
         vec![
-            s("miss", "4096", "new"),
-            s("hit", "4096", "local"),
-            s("discard", "4096", "shared"),
-            s("miss", "1024", "new"),
-            s("discard", "1024", "oversize"),
+            s("miss", "4096", "pool_empty/new"),
+            s("discard", "4096", "shared/"),
+            s("miss", "1024", "pool_empty/new"),
+            s("discard", "1024", "oversize/"),
         ]
     );
-    assert_eq!(get(ours[0], "bytes"), "3000");
+    let first = events.iter().find(|e| e.target == "pool_tokio").unwrap();
+    assert_eq!(first.fields["bytes"], "3000");
+}
+
+#[test]
+fn hits_are_traced_when_asked() {
+    let pool = BytesPool::builder().trace_hits(true).build().unwrap();
+    let ((), events) = capture(|| {
+        workload(&pool);
+        drop(pool.checkout(1 << 21)); // above the largest class
+    });
+    assert_eq!(
+        summarize(&events, "default"),
+        vec![
+            s("miss", "4096", "pool_empty/new"),
+            s("hit", "4096", "/local"),
+            s("discard", "4096", "shared/"),
+            s("miss", "1024", "pool_empty/new"),
+            s("discard", "1024", "oversize/"),
+            s("miss", "0", "above_max_class/unpooled"),
+            s("discard", "0", "unpooled/"),
+        ]
+    );
+}
+
+#[test]
+fn reporter_is_silent_when_nothing_changed() {
+    let pool = BytesPool::new();
+    let ((), events) = capture(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let reporter = pool.spawn_reporter(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(10_500)).await; // ten ticks
+            reporter.abort();
+        });
+    });
+    let ours: Vec<_> = events.iter().filter(|e| e.target == "pool_tokio").collect();
+    assert!(ours.is_empty(), "{ours:?}");
 }
 
 #[test]
@@ -172,8 +224,9 @@ fn reporter_emits_per_class_hit_rates_in_a_debug_span() {
     };
     let c4k = class("4096");
     assert_eq!(c4k.fields["checkouts"], "4");
-    assert_eq!(c4k.fields["hit_rate"], "0.75");
-    assert_eq!(class("512").fields["hit_rate"], "0.0");
+    assert_eq!(c4k.fields["hit_pct"], "75.0");
+    assert_eq!(c4k.fields["pool"], "default");
+    assert_eq!(class("512").fields["hit_pct"], "0.0");
     assert!(reports
         .iter()
         .any(|e| e.fields.get("message").map(String::as_str) == Some("pool report")));

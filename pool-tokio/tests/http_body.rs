@@ -1,0 +1,221 @@
+//! `PooledBody` adds no allocation per response: a counting global
+//! allocator compares it with a static body, polled directly and served by
+//! hyper over an in-memory connection. `freeze()` is measured beside it to
+//! show the count can tell one allocation apart.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::{ready, Future};
+
+use bytes::{BufMut, Bytes};
+use http_body::Body;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use pool_tokio::{BytesPool, PooledBody};
+
+/// Counts allocations made by the current thread (every test here runs
+/// client and server on one current-thread runtime).
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with`: the allocator also runs during thread teardown.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: forwards every call to `System` unchanged; counting touches only a
+// thread-local `Cell` that needs no allocation (`const` initialised).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller's contract for `alloc` is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const BODY: usize = 4096;
+static STATIC_BODY: [u8; BODY] = [b'x'; BODY];
+const WARMUP: usize = 50;
+const RESPONSES: usize = 500;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+/// Allocations over `RESPONSES` calls of `f` after `WARMUP` unmeasured ones.
+fn measure<F: Future<Output = ()>>(rt: &tokio::runtime::Runtime, mut f: impl FnMut() -> F) -> u64 {
+    rt.block_on(async {
+        for _ in 0..WARMUP {
+            f().await;
+        }
+        let before = allocations();
+        for _ in 0..RESPONSES {
+            f().await;
+        }
+        allocations() - before
+    })
+}
+
+/// Drains a body frame by frame, dropping each one, as hyper does.
+async fn drain<B: Body + Unpin>(mut body: B)
+where
+    B::Error: std::fmt::Debug,
+{
+    let mut len = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.unwrap();
+        if let Some(data) = frame.data_ref() {
+            len += bytes::Buf::remaining(data);
+        }
+    }
+    assert_eq!(len, BODY);
+}
+
+#[test]
+fn polled_pooled_body_allocates_nothing_and_freeze_allocates_once() {
+    let pool = BytesPool::new().leak();
+    let rt = runtime();
+    let pooled = measure(&rt, || async {
+        let mut buf = pool.checkout(BODY);
+        buf.put_bytes(b'x', BODY);
+        drain(PooledBody::new(buf)).await;
+    });
+    let static_body = measure(&rt, || drain(Full::new(Bytes::from_static(&STATIC_BODY))));
+    let frozen = measure(&rt, || async {
+        let mut buf = pool.checkout(BODY);
+        buf.put_bytes(b'x', BODY);
+        drain(Full::new(buf.freeze())).await;
+    });
+    let full_pooled = measure(&rt, || async {
+        let mut buf = pool.checkout(BODY);
+        buf.put_bytes(b'x', BODY);
+        drain(Full::new(buf)).await; // a `PooledBytes` is a `Buf`
+    });
+    assert_eq!(static_body, 0);
+    assert_eq!(
+        pooled, 0,
+        "PooledBody allocated {pooled} times in {RESPONSES} responses"
+    );
+    assert_eq!(full_pooled, 0);
+    assert_eq!(
+        frozen, RESPONSES as u64,
+        "freeze: one owner box per response"
+    );
+    let stats = pool.stats();
+    assert_eq!(stats.outstanding(), 0);
+    assert_eq!(stats.total().discarded.total(), 0, "{stats}");
+    assert_eq!(
+        stats.misses(),
+        1,
+        "one buffer served every response: {stats}"
+    );
+}
+
+/// One hyper HTTP/1.1 connection over an in-memory pipe, both ends on this
+/// thread; returns the allocations of `RESPONSES` request/response pairs
+/// after `WARMUP` unmeasured ones.
+fn hyper_allocations<B>(make_body: fn() -> B) -> u64
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let rt = runtime();
+    rt.block_on(async move {
+        let (client_io, server_io) = tokio::io::duplex(64 << 10);
+        let service = service_fn(move |_req: Request<Incoming>| {
+            ready(Ok::<_, Infallible>(Response::new(make_body())))
+        });
+        let server = tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server_io), service),
+        );
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(client_io))
+                .await
+                .unwrap();
+        let client = tokio::spawn(conn);
+        let mut before = 0;
+        for i in 0..WARMUP + RESPONSES {
+            if i == WARMUP {
+                before = allocations();
+            }
+            let request = Request::builder().uri("/").body(Empty::new()).unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            drain(response.into_body()).await;
+        }
+        let spent = allocations() - before;
+        drop(sender);
+        client.await.unwrap().unwrap();
+        server.await.unwrap().unwrap();
+        spent
+    })
+}
+
+static POOL: std::sync::LazyLock<BytesPool> = std::sync::LazyLock::new(|| BytesPool::new().leak());
+
+fn pooled_body() -> PooledBody {
+    let mut buf = POOL.checkout(BODY);
+    buf.put_bytes(b'x', BODY);
+    PooledBody::new(buf)
+}
+
+fn static_body() -> Full<Bytes> {
+    Full::new(Bytes::from_static(&STATIC_BODY))
+}
+
+fn frozen_body() -> Full<Bytes> {
+    let mut buf = POOL.checkout(BODY);
+    buf.put_bytes(b'x', BODY);
+    Full::new(buf.freeze())
+}
+
+#[test]
+fn hyper_sends_a_pooled_body_with_no_allocation_beyond_a_static_one() {
+    let floor = hyper_allocations(static_body);
+    let pooled = hyper_allocations(pooled_body);
+    let frozen = hyper_allocations(frozen_body);
+    assert!(floor > 0, "hyper itself allocates per request");
+    assert_eq!(
+        pooled, floor,
+        "pooled body: {pooled} allocations in {RESPONSES} responses, static body: {floor}"
+    );
+    assert_eq!(
+        frozen,
+        floor + RESPONSES as u64,
+        "freeze: one more per response"
+    );
+    let stats = POOL.stats();
+    assert_eq!(stats.outstanding(), 0);
+    assert_eq!(stats.total().discarded.total(), 0, "{stats}");
+}
