@@ -482,22 +482,57 @@ impl<B: Buffer> BufferPool<B> {
         self.give_back_slot(&mut ManuallyDrop::new(buf), ticket.slot, ticket.origin)
     }
 
+    /// The common case of [`give_back`](BufferPool::give_back) alone: keeps
+    /// the buffer if that takes nothing but the fast path (the exact
+    /// allocation lent, room in this thread's cache, no zeroing), and
+    /// otherwise hands both back untouched for a full `give_back`. For
+    /// crates whose guards do more work on the rare path, so that the common
+    /// return stays a leaf function.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// let (buf, ticket) = pool.take(100);
+    /// drop(pool.checkout(100)); // this thread's cache now exists
+    /// assert!(pool.try_give_back_fast(buf, ticket).is_ok());
+    /// let (mut buf, ticket) = pool.take(100);
+    /// buf.reserve(10_000); // grew: not the allocation lent
+    /// let (buf, ticket) = pool.try_give_back_fast(buf, ticket).unwrap_err();
+    /// pool.give_back(buf, ticket);
+    /// assert_eq!(pool.stats().total().discarded.oversize, 1);
+    /// ```
+    #[inline(always)]
+    pub fn try_give_back_fast(&self, buf: B, ticket: Ticket) -> Result<(), (B, Ticket)> {
+        let mut src = ManuallyDrop::new(buf);
+        if self.keep_fast(&mut src, ticket.slot, ticket.origin) {
+            return Ok(());
+        }
+        Err((ManuallyDrop::into_inner(src), ticket))
+    }
+
+    /// The fast return: true if the buffer in `src` was kept (moved out).
+    /// False, with nothing done or counted, when it needs the full path.
+    #[inline(always)]
+    fn keep_fast(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> bool {
+        let class = slot as usize;
+        if class >= BUFFER_CLASSES {
+            return false;
+        }
+        let zero = self.engine.hot.zero_on_return();
+        let whole = |buf: &mut B| {
+            buf.clear();
+            let size = 1usize << class;
+            !zero && buf.capacity() == size && buf.as_ptr() as usize == origin
+        };
+        self.engine.put_fast_if(class, src, whole)
+    }
+
     /// Returns the buffer in `src` to class `slot`; the caller never uses
     /// `src` again. Kept only if it is exactly the allocation lent (starting
     /// at `origin`, the class size): not grown, not moved, not shared.
     #[inline(always)]
     fn give_back_slot(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> Returned {
-        let class = slot as usize;
-        if class < BUFFER_CLASSES {
-            let zero = self.engine.hot.zero_on_return();
-            let whole = |buf: &mut B| {
-                buf.clear();
-                let size = 1usize << class;
-                !zero && buf.capacity() == size && buf.as_ptr() as usize == origin
-            };
-            if self.engine.put_fast_if(class, src, whole) {
-                return Returned::Kept;
-            }
+        if self.keep_fast(src, slot, origin) {
+            return Returned::Kept;
         }
         self.give_back_cold(src, slot, origin)
     }

@@ -41,6 +41,20 @@ pub(crate) struct Track(Option<std::num::NonZeroU64>);
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Track;
 
+/// Whether `track` names a diagnostics record (its return must be noted).
+#[cfg(feature = "diagnostics")]
+#[inline(always)]
+pub(crate) fn tracking(track: &Track) -> bool {
+    track.0.is_some()
+}
+
+/// Whether `track` names a diagnostics record: never without the feature.
+#[cfg(not(feature = "diagnostics"))]
+#[inline(always)]
+pub(crate) fn tracking(_track: &Track) -> bool {
+    false
+}
+
 /// Records a checkout of `requested` bytes served from `class`.
 #[cfg(feature = "diagnostics")]
 #[inline]

@@ -160,7 +160,7 @@ pub fn default_pool() -> &'static BytesPool {
 /// assert_eq!(buf.capacity(), 1024);
 /// buf.extend_from_slice(b"hello");
 /// ```
-#[inline]
+#[inline(always)]
 pub fn checkout(min_capacity: usize) -> PooledBytes {
     DEFAULT.checkout(min_capacity)
 }

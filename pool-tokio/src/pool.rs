@@ -387,7 +387,7 @@ impl BytesPool {
     /// assert!(buf.is_empty() && buf.capacity() == 1024);
     /// buf.extend_from_slice(b"hello");
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn checkout(&self, min_capacity: usize) -> PooledBytes {
         let inner = self.handle.inner();
         let charge = match &inner.budget {
@@ -458,7 +458,7 @@ impl BytesPool {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn serve(&self, n: usize, charge: usize) -> PooledBytes {
         let inner = self.handle.inner();
         let (buf, ticket) = inner.pool.take(n);

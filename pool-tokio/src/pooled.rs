@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 
 use bytes::buf::UninitSlice;
@@ -29,6 +30,13 @@ fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track:
             budget.release(charge);
         }
     }
+}
+
+/// [`give_back`] out of line, for the guard's rare path.
+#[cold]
+#[inline(never)]
+fn give_back_cold(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
+    give_back(inner, buf, ticket, charge, track);
 }
 
 /// A [`BytesMut`] checked out of a [`BytesPool`]; dropping it returns the
@@ -88,7 +96,11 @@ fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track:
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct PooledBytes {
-    buf: Option<(BytesMut, Ticket)>,
+    /// Owned by the guard while `ticket` is `Some`; moved out (by `Drop` or
+    /// `into_raw`) exactly when `ticket` is taken. No `Option` around the
+    /// buffer: reaching it is a field access, and moving it is one copy.
+    buf: ManuallyDrop<BytesMut>,
+    ticket: Option<Ticket>,
     charge: usize,
     /// Zero-sized without the `diagnostics` feature.
     track: Track,
@@ -105,7 +117,8 @@ impl PooledBytes {
         handle: Handle,
     ) -> Self {
         PooledBytes {
-            buf: Some((buf, ticket)),
+            buf: ManuallyDrop::new(buf),
+            ticket: Some(ticket),
             charge,
             track,
             handle,
@@ -115,17 +128,20 @@ impl PooledBytes {
     /// Takes the guard apart without returning the buffer.
     #[inline]
     pub(crate) fn into_raw(mut self) -> (BytesMut, Lease) {
-        match self.buf.take() {
-            Some((buf, ticket)) => (
-                buf,
-                Lease {
-                    ticket,
-                    charge: self.charge,
-                    track: self.track,
-                },
-            ),
-            None => unreachable!("a guard holds its buffer until dropped"),
-        }
+        let Some(ticket) = self.ticket.take() else {
+            unreachable!("a guard holds its buffer until dropped")
+        };
+        // SAFETY: `ticket` was `Some`, so the guard still owned `buf`; with
+        // `ticket` now `None`, `Drop` will not touch `buf` again.
+        let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
+        (
+            buf,
+            Lease {
+                ticket,
+                charge: self.charge,
+                track: self.track,
+            },
+        )
     }
 
     /// Rebuilds a guard from [`into_raw`](Self::into_raw)'s parts.
@@ -136,8 +152,8 @@ impl PooledBytes {
 
     #[inline]
     fn ticket(&self) -> &Ticket {
-        match &self.buf {
-            Some((_, ticket)) => ticket,
+        match &self.ticket {
+            Some(ticket) => ticket,
             None => unreachable!("a guard holds its buffer until dropped"),
         }
     }
@@ -392,8 +408,26 @@ pub(crate) struct Lease {
 impl Drop for PooledBytes {
     #[inline]
     fn drop(&mut self) {
-        if let Some((buf, ticket)) = self.buf.take() {
-            give_back(self.handle.inner(), buf, ticket, self.charge, self.track);
+        if let Some(ticket) = self.ticket.take() {
+            // SAFETY: `ticket` was `Some`, so the guard still owned `buf`;
+            // it is moved out once, here, and never touched again.
+            let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
+            let inner = self.handle.inner();
+            // The common return: nothing charged, nothing tracked, a thread
+            // that keeps a cache, and pool-core's fast path. No event: only
+            // discards are traced.
+            let (buf, ticket) = if self.charge == 0
+                && !diagnostics::tracking(&self.track)
+                && crate::runtime::keeps_cache(inner)
+            {
+                match inner.pool.try_give_back_fast(buf, ticket) {
+                    Ok(()) => return,
+                    Err(back) => back,
+                }
+            } else {
+                (buf, ticket)
+            };
+            give_back_cold(inner, buf, ticket, self.charge, self.track);
         }
     }
 }
@@ -403,20 +437,14 @@ impl Deref for PooledBytes {
 
     #[inline]
     fn deref(&self) -> &BytesMut {
-        match &self.buf {
-            Some((buf, _)) => buf,
-            None => unreachable!("a guard holds its buffer until dropped"),
-        }
+        &self.buf
     }
 }
 
 impl DerefMut for PooledBytes {
     #[inline]
     fn deref_mut(&mut self) -> &mut BytesMut {
-        match &mut self.buf {
-            Some((buf, _)) => buf,
-            None => unreachable!("a guard holds its buffer until dropped"),
-        }
+        &mut self.buf
     }
 }
 

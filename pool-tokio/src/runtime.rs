@@ -41,6 +41,7 @@ thread_local! {
     static THREAD_KIND: Cell<u8> = const { Cell::new(UNKNOWN) };
 }
 
+#[inline]
 fn thread_kind() -> u8 {
     // `try_with`: returns also run during thread teardown.
     THREAD_KIND.try_with(Cell::get).unwrap_or(UNKNOWN)
@@ -55,9 +56,16 @@ fn set_thread_kind(kind: u8) {
 /// this thread's cache on to the depot, so it keeps nothing.
 #[inline(always)]
 pub(crate) fn after_return(inner: &Inner) {
-    if !inner.settings.blocking_cache && thread_kind() == RUNTIME_UNPARKED {
+    if !keeps_cache(inner) {
         flush_blocking(inner);
     }
+}
+
+/// Whether buffers returned on this thread may stay in its cache (false on
+/// a blocking thread of a pool without `blocking_cache`).
+#[inline(always)]
+pub(crate) fn keeps_cache(inner: &Inner) -> bool {
+    inner.settings.blocking_cache || thread_kind() != RUNTIME_UNPARKED
 }
 
 #[cold]

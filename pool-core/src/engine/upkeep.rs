@@ -164,13 +164,17 @@ impl<T: Send + 'static> Engine<T> {
 
     /// Moves everything `slot` caches to the depots under the limits in
     /// force. Returns what must be dropped (refused, or trimmed).
-    fn flush_slot(&self, slot: &Slot<T>) -> Vec<T> {
+    /// Keeps each class's spare vessel unless `exiting`, so that a thread
+    /// which flushes at every park allocates no new one at its next spill.
+    fn flush_slot(&self, slot: &Slot<T>, exiting: bool) -> Vec<T> {
         let mut dropped = self.catch_up(slot);
         for (i, c) in slot.classes().iter().enumerate() {
             while c.len() > 0 {
                 self.spill_one(i, slot, &mut dropped);
             }
-            c.forget_vessel();
+            if exiting {
+                c.forget_vessel();
+            }
         }
         dropped
     }
@@ -178,7 +182,7 @@ impl<T: Send + 'static> Engine<T> {
     /// Hands this thread's cache to the depots now.
     pub(crate) fn flush_thread(self: &Arc<Self>) {
         if let Some(slot) = self.slot() {
-            drop(self.flush_slot(slot));
+            drop(self.flush_slot(slot, false));
         }
     }
 }
@@ -188,7 +192,7 @@ impl<T: Send + 'static> ExitFlush for Engine<T> {
         // SAFETY: the exit registry recorded `slot` as this thread's claimed
         // slot of this pool, and the pool is alive (`&self`).
         let slot: &Slot<T> = unsafe { cache::slot_from_raw(slot) };
-        let dropped = self.flush_slot(slot);
+        let dropped = self.flush_slot(slot, true);
         slot.release();
         drop(dropped);
     }
