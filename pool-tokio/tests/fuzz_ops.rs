@@ -474,9 +474,9 @@ struct Tally {
     checkouts: AtomicU64,
 }
 
-/// The largest `depot_bytes` in force during the current case. Lowering
-/// it does not release the depot's surplus at once (a known pool-core
-/// issue, see tests/known_issues.rs), so that is the bound checked.
+/// The largest `depot_bytes` in force during the current case: the bound
+/// checked, since threads of a case reconfigure while others push (a push
+/// admitted under a larger bound may land just before the lower one).
 static MAX_GLOBAL_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 static TALLY: Tally = Tally {

@@ -1,5 +1,5 @@
 //! Regression tests for two pool-core issues the reliability work found
-//! (see RELIABILITY.md, "Known issues"): one fixed, one a documented,
+//! (see RELIABILITY.md, "Regressions"): one fixed, one a documented,
 //! harmless case whose guarantee is checked here.
 
 use bytes::BytesMut;
@@ -28,11 +28,10 @@ fn a_zero_capacity_sibling_never_sees_a_reused_buffer() {
     assert_eq!(&part[..], b"sibling");
 }
 
-/// `reconfigure` with a lower `depot_bytes` lowers the byte budget for
-/// future pushes but does not release what the depot already holds
-/// beyond it (a lower `depot_capacity` does release its surplus). The
-/// surplus goes only at the next trim or decay, so the invariant "the depot
-/// never holds more than `depot_bytes`" does not hold meanwhile.
+/// `reconfigure` with a lower `depot_bytes` releases what the depot held
+/// beyond the new bound at once (whole batches, largest classes first), so
+/// "the depot never holds more than `depot_bytes`" holds throughout. It
+/// once only lowered the bound for future pushes.
 #[test]
 fn lowering_depot_bytes_releases_the_surplus() {
     let pool = BytesPool::new();
