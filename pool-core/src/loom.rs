@@ -1,7 +1,7 @@
 //! The one place that chooses between `std` and `loom` synchronization types.
 //!
-//! The engine imports its atomics, locks and the cell behind each cache
-//! stack from here, so the depot protocol and the slot handoff between an
+//! The engine imports its atomics, locks, the cell behind each cache stack
+//! and its `ThreadLocal` from here, so the depot protocol and the slot handoff between an
 //! exiting thread and the next owner can be model-checked with
 //! `RUSTFLAGS="--cfg loom"` (`scripts/loom.sh`). Counters of the exit
 //! registry and pool ids (plain unique numbers) use `std` atomics directly.
@@ -54,5 +54,67 @@ impl<T> UnsafeCell<T> {
     #[inline(always)]
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
+    }
+}
+
+/// The owner of every thread's slot: `thread_local::ThreadLocal`, or under
+/// loom a stand-in keyed by loom's thread ids (loom runs every modelled
+/// thread on one OS thread, so a real thread-local would be shared).
+#[cfg(not(loom))]
+pub(crate) use thread_local::ThreadLocal;
+
+#[cfg(loom)]
+pub(crate) use self::stand_in::ThreadLocal;
+
+#[cfg(loom)]
+mod stand_in {
+    /// `thread_local::ThreadLocal`'s API for loom models: one boxed value
+    /// per loom thread, never moved or freed while the owner lives. A std
+    /// mutex (not modelled: loom runs one thread at a time, so it never
+    /// contends) keeps the stand-in itself out of the explored state space.
+    pub(crate) struct ThreadLocal<T> {
+        values: std::sync::Mutex<Vec<(loom::thread::ThreadId, Box<T>)>>,
+    }
+
+    impl<T> ThreadLocal<T> {
+        pub(crate) fn new() -> Self {
+            ThreadLocal {
+                values: std::sync::Mutex::new(Vec::new()),
+            }
+        }
+
+        pub(crate) fn get(&self) -> Option<&T> {
+            let me = loom::thread::current().id();
+            let values = self.values.lock().unwrap();
+            let found = values.iter().find(|(id, _)| *id == me)?;
+            let ptr: *const T = &*found.1;
+            // SAFETY: the box is never moved or dropped before `self` is.
+            Some(unsafe { &*ptr })
+        }
+
+        pub(crate) fn get_or(&self, create: impl FnOnce() -> T) -> &T {
+            if let Some(v) = self.get() {
+                return v;
+            }
+            let me = loom::thread::current().id();
+            let boxed = Box::new(create());
+            let ptr: *const T = &*boxed;
+            self.values.lock().unwrap().push((me, boxed));
+            // SAFETY: as in `get`.
+            unsafe { &*ptr }
+        }
+
+        pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+            let values = self.values.lock().unwrap();
+            let ptrs: Vec<*const T> = values.iter().map(|(_, b)| &**b as *const T).collect();
+            // SAFETY: as in `get`.
+            ptrs.into_iter().map(|p| unsafe { &*p })
+        }
+    }
+
+    impl<T> std::fmt::Debug for ThreadLocal<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ThreadLocal").finish_non_exhaustive()
+        }
     }
 }

@@ -32,7 +32,7 @@ fn settle(seen: &mut Vec<u32>, ids: impl IntoIterator<Item = u32>) {
 fn push_take_trim_conserve_objects() {
     loom::model(|| {
         // Room for two batches of two by count, and three objects by bytes.
-        let depot = Arc::new(Depot::<u32>::new(OBJ));
+        let depot = Arc::new(Depot::<u32>::new(OBJ, 4));
         let budget = Arc::new(Budget::new(3 * OBJ));
 
         let pusher = {
@@ -40,7 +40,7 @@ fn push_take_trim_conserve_objects() {
             thread::spawn(move || {
                 let mut rejected = Vec::new();
                 for ids in [0..2, 2..4] {
-                    if let Err(b) = depot.push(batch(ids), 4, &budget, 0) {
+                    if let Err(b) = depot.push(batch(ids), &budget, 0) {
                         rejected.extend(b);
                     }
                 }
@@ -86,7 +86,7 @@ fn concurrent_pushes_respect_bounds() {
         // Two classes' depots share one byte budget, as in a pool; their
         // locks do not serialize each other, only the budget does. The
         // budget has room for one batch.
-        let depots = Arc::new([Depot::<u32>::new(OBJ), Depot::<u32>::new(OBJ)]);
+        let depots = Arc::new([Depot::<u32>::new(OBJ, 8), Depot::<u32>::new(OBJ, 8)]);
         let budget = Arc::new(Budget::new(2 * OBJ));
         let threads: Vec<_> = [0..2, 2..4]
             .into_iter()
@@ -94,7 +94,7 @@ fn concurrent_pushes_respect_bounds() {
             .map(|(i, ids)| {
                 let (depots, budget) = (depots.clone(), budget.clone());
                 thread::spawn(move || {
-                    let accepted = depots[i].push(batch(ids), 8, &budget, 0).is_ok();
+                    let accepted = depots[i].push(batch(ids), &budget, 0).is_ok();
                     assert!(budget.used() <= 2 * OBJ, "byte bound exceeded");
                     accepted
                 })
@@ -116,11 +116,11 @@ fn concurrent_pushes_respect_bounds() {
 #[test]
 fn decay_and_shrink_race_with_take() {
     loom::model(|| {
-        let depot = Arc::new(Depot::<u32>::new(OBJ));
+        let depot = Arc::new(Depot::<u32>::new(OBJ, 8));
         let budget = Arc::new(Budget::new(usize::MAX));
         // Pushed at times 10, 20 and 30 on the pool's clock.
         for (t, ids) in [(10, 0..1), (20, 1..2), (30, 2..3)] {
-            depot.push(batch(ids), 8, &budget, t).unwrap();
+            depot.push(batch(ids), &budget, t).unwrap();
         }
         // Nothing was pushed at or before time 5.
         assert!(depot.decay(&budget, 5).is_empty());
@@ -180,11 +180,11 @@ fn an_exiting_owner_hands_its_slot_to_the_next_thread() {
         // as it runs uncached until then) and takes from the depot. Every
         // value ends up exactly once: in the slot, the depot or a checkout.
         let slot = Arc::new(Slot::<u32>::new(1));
-        let depot = Arc::new(Depot::<u32>::new(OBJ));
+        let depot = Arc::new(Depot::<u32>::new(OBJ, 4));
         let budget = Arc::new(Budget::new(usize::MAX));
         assert!(slot.claim(1));
         let mut dropped = Vec::new();
-        slot.class(0).set_limits(2, 2, 4, &mut dropped);
+        slot.class(0).set_limits(2, 2, &mut dropped);
         fill(&slot, 0..2);
 
         let exiting = {
@@ -193,7 +193,6 @@ fn an_exiting_owner_hands_its_slot_to_the_next_thread() {
                 let d = ClassDepot {
                     depot: &*depot,
                     budget: &*budget,
-                    max_objects: 4,
                     now: 0,
                 };
                 let (n, rejected) = slot.class(0).spill(&d);
@@ -213,7 +212,6 @@ fn an_exiting_owner_hands_its_slot_to_the_next_thread() {
                 let d = ClassDepot {
                     depot: &*depot,
                     budget: &*budget,
-                    max_objects: 4,
                     now: 0,
                 };
                 let mut got = Vec::new();
@@ -235,5 +233,99 @@ fn an_exiting_owner_hands_its_slot_to_the_next_thread() {
         settle(&mut seen, depot.drain(&budget).into_iter().flatten());
         seen.sort_unstable();
         assert_eq!(seen, vec![0, 1]);
+    });
+}
+
+/// A value that counts how many of its kind are alive.
+struct Tracked(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+type TrackedPool =
+    crate::Pool<Tracked, crate::Recycler<Box<dyn Fn() -> Tracked + Send + Sync>, fn(&mut Tracked)>>;
+
+/// A generic pool of `Tracked` values: caches of 2, batches of 1, a depot
+/// of `depot` values.
+fn tracked_pool(
+    depot: usize,
+) -> (
+    Arc<TrackedPool>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let l = live.clone();
+    let create: Box<dyn Fn() -> Tracked + Send + Sync> = Box::new(move || {
+        l.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Tracked(l.clone())
+    });
+    let reset: fn(&mut Tracked) = |_| ();
+    let pool = crate::PoolConfig::new()
+        .thread_capacity(2)
+        .batch(1)
+        .depot_capacity(depot)
+        .build(crate::Recycler::new(create, reset))
+        .unwrap();
+    (Arc::new(pool), live)
+}
+
+/// A thread that checks out, returns (its cache fills and spills) and
+/// exits (its exit flush), against `other` on the main thread.
+fn worker_against(pool: &Arc<TrackedPool>, other: impl FnOnce(&TrackedPool)) {
+    let worker = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            let (a, b, c) = (pool.checkout(), pool.checkout(), pool.checkout());
+            drop((a, b, c));
+            drop(pool.checkout());
+        })
+    };
+    other(pool);
+    worker.join().unwrap();
+    // loom's `join` returns before the worker's thread-local destructors
+    // (its exit flush) have run, unlike std's; wait for the release of its
+    // slot, whose Release store orders the flush before what follows.
+    while pool.engine().released_slots() == 0 {
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn trim_races_a_returning_and_exiting_thread() {
+    loom::model(|| {
+        let (pool, live) = tracked_pool(4);
+        worker_against(&pool, |pool| {
+            pool.trim();
+        });
+        let s = pool.stats();
+        assert_eq!(s.outstanding(), 0, "{s}");
+        // Every value alive is kept exactly once, in a cache or the depot:
+        // none leaked, none stranded in a released slot.
+        let alive = live.load(std::sync::atomic::Ordering::Relaxed) as u64;
+        assert_eq!(alive, s.retained_objects(), "{s}");
+        pool.trim();
+        assert_eq!(live.load(std::sync::atomic::Ordering::Relaxed), 0);
+    });
+}
+
+#[test]
+fn reconfigure_races_the_exit_flush_and_the_new_limits_win() {
+    loom::model(|| {
+        let (pool, live) = tracked_pool(4);
+        worker_against(&pool, |pool| {
+            pool.reconfigure(pool.config().depot_capacity(0)).unwrap();
+        });
+        let s = pool.stats();
+        assert_eq!(s.outstanding(), 0, "{s}");
+        assert_eq!(
+            s.total().retained_depot,
+            0,
+            "the exit flush obeyed depot_capacity(0)\n{s}"
+        );
+        let alive = live.load(std::sync::atomic::Ordering::Relaxed) as u64;
+        assert_eq!(alive, s.retained_objects(), "{s}");
     });
 }

@@ -265,6 +265,12 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
         *lock(&self.config)
     }
 
+    /// The engine, for loom models.
+    #[cfg(loom)]
+    pub(crate) fn engine(&self) -> &Engine<T> {
+        &self.engine
+    }
+
     /// The recycling policy.
     ///
     /// ```

@@ -52,8 +52,6 @@ pub(crate) struct Class<T> {
     pub(crate) counters: ClassCounters,
     /// Values moved to or from the depot at once (1 ..= cap).
     batch: Cell<usize>,
-    /// The depot's object bound for this class.
-    depot_max: Cell<usize>,
     /// An empty vessel for the next batch pushed to the depot.
     vessel: Cell<Option<Vec<T>>>,
 }
@@ -65,7 +63,6 @@ impl<T> Class<T> {
             cap: Cell::new(0),
             counters: ClassCounters::default(),
             batch: Cell::new(1),
-            depot_max: Cell::new(0),
             vessel: Cell::new(None),
         }
     }
@@ -133,20 +130,10 @@ impl<T> Class<T> {
         self.batch.get()
     }
 
-    pub(crate) fn depot_max(&self) -> usize {
-        self.depot_max.get()
-    }
-
     /// Applies new bounds: reserves storage for `cap` values (so the fast
     /// path never allocates) and moves what no longer fits into `dropped`.
     /// Returns how many values were cut.
-    pub(crate) fn set_limits(
-        &self,
-        cap: usize,
-        batch: usize,
-        depot_max: usize,
-        dropped: &mut Vec<T>,
-    ) -> usize {
+    pub(crate) fn set_limits(&self, cap: usize, batch: usize, dropped: &mut Vec<T>) -> usize {
         let items = self.items();
         let cut = items.len().saturating_sub(cap);
         dropped.extend(items.drain(..cut));
@@ -157,7 +144,6 @@ impl<T> Class<T> {
         }
         self.cap.set(cap);
         self.batch.set(batch.clamp(1, cap.max(1)));
-        self.depot_max.set(depot_max);
         self.vessel.set(None);
         cut
     }
@@ -302,6 +288,12 @@ impl<T> Slot<T> {
         self.owner.load(Ordering::Relaxed) == token
     }
 
+    /// Whether no thread holds the slot (Acquire: pairs with `release`).
+    #[cfg(loom)]
+    pub(crate) fn is_released(&self) -> bool {
+        self.owner.load(Ordering::Acquire) == 0
+    }
+
     /// Gives the slot up. Its cells must be empty of values by now.
     pub(crate) fn release(&self) {
         debug_assert!(self.classes.iter().all(|c| c.len() == 0));
@@ -406,7 +398,7 @@ mod tests {
         // moved-out memory is reported.
         let c = Class::new();
         let mut dropped = Vec::new();
-        c.set_limits(2, 1, 0, &mut dropped);
+        c.set_limits(2, 1, &mut dropped);
         assert!(put(&c, "first"));
         assert!(put(&c, "second"));
         assert!(!put(&c, "third"), "full at cap");
@@ -421,7 +413,7 @@ mod tests {
         let c = Class::new();
         let depot = VecDepot::default();
         let mut dropped = Vec::new();
-        c.set_limits(4, 2, 0, &mut dropped);
+        c.set_limits(4, 2, &mut dropped);
         for s in ["a", "b", "c", "d"] {
             assert!(put(&c, s));
         }
@@ -444,16 +436,16 @@ mod tests {
     fn lowering_the_cap_cuts_the_oldest_and_storage_is_reserved() {
         let c = Class::new();
         let mut dropped = Vec::new();
-        c.set_limits(8, 4, 0, &mut dropped);
+        c.set_limits(8, 4, &mut dropped);
         assert!(c.items().capacity() >= 8);
         for s in ["a", "b", "c"] {
             assert!(put(&c, s));
         }
-        assert_eq!(c.set_limits(1, 4, 0, &mut dropped), 2);
+        assert_eq!(c.set_limits(1, 4, &mut dropped), 2);
         assert_eq!(dropped, ["a", "b"]);
         assert_eq!(c.batch(), 1);
         assert_eq!(pop(&c).as_deref(), Some("c"));
-        c.set_limits(0, 1, 0, &mut dropped);
+        c.set_limits(0, 1, &mut dropped);
         assert!(!put(&c, "x"));
     }
 

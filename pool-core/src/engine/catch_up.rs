@@ -35,12 +35,7 @@ impl<T: Send + 'static> Engine<T> {
             slot.config_gen.set(config);
             let limits = self.limits();
             for (i, c) in slot.classes().iter().enumerate() {
-                let cut = c.set_limits(
-                    limits.cap[i],
-                    limits.batch[i],
-                    limits.depot_objects[i],
-                    &mut dropped,
-                );
+                let cut = c.set_limits(limits.cap[i], limits.batch[i], &mut dropped);
                 c.counters.trimmed.add(cut as u64);
             }
         }
@@ -61,7 +56,7 @@ impl<T: Send + 'static> Engine<T> {
     /// depot refuses goes to `dropped`.
     pub(super) fn spill_one(&self, class: usize, slot: &Slot<T>, dropped: &mut Vec<T>) {
         let c = slot.class(class);
-        let (n, rejected) = c.spill(&self.class_depot(class, c.depot_max()));
+        let (n, rejected) = c.spill(&self.class_depot(class));
         if n > 0 {
             c.counters.batches_pushed.bump();
             c.counters.objects_pushed.add(n as u64);

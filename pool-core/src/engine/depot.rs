@@ -6,7 +6,9 @@
 //! operation. The lock is therefore taken once per `batch` checkouts or
 //! returns at most, and never on the fast path.
 //!
-//! Bounds: at most `max_objects` objects per class, and, shared by every class
+//! Bounds: at most `max_objects` objects per class (held by the depot itself,
+//! so a bound lowered by `reconfigure` binds every push that follows), and,
+//! shared by every class
 //! of a pool, at most the [`Budget`]'s limit in bytes. A batch that does not
 //! fit is handed back to the caller, which drops it outside the lock.
 //!
@@ -42,12 +44,15 @@ impl Budget {
     }
 
     pub(crate) fn set_limit(&self, limit: usize) {
-        // Relaxed: the limit is a bound on a counter, it publishes no data.
-        self.limit.store(limit, Ordering::Relaxed);
+        // SeqCst: with the SeqCst load of `used` after it (`used`) and the
+        // pair in `try_reserve`, either the caller sees a reservation made
+        // under the old limit, or that reservation sees the new limit.
+        self.limit.store(limit, Ordering::SeqCst);
     }
 
     pub(crate) fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
+        // SeqCst: see `set_limit`.
+        self.used.load(Ordering::SeqCst)
     }
 
     pub(crate) fn limit(&self) -> usize {
@@ -70,9 +75,17 @@ impl Budget {
             };
             match self
                 .used
-                .compare_exchange_weak(used, next, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(used, next, Ordering::SeqCst, Ordering::Relaxed)
             {
-                Ok(_) => return true,
+                Ok(_) => {
+                    // A limit lowered meanwhile (see `set_limit`) refuses
+                    // what it no longer admits.
+                    if next > self.limit.load(Ordering::SeqCst) {
+                        self.release(bytes);
+                        return false;
+                    }
+                    return true;
+                }
                 Err(actual) => {
                     used = actual;
                     backoff.spin();
@@ -108,6 +121,8 @@ struct Inner<T> {
     full: Vec<Vec<T>>,
     spares: Vec<Vec<T>>,
     objects: usize,
+    /// Most objects held (the class's `depot_capacity`).
+    max_objects: usize,
     /// When each batch in `full` was pushed (nanoseconds on the pool's
     /// clock), in the same order. Takes pop the newest, so these never
     /// decrease from bottom to top, and the bottom batches are those no
@@ -142,7 +157,7 @@ impl<T> std::fmt::Debug for Depot<T> {
 pub(crate) type Rejected<T> = Vec<T>;
 
 impl<T> Depot<T> {
-    pub(crate) fn new(object_bytes: usize) -> Self {
+    pub(crate) fn new(object_bytes: usize, max_objects: usize) -> Self {
         Depot {
             hint: CachePadded::new(AtomicUsize::new(0)),
             object_bytes,
@@ -150,6 +165,7 @@ impl<T> Depot<T> {
                 full: Vec::new(),
                 spares: Vec::new(),
                 objects: 0,
+                max_objects,
                 stamps: Vec::new(),
                 batches_in: 0,
                 batches_out: 0,
@@ -161,11 +177,10 @@ impl<T> Depot<T> {
 
     /// Pushes a whole batch. On success returns an empty vessel for the
     /// caller's next batch, if one is spare. When the batch would pass
-    /// `max_objects` or the byte budget, returns it untouched in `Err`.
+    /// the object bound or the byte budget, returns it untouched in `Err`.
     pub(crate) fn push(
         &self,
         batch: Vec<T>,
-        max_objects: usize,
         budget: &Budget,
         now: u64,
     ) -> Result<Option<Vec<T>>, Rejected<T>> {
@@ -175,7 +190,7 @@ impl<T> Depot<T> {
         let n = batch.len();
         let bytes = n.saturating_mul(self.object_bytes);
         let mut inner = lock(&self.inner);
-        if inner.objects + n > max_objects || !budget.try_reserve(bytes) {
+        if inner.objects + n > inner.max_objects || !budget.try_reserve(bytes) {
             inner.discarded_full += n as u64;
             return Err(batch);
         }
@@ -249,10 +264,12 @@ impl<T> Depot<T> {
         out
     }
 
-    /// Releases whole batches until at most `max_objects` remain (after a
-    /// bound was lowered). The caller drops what is returned.
+    /// Sets the object bound, then releases whole batches until at most
+    /// `max_objects` remain. Every push that takes the lock after this sees
+    /// the new bound. The caller drops what is returned.
     pub(crate) fn shrink_to(&self, max_objects: usize, budget: &Budget) -> Vec<Vec<T>> {
         let mut inner = lock(&self.inner);
+        inner.max_objects = max_objects;
         let mut out = Vec::new();
         while inner.objects > max_objects {
             let Some(batch) = inner.full.pop() else { break };
@@ -279,6 +296,12 @@ impl<T> Depot<T> {
         Some(batch)
     }
 
+    /// Waits for a push in progress to finish (takes and drops the lock),
+    /// so that a batch admitted under an older byte limit is visible.
+    pub(crate) fn settle(&self) {
+        drop(lock(&self.inner));
+    }
+
     pub(crate) fn counters(&self) -> DepotCounters {
         let inner = lock(&self.inner);
         DepotCounters {
@@ -296,7 +319,6 @@ impl<T> Depot<T> {
 pub(crate) struct ClassDepot<'a, T> {
     pub(crate) depot: &'a Depot<T>,
     pub(crate) budget: &'a Budget,
-    pub(crate) max_objects: usize,
     pub(crate) now: u64,
 }
 
@@ -306,7 +328,6 @@ impl<T> Transfer<T> for ClassDepot<'_, T> {
     }
 
     fn push(&self, batch: Vec<T>) -> Result<Option<Vec<T>>, Vec<T>> {
-        self.depot
-            .push(batch, self.max_objects, self.budget, self.now)
+        self.depot.push(batch, self.budget, self.now)
     }
 }

@@ -28,6 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Weak;
 
+#[cfg(not(loom))]
 use thread_local::ThreadLocal;
 
 /// A pool that can flush one of its slots that the current thread owns.
@@ -42,7 +43,9 @@ struct Registry(RefCell<Vec<(Weak<dyn ExitFlush>, *const ())>>);
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        STATE.with(|s| s.set(DEAD));
+        // `try_with`: destructor-free in std (always there), but loom's
+        // stand-ins may be destroyed first.
+        let _ = STATE.try_with(|s| s.set(DEAD));
         super::cache::clear_fast();
         let entries = std::mem::take(self.0.get_mut());
         for (pool, slot) in entries {
@@ -62,6 +65,7 @@ const FRESH: u8 = 0;
 const LIVE: u8 = 1;
 const DEAD: u8 = 2;
 
+#[cfg(not(loom))]
 std::thread_local! {
     static REGISTRY: Registry = const { Registry(RefCell::new(Vec::new())) };
     /// FRESH until this thread first uses a pool, LIVE after, DEAD from the
@@ -72,7 +76,17 @@ std::thread_local! {
     static TOKEN: Cell<usize> = const { Cell::new(0) };
 }
 
+// Under loom, per modelled thread; loom runs their destructors when each
+// modelled thread ends, as std does at thread exit.
+#[cfg(loom)]
+loom::thread_local! {
+    static REGISTRY: Registry = Registry(RefCell::new(Vec::new()));
+    static STATE: Cell<u8> = Cell::new(FRESH);
+    static TOKEN: Cell<usize> = Cell::new(0);
+}
+
 /// Touched once per thread before the registry, to order destructors.
+#[cfg(not(loom))]
 static ORDER: ThreadLocal<()> = ThreadLocal::new();
 
 static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(1);
@@ -93,10 +107,13 @@ fn first_use() -> Option<usize> {
     // If `thread_local`'s id guard was already destroyed (this thread used
     // some `ThreadLocal` and is now tearing down), `get_or` panics: treat
     // that as teardown.
+    #[cfg(not(loom))]
     let ordered = std::panic::catch_unwind(|| {
         ORDER.get_or(|| ());
     })
     .is_ok();
+    #[cfg(loom)]
+    let ordered = true;
     let registered = ordered && REGISTRY.try_with(|_| ()).is_ok();
     if !registered {
         let _ = STATE.try_with(|s| s.set(DEAD));
@@ -104,8 +121,10 @@ fn first_use() -> Option<usize> {
     }
     // Relaxed: a unique number, it publishes nothing.
     let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
-    TOKEN.with(|t| t.set(token));
-    STATE.with(|s| s.set(LIVE));
+    let stored = TOKEN.try_with(|t| t.set(token)).is_ok();
+    if !stored || STATE.try_with(|s| s.set(LIVE)).is_err() {
+        return None;
+    }
     Some(token)
 }
 

@@ -36,10 +36,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
-use thread_local::ThreadLocal;
 
 use crate::config::Limits;
-use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering, ThreadLocal};
 use crate::stats::{Discard, Returned, Source};
 
 use self::cache::Slot;
@@ -188,7 +187,9 @@ impl<T: Send + 'static> Engine<T> {
             }),
             hot: CachePadded::new(hot),
             slots: ThreadLocal::new(),
-            depots: (0..classes).map(|i| Depot::new(class_bytes(i))).collect(),
+            depots: (0..classes)
+                .map(|i| Depot::new(class_bytes(i), limits.depot_objects[i]))
+                .collect(),
             budget: Budget::new(limits.depot_bytes),
             limits: Mutex::new(Arc::new(limits)),
             born: Instant::now(),

@@ -68,7 +68,7 @@ impl<T: Send + 'static> Engine<T> {
         if c.cap() == 0 {
             return Source::New;
         }
-        match c.refill(&self.class_depot(class, c.depot_max())) {
+        match c.refill(&self.class_depot(class)) {
             Some(n) if c.pop_into(dst) => {
                 c.counters.depot_hits.bump();
                 c.counters.batches_taken.bump();
@@ -117,11 +117,10 @@ impl<T: Send + 'static> Engine<T> {
     }
 
     /// The depot of `class` as a thread cache sees it.
-    pub(super) fn class_depot(&self, class: usize, max_objects: usize) -> ClassDepot<'_, T> {
+    pub(super) fn class_depot(&self, class: usize) -> ClassDepot<'_, T> {
         ClassDepot {
             depot: &self.depots[class],
             budget: &self.budget,
-            max_objects,
             now: self.clock(),
         }
     }

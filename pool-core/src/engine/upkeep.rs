@@ -104,8 +104,13 @@ impl<T: Send + 'static> Engine<T> {
             for (i, depot) in self.depots.iter().enumerate() {
                 released.extend(depot.shrink_to(limits.depot_objects[i], &self.budget));
             }
-            // A lowered byte bound: release whole batches, largest classes
-            // first, until what the depots hold fits it.
+            // A lowered byte bound: first let every push in progress finish
+            // (one admitted under the old limit then shows in its depot;
+            // any later one sees the new limit), then release whole
+            // batches, largest classes first, until the depots fit it.
+            for depot in self.depots.iter() {
+                depot.settle();
+            }
             for depot in self.depots.iter().rev() {
                 while self.budget.used() > self.budget.limit() {
                     match depot.release_one(&self.budget) {
@@ -131,12 +136,7 @@ impl<T: Send + 'static> Engine<T> {
         while stored < count {
             let n = batch.min(count - stored);
             let items: Vec<T> = (0..n).map(|_| make()).collect();
-            match self.depots[class].push(
-                items,
-                limits.depot_objects[class],
-                &self.budget,
-                self.clock(),
-            ) {
+            match self.depots[class].push(items, &self.budget, self.clock()) {
                 Ok(_) => stored += n,
                 Err(rejected) => {
                     drop(rejected);
@@ -160,6 +160,15 @@ impl<T: Send + 'static> Engine<T> {
             s.add(&self.orphans[i]);
         }
         sums
+    }
+
+    /// Slots no thread holds (read with Acquire: pairs with the Release of
+    /// `Slot::release`, so a thread's exit flush happens before what the
+    /// caller reads next). For loom models, whose `join` returns before the
+    /// joined thread's thread-local destructors have run.
+    #[cfg(loom)]
+    pub(crate) fn released_slots(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_released()).count()
     }
 
     /// Moves everything `slot` caches to the depots under the limits in
