@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Thread-local sharded object and buffer pools with a batched, bounded
 //! depot.
 //!
@@ -68,6 +69,15 @@
 //! push / take / trim / decay protocol is model-checked with `loom`
 //! (`scripts/loom.sh`), the unsafe code runs under Miri (`scripts/miri.sh`),
 //! and a proptest model checks the accounting against a reference.
+//!
+//! # Features
+//!
+//! - `bytes` (off): implements [`Buffer`] for `bytes::BytesMut`, so a
+//!   size-classed [`BufferPool<BytesMut>`](BufferPool) can hold it
+//!   (pool-tokio turns this on). Without it pool-core does not depend on
+//!   `bytes`.
+//!
+//! No feature is on by default.
 #![warn(
     clippy::undocumented_unsafe_blocks,
     unsafe_op_in_unsafe_fn,

@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Pooled [`BytesMut`](bytes::BytesMut) buffers for tokio services, built on
 //! [`pool_core`]'s thread-local sharded pool.
 //!
@@ -23,7 +24,7 @@
 //! - Runtime hooks ([`BytesPool::install`]), a maintenance task
 //!   ([`BytesPool::spawn_maintenance`]) and, with the default `tracing`
 //!   feature, trace events per checkout and discard (target `pool_tokio`)
-//!   and a periodic report ([`BytesPool::spawn_reporter`]).
+//!   and a periodic report (`BytesPool::spawn_reporter`).
 //!
 //! # Usage
 //!
@@ -57,16 +58,22 @@
 //! - `tracing` (default): per-buffer events at `trace` level with fields
 //!   `class`, `outcome` (`hit`, `miss`, `discard`), `source` or `reason`,
 //!   and `bytes`; debug spans `pool_report` and `pool_maintenance`. Without
-//!   it the events compile to nothing. This crate never sets `tracing`'s
-//!   `max_level_*` features.
+//!   it the events compile to nothing and `BytesPool::spawn_reporter` (a
+//!   periodic statistics report as events) does not exist. This crate
+//!   never sets `tracing`'s `max_level_*` features.
 //! - `diagnostics` (off): leak diagnostics. A pool built with
 //!   `Builder::diagnostics` records the time, thread and (sampled)
 //!   backtrace of each checkout until the buffer comes back;
 //!   `BytesPool::held_longer_than` reports the buffers held too long, and
 //!   [`BytesPool::assert_all_returned`] (always available) puts that report
 //!   in its panic message. Without the feature the bookkeeping is compiled
-//!   out; with it, a pool built without the switch pays one branch per
+//!   out (and `Diagnostics`, `LeakReport`, `Outstanding`,
+//!   `Builder::diagnostics` and `BytesPool::held_longer_than` do not
+//!   exist); with it, a pool built without the switch pays one branch per
 //!   checkout.
+//!
+//! On docs.rs every item is documented with all features on, and items
+//! that need a feature say which.
 
 mod codec;
 mod diagnostics;
