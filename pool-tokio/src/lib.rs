@@ -68,9 +68,9 @@
 //!   [`BytesPool::assert_all_returned`] (always available) puts that report
 //!   in its panic message. Without the feature the bookkeeping is compiled
 //!   out (and `Diagnostics`, `LeakReport`, `Outstanding`,
-//!   `Builder::diagnostics` and `BytesPool::held_longer_than` do not
-//!   exist); with it, a pool built without the switch pays one branch per
-//!   checkout.
+//!   `Builder::diagnostics`, `BytesPool::held_longer_than` and
+//!   `BytesPool::diagnostics_enabled` do not exist); with it, a pool built
+//!   without the switch pays one branch per checkout.
 //!
 //! On docs.rs every item is documented with all features on, and items
 //! that need a feature say which.
