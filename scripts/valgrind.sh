@@ -11,7 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v valgrind >/dev/null; then
     if command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq valgrind >/dev/null
+        # Hosted CI runners are not root but have passwordless sudo.
+        SUDO=""
+        if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+        $SUDO apt-get update -qq
+        $SUDO apt-get install -y -qq valgrind >/dev/null
     else
         echo "valgrind.sh: valgrind is not installed" >&2
         exit 1

@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Thread-local sharded object and buffer pools with a batched, bounded
 //! depot.
 //!
@@ -72,6 +73,15 @@
 //! thread and the next owner of its id are model-checked with `loom`
 //! (`scripts/loom.sh`), the unsafe code runs under Miri (`scripts/miri.sh`),
 //! and a proptest model checks the accounting against a reference.
+//!
+//! # Features
+//!
+//! - `bytes` (off): implements [`Buffer`] for `bytes::BytesMut`, so a
+//!   size-classed [`BufferPool<BytesMut>`](BufferPool) can hold it
+//!   (pool-tokio turns this on). Without it pool-core does not depend on
+//!   `bytes`.
+//!
+//! No feature is on by default.
 #![warn(
     clippy::undocumented_unsafe_blocks,
     unsafe_op_in_unsafe_fn,

@@ -31,6 +31,15 @@ impl Holders {
     }
 }
 
+/// Request sizes, by round. Threads send the even rounds' buffers to a
+/// thread of the other parity (`(me + 1 + i) % THREADS` with `i` even and
+/// `THREADS` even), so one size per parity flows one way only: class 128
+/// is checked out only on even threads and returned only on odd ones (or
+/// on the main thread), class 2048 the other way round.
+const EVEN_SIZES: [usize; 6] = [1, 64, 100, 1000, 4096, 5000];
+const ODD_SIZES: [usize; 6] = [1, 64, 2000, 1000, 4096, 5000];
+const _: () = assert!(THREADS % 2 == 0, "the one-way classes need an even ring");
+
 #[test]
 fn cross_thread_buffers_are_never_shared_and_books_balance() {
     // Small caches and batches so that the depot is exercised constantly.
@@ -56,10 +65,29 @@ fn cross_thread_buffers_are_never_shared_and_books_balance() {
             let (pool, holders, barrier, txs) =
                 (pool.clone(), holders.clone(), barrier.clone(), txs.clone());
             thread::spawn(move || {
+                let sizes = if me % 2 == 0 { EVEN_SIZES } else { ODD_SIZES };
+                let receive = |rx: &mpsc::Receiver<OwnedPooledBuf<Vec<u8>>>| {
+                    while let Ok(buf) = rx.try_recv() {
+                        if buf.is_pooled() {
+                            holders.release(buf.as_ptr() as usize);
+                        }
+                        drop(buf); // a remote return
+                    }
+                };
                 barrier.wait();
                 let mut sent = 0;
                 for i in 0..ROUNDS {
-                    let size = [1, 64, 100, 1000, 4096, 5000][i % 6];
+                    if i == ROUNDS / 2 {
+                        // Halfway, one handshake: every buffer sent so far
+                        // is returned before anyone checks out again, so
+                        // the one-way classes' returns (which overflow the
+                        // receivers' caches into the depot) happen-before
+                        // the second half's checkouts on the other side.
+                        barrier.wait(); // every first-half send is done
+                        receive(&rx);
+                        barrier.wait(); // every first-half return is done
+                    }
+                    let size = sizes[i % 6];
                     let mut buf = pool.checkout_owned(size);
                     assert!(buf.is_empty(), "a checked-out buffer has stale contents");
                     assert!(buf.capacity() >= size);
@@ -77,12 +105,7 @@ fn cross_thread_buffers_are_never_shared_and_books_balance() {
                         }
                         drop(buf);
                     }
-                    while let Ok(buf) = rx.try_recv() {
-                        if buf.is_pooled() {
-                            holders.release(buf.as_ptr() as usize);
-                        }
-                        drop(buf); // a remote return
-                    }
+                    receive(&rx);
                 }
                 drop(txs);
                 (rx, sent)
@@ -116,15 +139,44 @@ fn cross_thread_buffers_are_never_shared_and_books_balance() {
     );
     assert_eq!(stats.outstanding(), 0, "every buffer came back:\n{stats}");
     assert!(holders.0.lock().unwrap().is_empty());
+    // The depot is exercised whatever the schedule (under Miri the run is
+    // too short to fill a cache). In each one-way class the first half's
+    // returns (hundreds per receiver) all land, before the second
+    // handshake, on threads that never check that class out, so their
+    // caches (8) overflow: pushes are certain. The first push into an
+    // empty depot is accepted, and only a take removes it (nothing here
+    // trims or decays), so at the handshake either a take has happened or
+    // the depot holds a batch; in the second half each sender's cache of
+    // that class (at most 8, never refilled locally) runs dry within 9
+    // checkouts, and it takes from the depot before it allocates.
+    for (size, dir) in [(128, "even -> odd"), (2048, "odd -> even")] {
+        let class = stats.class(size).unwrap();
+        assert!(
+            cfg!(miri) || class.batches_pushed > 0,
+            "class {size} ({dir}): {class:?}"
+        );
+        assert!(
+            cfg!(miri) || class.batches_taken > 0,
+            "class {size} ({dir}): {class:?}"
+        );
+    }
     assert!(total.batches_pushed > 0, "{total:?}");
-    // Under Miri the run is too short for a cache to run dry.
-    assert!(cfg!(miri) || total.batches_taken > 0, "{total:?}");
     // Retained memory stays within the bounds: the depot holds at most 64
     // per class; each of the (exited) threads flushed its cache into it.
     for class in &stats.classes {
         assert!(class.retained_depot <= 64, "{class:?}");
     }
 }
+
+/// Values each producer checks out (and sends) per round: more than a
+/// thread cache holds (4), so each round runs every producer's cache dry.
+const PER_ROUND: usize = 8;
+/// Rounds: `ROUNDS / 4` values per producer in all (two rounds under Miri).
+const HANDSHAKES: usize = if cfg!(miri) {
+    2
+} else {
+    ROUNDS / 4 / PER_ROUND
+};
 
 #[test]
 fn generic_pool_survives_many_threads_returning_elsewhere() {
@@ -136,25 +188,47 @@ fn generic_pool_survives_many_threads_returning_elsewhere() {
             .build(Recycler::new(String::new, String::clear))
             .unwrap(),
     );
+    // Producers check out and send; only the consumer returns. Each round
+    // has two handshakes: `sent` (every checkout and send of the round is
+    // done) before the consumer receives and drops anything, and
+    // `returned` (the consumer has dropped all of them) before any
+    // producer checks out again. So a round's returns happen-before the
+    // next round's checkouts, whatever the schedule.
+    let sent = Arc::new(Barrier::new(THREADS + 1));
+    let returned = Arc::new(Barrier::new(THREADS + 1));
     let (tx, rx) = mpsc::channel::<pool_core::OwnedPooled<String, _>>();
-    let consumer = thread::spawn(move || {
-        let mut n = 0;
-        for s in rx {
-            assert!(s.starts_with("from "), "{s}");
-            n += 1;
-        }
-        n
-    });
+    let consumer = {
+        let (sent, returned) = (sent.clone(), returned.clone());
+        thread::spawn(move || {
+            let mut n = 0;
+            for _ in 0..HANDSHAKES {
+                sent.wait();
+                for _ in 0..THREADS * PER_ROUND {
+                    let s = rx.recv().unwrap();
+                    assert!(s.starts_with("from "), "{s}");
+                    n += 1;
+                }
+                returned.wait();
+            }
+            assert!(rx.recv().is_err(), "a producer sent more than it should");
+            n
+        })
+    };
     let producers: Vec<_> = (0..THREADS)
         .map(|p| {
             let (pool, tx) = (pool.clone(), tx.clone());
+            let (sent, returned) = (sent.clone(), returned.clone());
             thread::spawn(move || {
-                for _ in 0..ROUNDS / 4 {
-                    let mut s = pool.checkout_owned();
-                    assert!(s.is_empty());
-                    s.push_str("from ");
-                    s.push_str(&p.to_string());
-                    tx.send(s).unwrap();
+                for _ in 0..HANDSHAKES {
+                    for _ in 0..PER_ROUND {
+                        let mut s = pool.checkout_owned();
+                        assert!(s.is_empty());
+                        s.push_str("from ");
+                        s.push_str(&p.to_string());
+                        tx.send(s).unwrap();
+                    }
+                    sent.wait();
+                    returned.wait();
                 }
             })
         })
@@ -163,12 +237,22 @@ fn generic_pool_survives_many_threads_returning_elsewhere() {
     for p in producers {
         p.join().unwrap();
     }
-    assert_eq!(consumer.join().unwrap(), THREADS * (ROUNDS / 4));
+    assert_eq!(consumer.join().unwrap(), THREADS * PER_ROUND * HANDSHAKES);
     let stats = pool.stats();
+    let total = stats.total();
     assert_eq!(stats.outstanding(), 0);
-    // Producers never see a local return: every hit after the first fill
-    // comes through batches the consumer pushed to the depot.
-    assert!(stats.total().depot_hits > 0, "{stats}");
+    // Producers never see a local return: every hit comes through batches
+    // the consumer pushed. Each round the consumer alone returns 32 values
+    // into a cache of 4, so it pushes, and the depot holds at least one
+    // batch when the round ends (the first push into an empty depot is
+    // accepted; nothing takes while the consumer returns). In the next
+    // round each producer's cache (at most 4) runs dry within its 8
+    // checkouts, and the first to run dry takes a batch before it
+    // allocates: at least one depot hit per round after the first.
+    assert!(
+        total.depot_hits >= (HANDSHAKES - 1) as u64,
+        "{HANDSHAKES} rounds:\n{stats}"
+    );
     assert!(stats.retained_objects() <= 16 + 4, "{stats}");
 }
 

@@ -15,7 +15,7 @@
 //!
 //! When on, each checkout takes an id from one atomic counter, records the
 //! checkout time, requested size, class, thread and (every Nth checkout, as
-//! Netty's leak detector samples) a [`Backtrace`] in a sharded mutex map;
+//! Netty's leak detector samples) a [`Backtrace`](std::backtrace::Backtrace) in a sharded mutex map;
 //! the return removes the record. Records of buffers never returned (kept
 //! by a `mem::forget`, a task that never ends, a cycle of `Arc`s) stay, and
 //! `BytesPool::held_longer_than` lists them.

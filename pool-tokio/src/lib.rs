@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Pooled [`BytesMut`](bytes::BytesMut) buffers for tokio services, built on
 //! [`pool_core`]'s thread-local sharded pool.
 //!
@@ -25,7 +26,7 @@
 //! - Runtime hooks ([`BytesPool::install`]), a maintenance task
 //!   ([`BytesPool::spawn_maintenance`]) and, with the default `tracing`
 //!   feature, trace events per checkout and discard (target `pool_tokio`)
-//!   and a periodic report ([`BytesPool::spawn_reporter`]).
+//!   and a periodic report (`BytesPool::spawn_reporter`).
 //!
 //! # Usage
 //!
@@ -61,8 +62,10 @@
 //!   and per discard (`outcome = "discard"`, `reason`), with fields `pool`
 //!   (the pool's name), `class`, `source` and `bytes`; hits only with
 //!   `Builder::trace_hits`. Debug spans `pool_report` and
-//!   `pool_maintenance`. Without it the events compile to nothing. This
-//!   crate never sets `tracing`'s `max_level_*` features.
+//!   `pool_maintenance`. Without it the events compile to nothing and
+//!   `BytesPool::spawn_reporter` (a periodic statistics report as events)
+//!   does not exist. This crate never sets `tracing`'s `max_level_*`
+//!   features.
 //! - `http-body` (off): `PooledBody`, an `http_body::Body` whose data is
 //!   the pooled buffer itself, so hyper sends it and drops it back into the
 //!   pool with no allocation per response (`freeze` costs one).
@@ -77,8 +80,13 @@
 //!   `BytesPool::held_longer_than` reports the buffers held too long, and
 //!   [`BytesPool::assert_all_returned`] (always available) puts that report
 //!   in its panic message. Without the feature the bookkeeping is compiled
-//!   out; with it, a pool built without the switch pays one branch per
-//!   checkout.
+//!   out (and `Diagnostics`, `LeakReport`, `Outstanding`,
+//!   `Builder::diagnostics`, `BytesPool::held_longer_than` and
+//!   `BytesPool::diagnostics_enabled` do not exist); with it, a pool built
+//!   without the switch pays one branch per checkout.
+//!
+//! On docs.rs every item is documented with all features on, and items
+//! that need a feature say which.
 
 #[cfg(feature = "http-body")]
 mod body;

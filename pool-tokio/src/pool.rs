@@ -741,7 +741,7 @@ impl Builder {
 
     /// The pool's name, carried by its statistics reports, trace events
     /// (field `pool`) and metrics (label `pool`). Default
-    /// [`DEFAULT_NAME`](crate::DEFAULT_NAME) (`"default"`, the
+    /// [`DEFAULT_NAME`] (`"default"`, the
     /// [default pool](crate::default_pool)'s name).
     ///
     /// ```

@@ -1,6 +1,6 @@
 //! The per-thread counters, defined once.
 //!
-//! [`counters!`] generates, from one list of names, the counters a thread
+//! `counters!` generates, from one list of names, the counters a thread
 //! keeps per class ([`ClassCounters`]), their sums over threads
 //! ([`Sums`]), and the code that adds one to the other. `stats.rs` derives
 //! every public figure from [`Sums`].
