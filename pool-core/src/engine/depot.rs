@@ -196,6 +196,14 @@ impl<T> Depot<T> {
         }
         inner.objects += n;
         inner.batches_in += 1;
+        if inner.full.len() == inner.full.capacity() {
+            // Grow once to every batch of this size the bound admits, not by
+            // doubling: a depot reaching a new high-water mark under a steady
+            // flow then allocates once, not at every power of two.
+            let room = (inner.max_objects / n + 1).saturating_sub(inner.full.len());
+            inner.full.reserve(room);
+            inner.stamps.reserve(room);
+        }
         inner.full.push(batch);
         // Clocks read on different threads may disagree a little; keep the
         // stamps ordered so that decay can cut from the bottom.
@@ -224,6 +232,10 @@ impl<T> Depot<T> {
         if inner.spares.len() < MAX_SPARE_VESSELS {
             if let Some(v) = vessel.take() {
                 debug_assert!(v.is_empty(), "a vessel must be empty");
+                if inner.spares.capacity() == 0 {
+                    // Once: room for every spare this depot may keep.
+                    inner.spares.reserve_exact(MAX_SPARE_VESSELS);
+                }
                 inner.spares.push(v);
             }
         }
