@@ -112,15 +112,17 @@ fn trim_reaches_other_threads_at_their_next_operation() {
     let (live, pool) = tracked_pool(PoolConfig::new().thread_capacity(8).depot_capacity(0));
     let pool = Arc::new(pool);
     let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (returned, all_returned) = std::sync::mpsc::channel::<()>();
     let p = pool.clone();
     let t = thread::spawn(move || {
         drop((0..8).map(|_| p.checkout()).collect::<Vec<_>>());
+        returned.send(()).unwrap();
         wait.recv().unwrap();
         drop(p.checkout()); // next operation: catches up with the trim
     });
-    while pool.stats().total().returns < 8 {
-        thread::yield_now();
-    }
+    // The channel orders the thread's returns before what follows here.
+    all_returned.recv().unwrap();
+    assert_eq!(pool.stats().total().returns, 8);
     assert_eq!(live.load(Ordering::SeqCst), 8);
     pool.trim();
     go.send(()).unwrap();
