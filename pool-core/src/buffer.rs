@@ -624,7 +624,7 @@ impl<B: Buffer> BufferPool<B> {
     }
 
     /// Drops every buffer the depot holds and asks every thread's
-    /// cache to drop its buffers at its next operation (this thread's at
+    /// cache to drop its buffers at its next checkout or slow-path return (this thread's at
     /// once). Returns the bytes dropped from the depot.
     ///
     /// ```

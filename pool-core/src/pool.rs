@@ -175,7 +175,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     }
 
     /// Drops every value the depot holds and asks every thread's
-    /// cache to drop its values at its next operation (this thread's at
+    /// cache to drop its values at its next checkout or slow-path return (this thread's at
     /// once). Guards already out are unaffected. Returns the number of
     /// values dropped from the depot.
     ///

@@ -34,7 +34,7 @@ impl<T: Send + 'static> Engine<T> {
     }
 
     /// Releases everything the depots hold, and asks every thread to drop
-    /// its cache at its next operation (this thread's at once). Returns
+    /// its cache at its next checkout or slow-path return (this thread's at once). Returns
     /// `(objects, bytes)` released from the depots.
     pub(crate) fn trim(self: &Arc<Self>) -> (usize, usize) {
         self.bump(&self.gens.trim);
@@ -56,7 +56,7 @@ impl<T: Send + 'static> Engine<T> {
     /// Idle decay, at most every quarter of the decay interval: frees the
     /// batches that have sat in a depot, untaken, for a whole interval, and
     /// asks every thread to move its surplus (beyond one batch) to the
-    /// depots at its next operation, where it ages the same way. Then
+    /// depots at its next checkout or slow-path return, where it ages the same way. Then
     /// catches this thread up. Returns true if this call ran a decay step.
     pub(crate) fn maintain(self: &Arc<Self>) -> bool {
         let now = self.clock();
@@ -92,7 +92,7 @@ impl<T: Send + 'static> Engine<T> {
     }
 
     /// Installs new limits: depot contents beyond the new bounds are
-    /// released; thread caches adapt at their next operation (this thread's
+    /// released; thread caches adapt at their next checkout or slow-path return (this thread's
     /// at once). Runs no user code: the caller drops what is returned, after
     /// releasing its own locks.
     pub(crate) fn reconfigure(self: &Arc<Self>, limits: Limits) -> (Released<T>, Vec<T>) {
