@@ -121,14 +121,22 @@ fn aborted_tasks_holding_buffers_return_everything() {
         .unwrap();
     rt.block_on(async {
         let mut tasks = Vec::new();
+        // The first holder says when it holds its buffers, so that the
+        // abort below certainly meets buffers out (no sleep to guess).
+        let (holding, held_now) = tokio::sync::oneshot::channel::<()>();
+        let mut holding = Some(holding);
         for i in 0..64 {
             let pool = pool.clone();
+            let signal = holding.take();
             tasks.push(tokio::spawn(async move {
                 let mut held = Vec::new();
                 for j in 0..4 {
                     held.push(pool.checkout_async(512 << ((i + j) % 6)).await.unwrap());
                 }
                 let frozen = pool.checkout_async(1000).await.unwrap().freeze();
+                if let Some(signal) = signal {
+                    let _ = signal.send(());
+                }
                 std::future::pending::<()>().await;
                 drop((held, frozen));
             }));
@@ -140,7 +148,8 @@ fn aborted_tasks_holding_buffers_return_everything() {
                 let _ = pool.checkout_async(1 << 20).await;
             }));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        held_now.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await; // let others run too
         assert!(pool.stats().outstanding() > 0);
         for t in &tasks {
             t.abort();

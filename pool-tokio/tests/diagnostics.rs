@@ -57,9 +57,10 @@ fn a_forgotten_buffer_is_reported_with_its_checkout_site() {
 }
 
 #[inline(never)]
-async fn never_ending_task(pool: BytesPool) {
+async fn never_ending_task(pool: BytesPool, checked_out: tokio::sync::oneshot::Sender<()>) {
     let mut buf = pool.checkout(64 << 10);
     buf.put_slice(b"held by a task that never ends");
+    let _ = checked_out.send(());
     std::future::pending::<()>().await;
     drop(buf);
 }
@@ -73,7 +74,8 @@ fn a_task_that_never_ends_is_reported_once_held_past_the_threshold() {
         .enable_time()
         .build()
         .unwrap();
-    let stuck = rt.spawn(never_ending_task(pool.clone()));
+    let (checked_out, holding) = tokio::sync::oneshot::channel();
+    let stuck = rt.spawn(never_ending_task(pool.clone(), checked_out));
     // Busy tasks whose buffers come back.
     rt.block_on(async {
         let tasks: Vec<_> = (0..32)
@@ -89,6 +91,8 @@ fn a_task_that_never_ends_is_reported_once_held_past_the_threshold() {
         for t in tasks {
             drop(t.await.unwrap());
         }
+        // Measured from the stuck task's checkout, however late it ran.
+        holding.await.unwrap();
         tokio::time::sleep(Duration::from_millis(60)).await;
     });
     let report = pool.held_longer_than(Duration::from_millis(50));
