@@ -79,7 +79,9 @@ mod tracing;
 use std::sync::LazyLock;
 
 pub use codec::{
-    PooledFramed, PooledFramedRead, PooledFramedWrite, PooledParts, DEFAULT_FRAME_BUFFER,
+    FrameReader, LengthDelimitedBuilder, LengthFieldType, PooledDecoder, PooledFramed,
+    PooledFramedRead, PooledFramedWrite, PooledLengthDelimitedCodec, PooledParts,
+    DEFAULT_FRAME_BUFFER,
 };
 #[cfg(feature = "diagnostics")]
 pub use diagnostics::{Diagnostics, LeakReport, Outstanding};

@@ -126,6 +126,39 @@ impl Budget {
         }
     }
 
+    /// Counts an overdraft of `bytes` and says so at WARN level.
+    #[cold]
+    fn overdraft(&self, bytes: usize, what: &'static str) {
+        let overdrafts = self.overdrafts.fetch_add(1, Relaxed) + 1;
+        let _ = (bytes, what, overdrafts);
+        crate::tracing::event!(
+            warn,
+            bytes,
+            what,
+            overdrafts,
+            budget = self.limit,
+            available = self.semaphore.available_permits(),
+            outcome = "overdraft",
+            "budget exhausted: served uncharged (use the async or try_ variant to wait or refuse)"
+        );
+    }
+
+    /// Charges `bytes` of growth if the budget has them; otherwise counts
+    /// an overdraft and charges nothing. Returns the bytes charged.
+    pub(crate) fn charge_growth(&self, bytes: usize) -> usize {
+        let charge = bytes.min(u32::MAX as usize);
+        match self.semaphore.try_acquire_many(charge as u32) {
+            Ok(permit) => {
+                permit.forget();
+                charge
+            }
+            Err(_) => {
+                self.overdraft(bytes, "growth");
+                0
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn release(&self, charge: usize) {
         self.semaphore.add_permits(charge);
@@ -174,8 +207,13 @@ pub struct BudgetStats {
     pub limit: usize,
     /// Bytes charged by buffers checked out now.
     pub charged: usize,
-    /// Checkouts by [`BytesPool::checkout`] served past an exhausted budget
-    /// (uncharged) because that method never waits nor fails.
+    /// Overdrafts: checkouts by [`BytesPool::checkout`] (and by the sync
+    /// framed and codec paths built on it) served past an exhausted budget,
+    /// uncharged, because that method never waits nor fails; and buffer
+    /// growth inside framed values the budget could not cover. Each one is
+    /// also a WARN-level event (target `pool_tokio`, `outcome =
+    /// "overdraft"`) with the bytes and what overdrew (`checkout` or
+    /// `growth`).
     pub overdrafts: u64,
 }
 
@@ -356,20 +394,16 @@ impl BytesPool {
                 panic!("{}", CheckoutError::TooLarge { requested, limit })
             }
             Err(_) => {
-                budget.overdrafts.fetch_add(1, Relaxed);
-                crate::tracing::event!(
-                    debug,
-                    bytes = n,
-                    outcome = "overdraft",
-                    "budget exhausted: checkout served uncharged"
-                );
+                budget.overdraft(n, "checkout");
                 0
             }
         }
     }
 
+    /// Serves a checkout whose `charge` the caller has already taken from
+    /// the budget (0 for none); the guard releases it.
     #[inline]
-    fn serve(&self, n: usize, charge: usize) -> PooledBytes {
+    pub(crate) fn serve(&self, n: usize, charge: usize) -> PooledBytes {
         let inner = self.handle.inner();
         let (buf, ticket) = inner.pool.take(n);
         crate::tracing::checkout(&ticket, n);
@@ -447,6 +481,50 @@ impl BytesPool {
         // No await point between taking the permits and building the
         // guard: once the bytes are charged, the guard owns them.
         Ok(self.serve(min_capacity, charge))
+    }
+
+    /// The budget's charge for a checkout of `n` bytes, or why it can never
+    /// be served; `Ok(0)` on a pool without a budget.
+    pub(crate) fn budget_charge_for(&self, n: usize) -> Result<usize, CheckoutError> {
+        match &self.handle.inner().budget {
+            None => check_size(n).map(|()| 0),
+            Some(budget) => budget.charge(&self.handle.inner().pool, n),
+        }
+    }
+
+    /// Takes `charge` bytes from the budget now if it has them (true on a
+    /// pool without one).
+    pub(crate) fn try_take_budget(&self, charge: usize) -> bool {
+        match &self.handle.inner().budget {
+            None => true,
+            Some(budget) => budget.try_acquire(charge).is_ok(),
+        }
+    }
+
+    /// Waits until the budget has `charge` bytes and takes them.
+    /// Cancel-safe: bytes set aside for a dropped waiter go back.
+    pub(crate) async fn take_budget(&self, charge: usize) {
+        if let Some(budget) = &self.handle.inner().budget {
+            budget.acquire(charge).await;
+        }
+    }
+
+    /// Charges `bytes` of growth of a buffer already checked out (an
+    /// overdraft, counted and traced at WARN, if the budget lacks them);
+    /// returns the bytes charged, to be given back with
+    /// [`release_budget`](Self::release_budget).
+    pub(crate) fn charge_growth(&self, bytes: usize) -> usize {
+        match &self.handle.inner().budget {
+            Some(budget) if bytes > 0 => budget.charge_growth(bytes),
+            _ => 0,
+        }
+    }
+
+    /// Gives `bytes` back to the budget.
+    pub(crate) fn release_budget(&self, bytes: usize) {
+        if let (Some(budget), true) = (&self.handle.inner().budget, bytes > 0) {
+            budget.release(bytes);
+        }
     }
 
     /// A snapshot of the pool's counters (see [`pool_core::Stats`]; its
