@@ -238,6 +238,42 @@ impl BudgetStats {
 /// dropped on another thread, as tasks moved by work stealing do all the
 /// time, is an ordinary return there.
 ///
+/// # The byte budget
+///
+/// A pool built with [`Builder::budget`] bounds the bytes checked out at
+/// once: every buffer charges its class size (an unpooled one its size)
+/// until it comes back, on every path: [`checkout`](BytesPool::checkout)
+/// and its variants, the framed values ([`framed`](BytesPool::framed) and
+/// friends, which also charge a codec's growth of their buffers as they see
+/// it after each poll), and pooled frames
+/// ([`PooledLengthDelimitedCodec`](crate::PooledLengthDelimitedCodec),
+/// [`PooledDecoder`](crate::PooledDecoder), [`FrameReader`](crate::FrameReader)).
+///
+/// - Paths that can wait do: [`checkout_async`](BytesPool::checkout_async),
+///   [`framed_async`](BytesPool::framed_async) and `FrameReader` wait, first
+///   come first served, and are cancel-safe.
+/// - Paths that cannot wait nor fail (`checkout`, the framed constructors,
+///   a codec's `decode`, growth) serve past an exhausted budget,
+///   uncharged: an *overdraft*, counted in [`BudgetStats::overdrafts`] and
+///   traced at WARN (target `pool_tokio`, `outcome = "overdraft"`).
+/// - [`try_checkout`](BytesPool::try_checkout) refuses instead.
+///
+/// **The deadlock you can build.** Waiting is safe only while the waiter
+/// holds nothing that others wait for. A task that holds budgeted buffers
+/// (a frame it has not dropped, a framed value) while it waits for more
+/// can, with enough such tasks, hold the whole budget between them while
+/// every one of them waits: nothing is ever returned (24 connections
+/// that each keep their previous 100-250 KiB frame while a `FrameReader`
+/// waits for the next one hang on a 1 MiB budget). Ways out:
+/// - drop (or finish with) each frame before asking for the next, so a
+///   waiter holds at most its read buffer;
+/// - admit at most `budget / per-connection worst case` connections at
+///   once (a `tokio::sync::Semaphore` of connection slots in front of the
+///   budget), so those admitted can always be served;
+/// - use [`try_checkout`](BytesPool::try_checkout) where holding is
+///   unavoidable and shed load (close the connection, reply "busy") on
+///   [`CheckoutError::BudgetExhausted`].
+///
 /// Guards of a pool built here hold an `Arc` of it (one atomic increment
 /// per checkout and one decrement per return); [`leak`](BytesPool::leak)
 /// makes a pool that lives for the rest of the program and whose guards

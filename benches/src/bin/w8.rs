@@ -25,7 +25,7 @@
 //!   into them) and `write_frame` on the write half (one vectored write of
 //!   header + body).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -47,9 +47,9 @@ type Inner = tikv_jemallocator::Jemalloc;
 #[cfg(feature = "jemalloc")]
 const INNER: Inner = tikv_jemallocator::Jemalloc;
 #[cfg(not(feature = "jemalloc"))]
-type Inner = System;
+type Inner = std::alloc::System;
 #[cfg(not(feature = "jemalloc"))]
-const INNER: Inner = System;
+const INNER: Inner = std::alloc::System;
 
 const ALLOCATOR: &str = if cfg!(feature = "jemalloc") {
     "jemalloc"
@@ -268,7 +268,12 @@ async fn serve_pooled(stream: TcpStream, pool: BytesPool) {
     let (read, mut write) = stream.into_split();
     let mut frames = codec.new_reader(read);
     while let Some(Ok(frame)) = frames.next().await {
-        if frames.codec().write_frame(&mut write, &frame).await.is_err() {
+        if frames
+            .codec()
+            .write_frame(&mut write, &frame)
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -550,10 +555,7 @@ fn main() -> ExitCode {
                 let out = match out {
                     Ok(o) if o.status.success() => o,
                     Ok(o) => {
-                        eprintln!(
-                            "w8: child failed: {}",
-                            String::from_utf8_lossy(&o.stderr)
-                        );
+                        eprintln!("w8: child failed: {}", String::from_utf8_lossy(&o.stderr));
                         return ExitCode::FAILURE;
                     }
                     Err(e) => {
