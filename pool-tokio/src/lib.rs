@@ -86,7 +86,7 @@ pub use codec::{
 #[cfg(feature = "diagnostics")]
 pub use diagnostics::{Diagnostics, LeakReport, Outstanding};
 pub use error::{BuildError, CheckoutError};
-pub use pool::{BudgetStats, Builder, BytesPool};
+pub use pool::{BudgetStats, Builder, BytesPool, Reservation};
 pub use pooled::PooledBytes;
 
 static DEFAULT_INNER: LazyLock<pool::Inner> =

@@ -126,6 +126,23 @@ impl Budget {
         }
     }
 
+    /// Whether a reservation of `bytes` could ever be served.
+    fn check_reservation(&self, bytes: usize) -> Result<(), CheckoutError> {
+        if bytes > self.limit {
+            return Err(CheckoutError::ExceedsBudget {
+                charge: bytes,
+                budget: self.limit,
+            });
+        }
+        if bytes > u32::MAX as usize {
+            return Err(CheckoutError::TooLarge {
+                requested: bytes,
+                limit: u32::MAX as usize,
+            });
+        }
+        Ok(())
+    }
+
     /// Counts an overdraft of `bytes` and says so at WARN level.
     #[cold]
     fn overdraft(&self, bytes: usize, what: &'static str) {
@@ -230,6 +247,105 @@ impl BudgetStats {
     }
 }
 
+/// Bytes of a pool's budget set aside for one task, from
+/// [`BytesPool::reserve`]: checkouts from it draw on the reserved bytes and
+/// never wait, so a task that reserves its worst case up front cannot be
+/// caught in the hold-and-wait deadlock (see [`BytesPool`]'s budget notes).
+///
+/// A buffer checked out from a reservation carries its charge like any
+/// other and gives it back to the pool's budget when it is dropped (not to
+/// the reservation: a reservation only shrinks). What is left goes back to
+/// the budget when the reservation drops. On a pool without a budget a
+/// reservation is free and serves any checkout.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), pool_tokio::CheckoutError> {
+/// let pool = pool_tokio::BytesPool::builder().budget(64 << 10).build().unwrap();
+/// // A request that needs a 16 KiB frame and a 4 KiB reply: reserve both.
+/// let mut reservation = pool.reserve(20 << 10).await?;
+/// let frame = reservation.checkout(16 << 10).expect("reserved");
+/// let reply = reservation.checkout(4096).expect("reserved");
+/// assert_eq!(reservation.remaining(), 0);
+/// assert!(reservation.checkout(1).is_none(), "beyond the reservation");
+/// drop((frame, reply, reservation));
+/// assert_eq!(pool.budget().unwrap().charged, 0);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a reservation holds budget until it is dropped"]
+pub struct Reservation {
+    pool: BytesPool,
+    /// Reserved bytes not yet drawn (`usize::MAX` on a pool without a
+    /// budget).
+    remaining: usize,
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl Reservation {
+    /// Reserved bytes not yet drawn (`usize::MAX` on a pool without a
+    /// budget).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build().unwrap();
+    /// let r = pool.try_reserve(8192)?;
+    /// assert_eq!(r.remaining(), 8192);
+    /// # Ok::<(), pool_tokio::CheckoutError>(())
+    /// ```
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// Checks out a buffer of at least `min_capacity` bytes charged to the
+    /// reservation; `None` if what is left of the reservation does not
+    /// cover its class size (reserve more, or check out from the pool).
+    /// Never waits.
+    ///
+    /// # Panics
+    ///
+    /// If `min_capacity` exceeds `isize::MAX`.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build().unwrap();
+    /// let mut r = pool.try_reserve(4096)?;
+    /// assert!(r.checkout(5000).is_none()); // an 8 KiB class
+    /// assert_eq!(r.checkout(3000).unwrap().budget_charge(), 4096);
+    /// # Ok::<(), pool_tokio::CheckoutError>(())
+    /// ```
+    pub fn checkout(&mut self, min_capacity: usize) -> Option<PooledBytes> {
+        let charge = match self.pool.budget_charge_for(min_capacity) {
+            Ok(charge) => charge,
+            Err(CheckoutError::TooLarge { requested, limit }) if limit == isize::MAX as usize => {
+                panic!("{}", CheckoutError::TooLarge { requested, limit })
+            }
+            Err(_) => return None,
+        };
+        if self.pool.handle.inner().budget.is_none() {
+            return Some(self.pool.serve(min_capacity, 0));
+        }
+        if charge > self.remaining {
+            return None;
+        }
+        self.remaining -= charge;
+        Some(self.pool.serve(min_capacity, charge))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.pool.handle.inner().budget.is_some() {
+            self.pool.release_budget(self.remaining);
+        }
+    }
+}
+
 /// A pool of [`BytesMut`] buffers in power-of-two size classes, with an
 /// optional budget on the bytes checked out.
 ///
@@ -265,6 +381,9 @@ impl BudgetStats {
 /// every one of them waits: nothing is ever returned (24 connections
 /// that each keep their previous 100-250 KiB frame while a `FrameReader`
 /// waits for the next one hang on a 1 MiB budget). Ways out:
+/// - reserve a task's worst case up front with
+///   [`reserve`](BytesPool::reserve) (one wait, holding nothing) and check
+///   its buffers out of the [`Reservation`], which never waits;
 /// - drop (or finish with) each frame before asking for the next, so a
 ///   waiter holds at most its read buffer;
 /// - admit at most `budget / per-connection worst case` connections at
@@ -517,6 +636,68 @@ impl BytesPool {
         // No await point between taking the permits and building the
         // guard: once the bytes are charged, the guard owns them.
         Ok(self.serve(min_capacity, charge))
+    }
+
+    /// Sets `bytes` of the budget aside for one task (see [`Reservation`]),
+    /// waiting until the budget has them: first come, first served, and
+    /// cancel-safe (a dropped wait gives back what was set aside for it).
+    /// Immediate on a pool without a budget. Fails only for a reservation
+    /// that could never be served (over the whole budget, or over
+    /// `u32::MAX` bytes).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pool_tokio::CheckoutError> {
+    /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build().unwrap();
+    /// let r = pool.reserve(256 << 10).await?;
+    /// assert_eq!(pool.budget().unwrap().charged, 256 << 10);
+    /// drop(r);
+    /// assert_eq!(pool.budget().unwrap().charged, 0);
+    /// assert!(pool.reserve(2 << 20).await.is_err()); // could never be served
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reserve(&self, bytes: usize) -> Result<Reservation, CheckoutError> {
+        let Some(budget) = &self.handle.inner().budget else {
+            return Ok(self.unbounded_reservation());
+        };
+        budget.check_reservation(bytes)?;
+        budget.acquire(bytes).await;
+        // No await point between taking the bytes and the value that owns them.
+        Ok(Reservation {
+            pool: self.clone(),
+            remaining: bytes,
+        })
+    }
+
+    /// [`reserve`](Self::reserve) without waiting: fails with
+    /// [`CheckoutError::BudgetExhausted`] if the budget lacks the bytes now.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(8192).build().unwrap();
+    /// let r = pool.try_reserve(8192)?;
+    /// assert!(pool.try_reserve(1).is_err());
+    /// drop(r);
+    /// assert!(pool.try_reserve(1).is_ok());
+    /// # Ok::<(), pool_tokio::CheckoutError>(())
+    /// ```
+    pub fn try_reserve(&self, bytes: usize) -> Result<Reservation, CheckoutError> {
+        let Some(budget) = &self.handle.inner().budget else {
+            return Ok(self.unbounded_reservation());
+        };
+        budget.check_reservation(bytes)?;
+        budget.try_acquire(bytes)?;
+        Ok(Reservation {
+            pool: self.clone(),
+            remaining: bytes,
+        })
+    }
+
+    fn unbounded_reservation(&self) -> Reservation {
+        Reservation {
+            pool: self.clone(),
+            remaining: usize::MAX,
+        }
     }
 
     /// The budget's charge for a checkout of `n` bytes, or why it can never

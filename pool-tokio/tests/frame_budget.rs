@@ -260,3 +260,32 @@ async fn sync_paths_overdraw_loudly_and_framed_growth_is_charged() {
     let budget = pool.budget().unwrap();
     assert_eq!((budget.charged, budget.overdrafts), (0, 0));
 }
+
+#[tokio::test]
+async fn reservations_wait_once_then_never_and_cancelled_ones_lose_nothing() {
+    let pool = pool();
+    let held = pool.try_checkout(BUDGET / 2).unwrap();
+    // A reservation for the other half is served at once.
+    let mut first = pool.try_reserve(BUDGET / 2).unwrap();
+    // Further reservations wait; cancel some of them.
+    let mut waiters: Vec<_> = (0..4).map(|_| Box::pin(pool.reserve(BUDGET / 4))).collect();
+    for w in &mut waiters {
+        assert!(w.as_mut().now_or_never().is_none(), "waits for the budget");
+    }
+    drop(waiters.drain(..2));
+    // Checkouts from a reservation never wait, even with the budget gone.
+    let a = first.checkout(BUDGET / 4).unwrap();
+    let b = first.checkout(BUDGET / 4).unwrap();
+    assert!(first.checkout(1).is_none(), "the reservation is spent");
+    drop((a, b, first, held));
+    // The two waiters left are served; the cancelled ones took nothing.
+    let mut served = Vec::new();
+    for w in waiters {
+        served.push(w.await.unwrap());
+    }
+    assert_eq!(pool.budget().unwrap().charged, BUDGET / 2);
+    drop(served);
+    let budget = pool.budget().unwrap();
+    assert_eq!((budget.charged, budget.overdrafts), (0, 0));
+    assert!(pool.try_reserve(BUDGET).is_ok());
+}

@@ -89,9 +89,9 @@ length_field_types!(usize);
 /// let codec = LengthDelimitedBuilder::new()
 ///     .length_field_type::<u16>()
 ///     .little_endian()
-///     .max_frame_length(64 << 10)
+///     .max_frame_length(1 << 20) // clipped to what a u16 can say
 ///     .new_codec(&pool)?;
-/// assert_eq!(codec.max_frame_length(), 64 << 10);
+/// assert_eq!(codec.max_frame_length(), 65_535);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,10 +160,10 @@ impl LengthDelimitedBuilder {
         self
     }
 
-    /// The largest frame (decoded body length after adjustment is not what
-    /// is checked: as in tokio-util, the raw length field value is) accepted
-    /// when decoding and when encoding. Clipped to what the length field
-    /// can hold. Default 8 MiB.
+    /// The largest frame accepted, default 8 MiB; clipped to what the
+    /// length field can hold. As in tokio-util, decoding checks the length
+    /// field's value (before `length_adjustment`) and encoding the body's
+    /// length.
     ///
     /// ```
     /// let _ = pool_tokio::LengthDelimitedBuilder::new().max_frame_length(1 << 20);
@@ -757,7 +757,6 @@ impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {
     type Item = io::Result<PooledBytes>;
 
     /// The next frame; `None` once the stream has ended or after an error.
-
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if this.done {
