@@ -690,7 +690,7 @@ fn wait_for(pool: &BytesPool, charge: usize) -> BudgetWait {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
 /// let pool = BytesPool::new();
-/// let (mut tx, rx) = tokio::io::duplex(64 << 10);
+/// let (mut tx, rx) = tokio::io::duplex(256 << 10); // room for the frame
 /// let codec = PooledLengthDelimitedCodec::new(&pool);
 /// codec.write_frame(&mut tx, &vec![7u8; 100_000]).await?;
 /// let mut frames = codec.new_reader(rx);
