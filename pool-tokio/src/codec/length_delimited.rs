@@ -286,13 +286,36 @@ enum State {
 
 /// A length-delimited `Decoder` and `Encoder`, wire-compatible with
 /// tokio-util's `LengthDelimitedCodec`, whose decoded frames are
-/// [`PooledBytes`] of their own size class (see the
-/// [module docs](self) for the read and write paths). Built by
+/// [`PooledBytes`] of their own size class. Built by
 /// [`LengthDelimitedBuilder::new_codec`] or
 /// [`new`](PooledLengthDelimitedCodec::new).
 ///
-/// Frames larger than the pool's largest class are plain allocations of
-/// exactly their size, dropped on return.
+/// The header gives the frame's size; a buffer of that class is checked
+/// out and body bytes are copied into it as they arrive, so the read
+/// buffer never holds a frame alive and stays one small reusable buffer
+/// whatever the frame sizes, and each frame goes back to the pool whole
+/// when dropped, on whatever thread. Frames larger than the pool's largest
+/// class are plain allocations of exactly their size, dropped on return.
+///
+/// Reading:
+/// - as a `Decoder` (in `Framed`, `FramedRead`, [`BytesPool::framed`]):
+///   decoding cannot wait, so on a pool with a budget a frame the budget
+///   cannot cover is an overdraft (counted, traced at WARN);
+/// - through [`new_reader`](Self::new_reader), a [`FrameReader`] that reads
+///   large bodies straight into the frame and waits for the budget.
+///
+/// Writing:
+/// - the `Encoder` impls (`PooledBytes`, `Bytes`, `BytesMut`, `&[u8]`)
+///   **copy** header and body into the `FramedWrite` write buffer, as
+///   tokio-util's codec does (`Encoder::encode` only sees a `BytesMut` to
+///   fill); a frame larger than the write buffer grows it, and a grown
+///   pooled buffer is dropped instead of reused when it comes back;
+/// - [`write_frame`](Self::write_frame) writes header and body with one
+///   vectored write and **no copy**: use it for large frames.
+///
+/// Unlike tokio-util's codec, a stream that ends right after a header,
+/// before any body byte, is an error ("bytes remaining on stream") rather
+/// than a quiet end.
 ///
 /// ```
 /// use futures_util::{SinkExt, StreamExt};
