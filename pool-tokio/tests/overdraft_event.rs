@@ -9,9 +9,12 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
 
-/// Records (level, `outcome`, `what`, `bytes`) of every event.
+/// (level, `outcome`, `what`, `bytes`) of one event.
+type Seen = (Level, String, String, String);
+
+/// Records every event.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(Level, String, String, String)>>>);
+struct Capture(Arc<Mutex<Vec<Seen>>>);
 
 #[derive(Default)]
 struct Fields {
