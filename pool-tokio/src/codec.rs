@@ -15,8 +15,17 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use tokio_util::codec::{Decoder, Encoder, Framed, FramedParts, FramedRead, FramedWrite};
 
+use crate::error::TryCheckoutError;
 use crate::pool::{BytesPool, Handle};
 use crate::pooled::{Lease, PooledBytes};
+
+mod length_delimited;
+mod pooled_decoder;
+
+pub use length_delimited::{
+    FrameReader, LengthDelimitedBuilder, LengthFieldType, PooledLengthDelimitedCodec,
+};
+pub use pooled_decoder::PooledDecoder;
 
 /// tokio-util's default buffer size; also the floor `Framed::from_parts`
 /// reserves up to, so a smaller pooled buffer would be reallocated at once.
@@ -29,14 +38,50 @@ fn lease(pool: &BytesPool, capacity: usize) -> (BytesMut, Lease) {
 }
 
 /// A checked-out buffer's accounting while a framed value owns the buffer.
+///
+/// Growth: a codec's `reserve` can grow the buffer past its class. On a
+/// pool with a budget, the framed value charges the growth (the largest
+/// capacity seen above the checkout's) after each poll, as an overdraft if
+/// the budget lacks it, and gives it back when the buffer is returned.
 struct Leased {
     lease: Option<Lease>,
     handle: Handle,
+    /// Capacity at checkout plus growth charged so far; `usize::MAX` on a
+    /// pool without a budget (nothing to charge).
+    covered: usize,
+    /// Growth charged to the budget.
+    growth: usize,
 }
 
 impl Leased {
-    /// Puts `buf` back under its ticket as a guard (returned when dropped).
+    /// Charges growth of `buf` past what is covered.
+    #[inline]
+    fn settle(&mut self, buf: &BytesMut) {
+        if buf.capacity() > self.covered {
+            self.charge_growth(buf.capacity());
+        }
+    }
+
+    #[cold]
+    fn charge_growth(&mut self, capacity: usize) {
+        let more = capacity - self.covered;
+        self.covered = capacity;
+        let pool = BytesPool {
+            handle: self.handle.clone(),
+        };
+        self.growth += pool.charge_growth(more);
+    }
+
+    /// Puts `buf` back under its ticket as a guard (returned when dropped),
+    /// and gives back the growth charged.
     fn rejoin(&mut self, buf: BytesMut) -> PooledBytes {
+        let growth = std::mem::take(&mut self.growth);
+        if growth > 0 {
+            BytesPool {
+                handle: self.handle.clone(),
+            }
+            .release_budget(growth);
+        }
         match self.lease.take() {
             Some(lease) => PooledBytes::from_raw(buf, lease, self.handle.clone()),
             None => unreachable!("a framed value gives its buffers back once"),
@@ -96,14 +141,16 @@ impl BytesPool {
         let (read_buf, read_lease) = lease(self, read_capacity);
         let (write_buf, write_lease) = lease(self, write_capacity);
         let boundary = write_buf.capacity();
+        let read = self.leased_for(read_lease, &read_buf);
+        let write = self.leased_for(write_lease, &write_buf);
         let mut framed = Framed::with_capacity(io, codec, 0);
         *framed.read_buffer_mut() = read_buf;
         *framed.write_buffer_mut() = write_buf;
         framed.set_backpressure_boundary(boundary);
         PooledFramed {
             framed: Some(framed),
-            read: self.leased(read_lease),
-            write: self.leased(write_lease),
+            read,
+            write,
         }
     }
 
@@ -125,11 +172,12 @@ impl BytesPool {
     /// ```
     pub fn framed_read<T, D>(&self, io: T, decoder: D, capacity: usize) -> PooledFramedRead<T, D> {
         let (buf, lease) = lease(self, capacity);
+        let read = self.leased_for(lease, &buf);
         let mut framed = FramedRead::with_capacity(io, decoder, 0);
         *framed.read_buffer_mut() = buf;
         PooledFramedRead {
             framed: Some(framed),
-            read: self.leased(lease),
+            read,
         }
     }
 
@@ -158,19 +206,73 @@ impl BytesPool {
     ) -> PooledFramedWrite<T, E> {
         let (buf, lease) = lease(self, capacity);
         let boundary = buf.capacity();
+        let write = self.leased_for(lease, &buf);
         let mut framed = FramedWrite::with_capacity(io, encoder, 0);
         *framed.write_buffer_mut() = buf;
         framed.set_backpressure_boundary(boundary);
         PooledFramedWrite {
             framed: Some(framed),
-            write: self.leased(lease),
+            write,
         }
     }
 
-    fn leased(&self, lease: Lease) -> Leased {
+    /// [`framed`](BytesPool::framed), waiting (cancel-safe, first come
+    /// first served) until the budget covers both buffers instead of
+    /// overdrawing it. Immediate on a pool without a budget.
+    ///
+    /// The framed value's buffers then stay charged until it is dropped;
+    /// see the budget notes on [`BytesPool`] for the deadlock that waiting
+    /// while holding budgeted buffers can build.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pool_tokio::TryCheckoutError> {
+    /// let pool = pool_tokio::BytesPool::builder().budget(16 << 10).build().unwrap();
+    /// let (a, b) = tokio::io::duplex(64);
+    /// let first = pool.framed_async(a, tokio_util::codec::BytesCodec::new()).await?;
+    /// assert_eq!(pool.budget().unwrap().available(), 0);
+    /// let second = tokio::spawn({
+    ///     let pool = pool.clone();
+    ///     async move { pool.framed_async(b, tokio_util::codec::BytesCodec::new()).await.map(drop) }
+    /// });
+    /// tokio::task::yield_now().await;
+    /// assert!(!second.is_finished()); // waits for the budget...
+    /// drop(first); // ...until the first one's buffers come back
+    /// second.await.unwrap()?;
+    /// assert_eq!(pool.budget().unwrap().overdrafts, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn framed_async<T, U>(
+        &self,
+        io: T,
+        codec: U,
+    ) -> Result<PooledFramed<T, U>, TryCheckoutError> {
+        let (read_buf, read_lease) = self.checkout_async(DEFAULT_FRAME_BUFFER).await?.into_raw();
+        let (write_buf, write_lease) = self.checkout_async(DEFAULT_FRAME_BUFFER).await?.into_raw();
+        let boundary = write_buf.capacity();
+        let read = self.leased_for(read_lease, &read_buf);
+        let write = self.leased_for(write_lease, &write_buf);
+        let mut framed = Framed::with_capacity(io, codec, 0);
+        *framed.read_buffer_mut() = read_buf;
+        *framed.write_buffer_mut() = write_buf;
+        framed.set_backpressure_boundary(boundary);
+        Ok(PooledFramed {
+            framed: Some(framed),
+            read,
+            write,
+        })
+    }
+
+    fn leased_for(&self, lease: Lease, buf: &BytesMut) -> Leased {
         Leased {
             lease: Some(lease),
             handle: self.handle.clone(),
+            covered: match self.handle.inner().budget {
+                Some(_) => buf.capacity(),
+                None => usize::MAX,
+            },
+            growth: 0,
         }
     }
 }
@@ -265,7 +367,10 @@ macro_rules! delegate_stream {
                 mut self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
             ) -> Poll<Option<Self::Item>> {
-                Pin::new(self.framed_mut()).poll_next(cx)
+                let this = &mut *self;
+                let poll = Pin::new(this.framed_mut()).poll_next(cx);
+                this.settle();
+                poll
             }
         }
     };
@@ -286,12 +391,18 @@ macro_rules! delegate_sink {
                 mut self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
             ) -> Poll<Result<(), Self::Error>> {
-                Pin::new(self.framed_mut()).poll_ready(cx)
+                let this = &mut *self;
+                let poll = Pin::new(this.framed_mut()).poll_ready(cx);
+                this.settle();
+                poll
             }
 
             #[inline]
             fn start_send(mut self: Pin<&mut Self>, item: I) -> Result<(), Self::Error> {
-                Pin::new(self.framed_mut()).start_send(item)
+                let this = &mut *self;
+                let result = Pin::new(this.framed_mut()).start_send(item);
+                this.settle();
+                result
             }
 
             #[inline]
@@ -299,7 +410,10 @@ macro_rules! delegate_sink {
                 mut self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
             ) -> Poll<Result<(), Self::Error>> {
-                Pin::new(self.framed_mut()).poll_flush(cx)
+                let this = &mut *self;
+                let poll = Pin::new(this.framed_mut()).poll_flush(cx);
+                this.settle();
+                poll
             }
 
             #[inline]
@@ -307,7 +421,10 @@ macro_rules! delegate_sink {
                 mut self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
             ) -> Poll<Result<(), Self::Error>> {
-                Pin::new(self.framed_mut()).poll_close(cx)
+                let this = &mut *self;
+                let poll = Pin::new(this.framed_mut()).poll_close(cx);
+                this.settle();
+                poll
             }
         }
     };
@@ -326,6 +443,16 @@ pub struct PooledFramed<T, U> {
 }
 
 delegate_framed!(PooledFramed, Framed, U);
+
+impl<T, U> PooledFramed<T, U> {
+    #[inline]
+    fn settle(&mut self) {
+        if let Some(f) = &self.framed {
+            self.read.settle(f.read_buffer());
+            self.write.settle(f.write_buffer());
+        }
+    }
+}
 delegate_stream!(PooledFramed, U);
 delegate_sink!(PooledFramed, U);
 
@@ -376,6 +503,15 @@ pub struct PooledFramedRead<T, D> {
 }
 
 delegate_framed!(PooledFramedRead, FramedRead, D);
+
+impl<T, D> PooledFramedRead<T, D> {
+    #[inline]
+    fn settle(&mut self) {
+        if let Some(f) = &self.framed {
+            self.read.settle(f.read_buffer());
+        }
+    }
+}
 delegate_stream!(PooledFramedRead, D);
 
 impl<T, D> PooledFramedRead<T, D> {
@@ -420,6 +556,15 @@ pub struct PooledFramedWrite<T, E> {
 }
 
 delegate_framed!(PooledFramedWrite, FramedWrite, E);
+
+impl<T, E> PooledFramedWrite<T, E> {
+    #[inline]
+    fn settle(&mut self) {
+        if let Some(f) = &self.framed {
+            self.write.settle(f.write_buffer());
+        }
+    }
+}
 delegate_sink!(PooledFramedWrite, E);
 
 impl<T, E> PooledFramedWrite<T, E> {

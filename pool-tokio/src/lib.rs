@@ -105,12 +105,14 @@ use std::sync::LazyLock;
 #[cfg(feature = "http-body")]
 pub use body::PooledBody;
 pub use codec::{
-    PooledFramed, PooledFramedRead, PooledFramedWrite, PooledParts, DEFAULT_FRAME_BUFFER,
+    FrameReader, LengthDelimitedBuilder, LengthFieldType, PooledDecoder, PooledFramed,
+    PooledFramedRead, PooledFramedWrite, PooledLengthDelimitedCodec, PooledParts,
+    DEFAULT_FRAME_BUFFER,
 };
 #[cfg(feature = "diagnostics")]
 pub use diagnostics::{Diagnostics, LeakReport, Outstanding};
 pub use error::{BuildError, TryCheckoutError};
-pub use pool::{BudgetStats, Builder, BytesPool, DEFAULT_NAME};
+pub use pool::{BudgetStats, Builder, BytesPool, Reservation, DEFAULT_NAME};
 pub use pooled::PooledBytes;
 pub use runtime::RuntimeHooks;
 

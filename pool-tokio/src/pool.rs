@@ -172,6 +172,56 @@ impl Budget {
         }
     }
 
+    /// Whether a reservation of `bytes` could ever be served.
+    fn check_reservation(&self, bytes: usize) -> Result<(), TryCheckoutError> {
+        if bytes > self.limit {
+            return Err(TryCheckoutError::ExceedsBudget {
+                charge: bytes,
+                budget: self.limit,
+            });
+        }
+        if bytes > u32::MAX as usize {
+            return Err(TryCheckoutError::TooLarge {
+                requested: bytes,
+                limit: u32::MAX as usize,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts an overdraft of `bytes` and says so at WARN level.
+    #[cold]
+    fn overdraft(&self, bytes: usize, what: &'static str) {
+        let overdrafts = self.overdrafts.fetch_add(1, Relaxed) + 1;
+        let _ = (bytes, what, overdrafts);
+        crate::tracing::event!(
+            warn,
+            bytes,
+            what,
+            overdrafts,
+            budget = self.limit,
+            available = self.semaphore.available_permits(),
+            outcome = "overdraft",
+            "budget exhausted: served uncharged (use the async or try_ variant to wait or refuse)"
+        );
+    }
+
+    /// Charges `bytes` of growth if the budget has them; otherwise counts
+    /// an overdraft and charges nothing. Returns the bytes charged.
+    pub(crate) fn charge_growth(&self, bytes: usize) -> usize {
+        let charge = bytes.min(u32::MAX as usize);
+        match self.semaphore.try_acquire_many(charge as u32) {
+            Ok(permit) => {
+                permit.forget();
+                charge
+            }
+            Err(_) => {
+                self.overdraft(bytes, "growth");
+                0
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn release(&self, charge: usize) {
         self.semaphore.add_permits(charge);
@@ -220,8 +270,13 @@ pub struct BudgetStats {
     pub limit: usize,
     /// Bytes charged by buffers checked out now.
     pub charged: usize,
-    /// Checkouts by [`BytesPool::checkout`] served past an exhausted budget
-    /// (uncharged) because that method never waits nor fails.
+    /// Overdrafts: checkouts by [`BytesPool::checkout`] (and by the sync
+    /// framed and codec paths built on it) served past an exhausted budget,
+    /// uncharged, because that method never waits nor fails; and buffer
+    /// growth inside framed values the budget could not cover. Each one is
+    /// also a WARN-level event (target `pool_tokio`, `outcome =
+    /// "overdraft"`) with the bytes and what overdrew (`checkout` or
+    /// `growth`).
     pub overdrafts: u64,
 }
 
@@ -238,6 +293,107 @@ impl BudgetStats {
     }
 }
 
+/// Bytes of a pool's budget set aside for one task, from
+/// [`BytesPool::reserve`]: checkouts from it draw on the reserved bytes and
+/// never wait, so a task that reserves its worst case up front cannot be
+/// caught in the hold-and-wait deadlock (see [`BytesPool`]'s budget notes).
+///
+/// A buffer checked out from a reservation carries its charge like any
+/// other and gives it back to the pool's budget when it is dropped (not to
+/// the reservation: a reservation only shrinks). What is left goes back to
+/// the budget when the reservation drops. On a pool without a budget a
+/// reservation is free and serves any checkout.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), pool_tokio::TryCheckoutError> {
+/// let pool = pool_tokio::BytesPool::builder().budget(64 << 10).build().unwrap();
+/// // A request that needs a 16 KiB frame and a 4 KiB reply: reserve both.
+/// let mut reservation = pool.reserve(20 << 10).await?;
+/// let frame = reservation.checkout(16 << 10).expect("reserved");
+/// let reply = reservation.checkout(4096).expect("reserved");
+/// assert_eq!(reservation.remaining(), 0);
+/// assert!(reservation.checkout(1).is_none(), "beyond the reservation");
+/// drop((frame, reply, reservation));
+/// assert_eq!(pool.budget().unwrap().charged, 0);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a reservation holds budget until it is dropped"]
+pub struct Reservation {
+    pool: BytesPool,
+    /// Reserved bytes not yet drawn (`usize::MAX` on a pool without a
+    /// budget).
+    remaining: usize,
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl Reservation {
+    /// Reserved bytes not yet drawn (`usize::MAX` on a pool without a
+    /// budget).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build().unwrap();
+    /// let r = pool.try_reserve(8192)?;
+    /// assert_eq!(r.remaining(), 8192);
+    /// # Ok::<(), pool_tokio::TryCheckoutError>(())
+    /// ```
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// Checks out a buffer of at least `min_capacity` bytes charged to the
+    /// reservation; `None` if what is left of the reservation does not
+    /// cover its class size (reserve more, or check out from the pool).
+    /// Never waits.
+    ///
+    /// # Panics
+    ///
+    /// If `min_capacity` exceeds `isize::MAX`.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build().unwrap();
+    /// let mut r = pool.try_reserve(4096)?;
+    /// assert!(r.checkout(5000).is_none()); // an 8 KiB class
+    /// assert_eq!(r.checkout(3000).unwrap().budget_charge(), 4096);
+    /// # Ok::<(), pool_tokio::TryCheckoutError>(())
+    /// ```
+    pub fn checkout(&mut self, min_capacity: usize) -> Option<PooledBytes> {
+        let charge = match self.pool.budget_charge_for(min_capacity) {
+            Ok(charge) => charge,
+            Err(TryCheckoutError::TooLarge { requested, limit })
+                if limit == isize::MAX as usize =>
+            {
+                panic!("{}", TryCheckoutError::TooLarge { requested, limit })
+            }
+            Err(_) => return None,
+        };
+        if self.pool.handle.inner().budget.is_none() {
+            return Some(self.pool.serve(min_capacity, 0));
+        }
+        if charge > self.remaining {
+            return None;
+        }
+        self.remaining -= charge;
+        Some(self.pool.serve(min_capacity, charge))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.pool.handle.inner().budget.is_some() {
+            self.pool.release_budget(self.remaining);
+        }
+    }
+}
+
 /// A pool of [`BytesMut`] buffers in power-of-two size classes, with an
 /// optional budget on the bytes checked out.
 ///
@@ -245,6 +401,45 @@ impl BudgetStats {
 /// thread touch only that thread's cache (see [`pool_core`]); a buffer
 /// dropped on another thread, as tasks moved by work stealing do all the
 /// time, is an ordinary return there.
+///
+/// # The byte budget
+///
+/// A pool built with [`Builder::budget`] bounds the bytes checked out at
+/// once: every buffer charges its class size (an unpooled one its size)
+/// until it comes back, on every path: [`checkout`](BytesPool::checkout)
+/// and its variants, the framed values ([`framed`](BytesPool::framed) and
+/// friends, which also charge a codec's growth of their buffers as they see
+/// it after each poll), and pooled frames
+/// ([`PooledLengthDelimitedCodec`](crate::PooledLengthDelimitedCodec),
+/// [`PooledDecoder`](crate::PooledDecoder), [`FrameReader`](crate::FrameReader)).
+///
+/// - Paths that can wait do: [`checkout_async`](BytesPool::checkout_async),
+///   [`framed_async`](BytesPool::framed_async) and `FrameReader` wait, first
+///   come first served, and are cancel-safe.
+/// - Paths that cannot wait nor fail (`checkout`, the framed constructors,
+///   a codec's `decode`, growth) serve past an exhausted budget,
+///   uncharged: an *overdraft*, counted in [`BudgetStats::overdrafts`] and
+///   traced at WARN (target `pool_tokio`, `outcome = "overdraft"`).
+/// - [`try_checkout`](BytesPool::try_checkout) refuses instead.
+///
+/// **The deadlock you can build.** Waiting is safe only while the waiter
+/// holds nothing that others wait for. A task that holds budgeted buffers
+/// (a frame it has not dropped, a framed value) while it waits for more
+/// can, with enough such tasks, hold the whole budget between them while
+/// every one of them waits: nothing is ever returned (24 connections
+/// that each keep their previous 100-250 KiB frame while a `FrameReader`
+/// waits for the next one hang on a 1 MiB budget). Ways out:
+/// - reserve a task's worst case up front with
+///   [`reserve`](BytesPool::reserve) (one wait, holding nothing) and check
+///   its buffers out of the [`Reservation`], which never waits;
+/// - drop (or finish with) each frame before asking for the next, so a
+///   waiter holds at most its read buffer;
+/// - admit at most `budget / per-connection worst case` connections at
+///   once (a `tokio::sync::Semaphore` of connection slots in front of the
+///   budget), so those admitted can always be served;
+/// - use [`try_checkout`](BytesPool::try_checkout) where holding is
+///   unavoidable and shed load (close the connection, reply "busy") on
+///   [`TryCheckoutError::BudgetExhausted`].
 ///
 /// Guards of a pool built here hold an `Arc` of it (one atomic increment
 /// per checkout and one decrement per return); [`leak`](BytesPool::leak)
@@ -446,20 +641,16 @@ impl BytesPool {
                 panic!("{}", TryCheckoutError::TooLarge { requested, limit })
             }
             Err(_) => {
-                budget.overdrafts.fetch_add(1, Relaxed);
-                crate::tracing::event!(
-                    debug,
-                    bytes = n,
-                    outcome = "overdraft",
-                    "budget exhausted: checkout served uncharged"
-                );
+                budget.overdraft(n, "checkout");
                 0
             }
         }
     }
 
+    /// Serves a checkout whose `charge` the caller has already taken from
+    /// the budget (0 for none); the guard releases it.
     #[inline(always)]
-    fn serve(&self, n: usize, charge: usize) -> PooledBytes {
+    pub(crate) fn serve(&self, n: usize, charge: usize) -> PooledBytes {
         let inner = self.handle.inner();
         let (buf, ticket) = inner.pool.take(n);
         if !ticket.source().is_hit() {
@@ -543,6 +734,112 @@ impl BytesPool {
         // No await point between taking the permits and building the
         // guard: once the bytes are charged, the guard owns them.
         Ok(self.serve(min_capacity, charge))
+    }
+
+    /// Sets `bytes` of the budget aside for one task (see [`Reservation`]),
+    /// waiting until the budget has them: first come, first served, and
+    /// cancel-safe (a dropped wait gives back what was set aside for it).
+    /// Immediate on a pool without a budget. Fails only for a reservation
+    /// that could never be served (over the whole budget, or over
+    /// `u32::MAX` bytes).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pool_tokio::TryCheckoutError> {
+    /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build().unwrap();
+    /// let r = pool.reserve(256 << 10).await?;
+    /// assert_eq!(pool.budget().unwrap().charged, 256 << 10);
+    /// drop(r);
+    /// assert_eq!(pool.budget().unwrap().charged, 0);
+    /// assert!(pool.reserve(2 << 20).await.is_err()); // could never be served
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reserve(&self, bytes: usize) -> Result<Reservation, TryCheckoutError> {
+        let Some(budget) = &self.handle.inner().budget else {
+            return Ok(self.unbounded_reservation());
+        };
+        budget.check_reservation(bytes)?;
+        budget.acquire(bytes).await;
+        // No await point between taking the bytes and the value that owns them.
+        Ok(Reservation {
+            pool: self.clone(),
+            remaining: bytes,
+        })
+    }
+
+    /// [`reserve`](Self::reserve) without waiting: fails with
+    /// [`TryCheckoutError::BudgetExhausted`] if the budget lacks the bytes now.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(8192).build().unwrap();
+    /// let r = pool.try_reserve(8192)?;
+    /// assert!(pool.try_reserve(1).is_err());
+    /// drop(r);
+    /// assert!(pool.try_reserve(1).is_ok());
+    /// # Ok::<(), pool_tokio::TryCheckoutError>(())
+    /// ```
+    pub fn try_reserve(&self, bytes: usize) -> Result<Reservation, TryCheckoutError> {
+        let Some(budget) = &self.handle.inner().budget else {
+            return Ok(self.unbounded_reservation());
+        };
+        budget.check_reservation(bytes)?;
+        budget.try_acquire(bytes)?;
+        Ok(Reservation {
+            pool: self.clone(),
+            remaining: bytes,
+        })
+    }
+
+    fn unbounded_reservation(&self) -> Reservation {
+        Reservation {
+            pool: self.clone(),
+            remaining: usize::MAX,
+        }
+    }
+
+    /// The budget's charge for a checkout of `n` bytes, or why it can never
+    /// be served; `Ok(0)` on a pool without a budget.
+    pub(crate) fn budget_charge_for(&self, n: usize) -> Result<usize, TryCheckoutError> {
+        match &self.handle.inner().budget {
+            None => check_size(n).map(|()| 0),
+            Some(budget) => budget.charge(&self.handle.inner().pool, n),
+        }
+    }
+
+    /// Takes `charge` bytes from the budget now if it has them (true on a
+    /// pool without one).
+    pub(crate) fn try_take_budget(&self, charge: usize) -> bool {
+        match &self.handle.inner().budget {
+            None => true,
+            Some(budget) => budget.try_acquire(charge).is_ok(),
+        }
+    }
+
+    /// Waits until the budget has `charge` bytes and takes them.
+    /// Cancel-safe: bytes set aside for a dropped waiter go back.
+    pub(crate) async fn take_budget(&self, charge: usize) {
+        if let Some(budget) = &self.handle.inner().budget {
+            budget.acquire(charge).await;
+        }
+    }
+
+    /// Charges `bytes` of growth of a buffer already checked out (an
+    /// overdraft, counted and traced at WARN, if the budget lacks them);
+    /// returns the bytes charged, to be given back with
+    /// [`release_budget`](Self::release_budget).
+    pub(crate) fn charge_growth(&self, bytes: usize) -> usize {
+        match &self.handle.inner().budget {
+            Some(budget) if bytes > 0 => budget.charge_growth(bytes),
+            _ => 0,
+        }
+    }
+
+    /// Gives `bytes` back to the budget.
+    pub(crate) fn release_budget(&self, bytes: usize) {
+        if let (Some(budget), true) = (&self.handle.inner().budget, bytes > 0) {
+            budget.release(bytes);
+        }
     }
 
     /// A snapshot of the pool's counters (see [`pool_core::Stats`]; its

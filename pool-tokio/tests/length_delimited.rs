@@ -1,0 +1,447 @@
+//! `PooledLengthDelimitedCodec` and `FrameReader` against tokio-util's
+//! `LengthDelimitedCodec`: the same frames and errors from the same bytes,
+//! the same bytes from the same frames, under every builder option and any
+//! chunking; frames from the pool, back to it from any thread.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use pool_tokio::{BytesPool, LengthDelimitedBuilder, PooledDecoder, PooledLengthDelimitedCodec};
+use proptest::prelude::*;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::codec::{length_delimited, Decoder, Encoder, LengthDelimitedCodec};
+
+/// One set of builder options, applied to both codecs.
+#[derive(Debug, Clone, Copy)]
+struct Opts {
+    offset: usize,
+    field_len: usize,
+    adjustment: isize,
+    num_skip: Option<usize>,
+    endian: u8,
+    max: usize,
+}
+
+impl Opts {
+    fn tokio(&self) -> LengthDelimitedCodec {
+        let mut b = length_delimited::Builder::new();
+        b.length_field_offset(self.offset)
+            .length_field_length(self.field_len)
+            .length_adjustment(self.adjustment)
+            .max_frame_length(self.max);
+        if let Some(n) = self.num_skip {
+            b.num_skip(n);
+        }
+        match self.endian {
+            0 => b.big_endian(),
+            1 => b.little_endian(),
+            _ => b.native_endian(),
+        };
+        b.new_codec()
+    }
+
+    fn pooled(&self, pool: &BytesPool) -> PooledLengthDelimitedCodec {
+        let mut b = LengthDelimitedBuilder::new();
+        b.length_field_offset(self.offset)
+            .length_field_length(self.field_len)
+            .length_adjustment(self.adjustment)
+            .max_frame_length(self.max);
+        if let Some(n) = self.num_skip {
+            b.num_skip(n);
+        }
+        match self.endian {
+            0 => b.big_endian(),
+            1 => b.little_endian(),
+            _ => b.native_endian(),
+        };
+        b.new_codec(pool).unwrap()
+    }
+
+    fn big(&self) -> bool {
+        match self.endian {
+            0 => true,
+            1 => false,
+            _ => cfg!(target_endian = "big"),
+        }
+    }
+
+    /// A stream of frames laid out as these options describe, with random
+    /// bytes in the other header positions and the bodies.
+    fn wire(&self, lens: &[u16], noise: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut noise = noise.iter().copied().cycle();
+        for &v in lens {
+            let v = v as u64 & max_field(self.field_len);
+            let start = out.len();
+            out.extend((0..self.offset).map(|_| noise.next().unwrap_or(0)));
+            let bytes = if self.big() {
+                v.to_be_bytes()[8 - self.field_len..].to_vec()
+            } else {
+                v.to_le_bytes()[..self.field_len].to_vec()
+            };
+            out.extend(bytes);
+            let skip = self.num_skip.unwrap_or(self.offset + self.field_len);
+            let n = (v as i64 + self.adjustment as i64).max(0) as usize;
+            let total = skip + n;
+            while out.len() - start < total {
+                out.push(noise.next().unwrap_or(0));
+            }
+        }
+        out
+    }
+}
+
+fn max_field(len: usize) -> u64 {
+    match 1u64.checked_shl(8 * len as u32) {
+        Some(s) => s - 1,
+        None => u64::MAX,
+    }
+}
+
+fn opts() -> impl Strategy<Value = Opts> {
+    (
+        0usize..4,
+        1usize..=8,
+        -6isize..6,
+        proptest::option::of(0usize..12),
+        0u8..3,
+        prop_oneof![Just(8 << 20), 0usize..3000],
+    )
+        .prop_map(
+            |(offset, field_len, adjustment, num_skip, endian, max)| Opts {
+                offset,
+                field_len,
+                adjustment,
+                num_skip,
+                endian,
+                max,
+            },
+        )
+}
+
+/// What a decoder made of a stream: frames, then the error or end.
+#[derive(Debug, PartialEq)]
+enum Out {
+    Frame(Vec<u8>),
+    Error(io::ErrorKind),
+}
+
+/// Feeds `wire` to `decoder` in the chunks given by `cuts`, as a framed
+/// reader would (decode after each chunk, `decode_eof` at the end).
+fn run<D>(mut decoder: D, wire: &[u8], cuts: &[usize]) -> Vec<Out>
+where
+    D: Decoder<Error = io::Error>,
+    D::Item: AsRef<[u8]>,
+{
+    let mut out = Vec::new();
+    let mut src = BytesMut::new();
+    let mut at = 0;
+    let mut cuts = cuts.iter().copied().cycle();
+    loop {
+        let eof = at >= wire.len();
+        if !eof {
+            let n = cuts.next().unwrap_or(wire.len()).clamp(1, wire.len() - at);
+            src.extend_from_slice(&wire[at..at + n]);
+            at += n;
+        }
+        loop {
+            let r = if eof {
+                decoder.decode_eof(&mut src)
+            } else {
+                decoder.decode(&mut src)
+            };
+            match r {
+                Ok(Some(f)) => out.push(Out::Frame(f.as_ref().to_vec())),
+                Ok(None) if eof => return out,
+                Ok(None) => break,
+                Err(e) => {
+                    out.push(Out::Error(e.kind()));
+                    return out;
+                }
+            }
+        }
+    }
+}
+
+/// tokio-util ends quietly when the stream stops right after a header
+/// (its buffer is empty); this codec reports the truncated frame.
+fn same_up_to_truncation(tokio: &[Out], pooled: &[Out]) -> bool {
+    tokio == pooled
+        || (pooled.len() == tokio.len() + 1
+            && pooled[..tokio.len()] == *tokio
+            && pooled.last() == Some(&Out::Error(io::ErrorKind::Other)))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn decodes_what_tokio_util_decodes(
+        o in opts(),
+        lens in proptest::collection::vec(0u16..2000, 0..8),
+        noise in proptest::collection::vec(any::<u8>(), 1..64),
+        cut in 0usize..200,
+        cuts in proptest::collection::vec(1usize..700, 1..8),
+        truncate in any::<bool>(),
+    ) {
+        let pool = BytesPool::new();
+        let mut wire = o.wire(&lens, &noise);
+        if truncate && !wire.is_empty() {
+            wire.truncate(wire.len() - 1 - cut % wire.len());
+        }
+        let tokio = run(o.tokio(), &wire, &cuts);
+        let pooled = run(o.pooled(&pool), &wire, &cuts);
+        prop_assert!(same_up_to_truncation(&tokio, &pooled), "tokio-util {tokio:?}\npooled {pooled:?}");
+        prop_assert_eq!(pool.stats().outstanding(), 0);
+    }
+
+    #[test]
+    fn encodes_what_tokio_util_encodes(
+        o in opts(),
+        payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..6),
+    ) {
+        let pool = BytesPool::new();
+        let (mut tokio, mut pooled) = (o.tokio(), o.pooled(&pool));
+        for p in &payloads {
+            let mut a = BytesMut::new();
+            let ra = tokio.encode(Bytes::copy_from_slice(p), &mut a).map_err(|e| e.kind());
+            let mut b = BytesMut::new();
+            let rb = pooled.encode(&p[..], &mut b).map_err(|e| e.kind());
+            prop_assert_eq!(&ra, &rb);
+            if ra.is_ok() {
+                prop_assert_eq!(&a, &b);
+                let mut pb = pool.checkout(p.len());
+                pb.extend_from_slice(p);
+                let mut c = BytesMut::new();
+                pooled.encode(pb, &mut c).unwrap();
+                prop_assert_eq!(&a, &c);
+                let mut d = BytesMut::new();
+                pooled.encode(Bytes::copy_from_slice(p), &mut d).unwrap();
+                prop_assert_eq!(&a, &d);
+                let mut e = Vec::new();
+                futures_util::FutureExt::now_or_never(pooled.write_frame(&mut e, p)).unwrap().unwrap();
+                prop_assert_eq!(&a[..], &e[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn frame_reader_yields_tokio_util_frames_under_any_chunking(
+        o in opts(),
+        lens in proptest::collection::vec(0u16..20_000, 0..6),
+        noise in proptest::collection::vec(any::<u8>(), 1..64),
+        cuts in proptest::collection::vec(1usize..9000, 1..8),
+    ) {
+        let pool = BytesPool::new();
+        let wire = o.wire(&lens, &noise);
+        let tokio = run(o.tokio(), &wire, &cuts);
+        let reader = o.pooled(&pool).new_reader(Chunks::new(&wire, &cuts));
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let pooled = rt.block_on(reader.map(|r| match r {
+            Ok(f) => Out::Frame(f.to_vec()),
+            Err(e) => Out::Error(e.kind()),
+        }).collect::<Vec<_>>());
+        // The stream ends after an error.
+        let pooled: Vec<Out> = {
+            let mut v = Vec::new();
+            for x in pooled { let err = matches!(x, Out::Error(_)); v.push(x); if err { break } }
+            v
+        };
+        prop_assert!(same_up_to_truncation(&tokio, &pooled), "tokio-util {tokio:?}\npooled {pooled:?}");
+        prop_assert_eq!(pool.stats().outstanding(), 0);
+    }
+}
+
+/// An `AsyncRead` that hands out `data` in chunks of the given sizes.
+struct Chunks {
+    data: Vec<u8>,
+    at: usize,
+    cuts: Vec<usize>,
+    i: usize,
+}
+
+impl Chunks {
+    fn new(data: &[u8], cuts: &[usize]) -> Self {
+        Chunks {
+            data: data.to_vec(),
+            at: 0,
+            cuts: cuts.to_vec(),
+            i: 0,
+        }
+    }
+}
+
+impl AsyncRead for Chunks {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let cut = this.cuts[this.i % this.cuts.len()];
+        this.i += 1;
+        let n = cut.min(buf.remaining()).min(this.data.len() - this.at);
+        buf.put_slice(&this.data[this.at..this.at + n]);
+        this.at += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn frames_cross_the_wire_both_ways_with_tokio_util() {
+    let pool = BytesPool::new();
+    let (a, b) = tokio::io::duplex(16 << 10);
+    let mut plain = length_delimited::Builder::new()
+        .little_endian()
+        .length_field_type::<u16>()
+        .new_framed(a);
+    // The write buffer holds the largest frame (14 KiB): the `Encoder`
+    // path copies frames into it (`write_frame` would not).
+    let mut pooled = pool.framed_with_capacity(
+        b,
+        LengthDelimitedBuilder::new()
+            .little_endian()
+            .length_field_type::<u16>()
+            .new_codec(&pool)
+            .unwrap(),
+        8192,
+        16 << 10,
+    );
+    let payloads: Vec<Vec<u8>> = (0..12).map(|i| vec![i as u8; (1 << i) * 7]).collect();
+    let writer = tokio::spawn({
+        let payloads = payloads.clone();
+        async move {
+            for p in payloads {
+                plain.send(Bytes::from(p)).await.unwrap();
+            }
+            let mut echoed = Vec::new();
+            while let Some(f) = plain.next().await {
+                echoed.push(f.unwrap().to_vec());
+                if echoed.len() == 12 {
+                    break;
+                }
+            }
+            echoed
+        }
+    });
+    for p in &payloads {
+        let frame = pooled.next().await.unwrap().unwrap();
+        assert_eq!(&frame[..], &p[..]);
+        assert_eq!(
+            frame.class_size(),
+            Some(p.len().next_power_of_two().max(512))
+        );
+        pooled.send(frame).await.unwrap();
+    }
+    assert_eq!(writer.await.unwrap(), payloads);
+    drop(pooled);
+    assert_eq!(pool.stats().outstanding(), 0);
+    assert_eq!(
+        pool.stats().total().discarded.total(),
+        0,
+        "read buffer, write buffer and frames all kept: none grew or was shared"
+    );
+}
+
+#[test]
+fn oversized_frames_are_io_errors_that_say_what_to_change() {
+    let pool = BytesPool::new();
+    let mut codec = LengthDelimitedBuilder::new()
+        .max_frame_length(1000)
+        .new_codec(&pool)
+        .unwrap();
+    let mut src = BytesMut::from(&b"\0\0\x04\0rest"[..]);
+    let err = codec.decode(&mut src).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("1024") && msg.contains("1000") && msg.contains("raise `max_frame_length`"),
+        "{msg}"
+    );
+    let err = codec
+        .encode(&[0u8; 1001][..], &mut BytesMut::new())
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("max_frame_length (1000)"), "{err}");
+    assert_eq!(
+        pool.stats().checkouts(),
+        0,
+        "nothing checked out for a refused frame"
+    );
+}
+
+#[test]
+fn frames_returned_on_other_threads_come_back_to_the_pool() {
+    let pool = BytesPool::new();
+    let mut codec = PooledLengthDelimitedCodec::new(&pool);
+    let mut wire = BytesMut::new();
+    for round in 0..4 {
+        for i in 0..8usize {
+            codec
+                .encode(&vec![i as u8; 100 << i][..], &mut wire)
+                .unwrap();
+        }
+        let mut frames = Vec::new();
+        while let Some(f) = codec.decode(&mut wire).unwrap() {
+            frames.push(f);
+        }
+        assert_eq!(frames.len(), 8);
+        // Dropped on two other threads, half each.
+        let second = frames.split_off(4);
+        // Each thread hands its cache to the depot before it ends (the
+        // exit hook may run after `scope` returns).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                drop(frames);
+                pool.flush_thread();
+            });
+            s.spawn(|| {
+                drop(second);
+                pool.flush_thread();
+            });
+        });
+        let stats = pool.stats();
+        assert_eq!(stats.outstanding(), 0, "round {round}");
+        assert_eq!(stats.total().discarded.total(), 0, "round {round}");
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.checkouts(), 32);
+    assert_eq!(stats.total().returns, 32);
+    assert!(stats.hits() >= 24, "later rounds reuse: {stats}");
+}
+
+#[tokio::test]
+async fn pooled_decoder_gives_any_codec_pooled_frames_and_keeps_the_read_buffer() {
+    let pool = BytesPool::new();
+    let (a, b) = tokio::io::duplex(64 << 10);
+    let mut plain = tokio_util::codec::Framed::new(a, LengthDelimitedCodec::new());
+    let mut pooled = pool.framed(b, PooledDecoder::new(&pool, LengthDelimitedCodec::new()));
+    let mut held = Vec::new();
+    for i in 0..20usize {
+        plain.send(Bytes::from(vec![i as u8; 3000])).await.unwrap();
+        let frame = pooled.next().await.unwrap().unwrap();
+        assert_eq!((frame.len(), frame[0]), (3000, i as u8));
+        held.push(frame); // frames held do not pin the read buffer
+    }
+    assert!(
+        pooled.read_buffer_mut().try_reclaim(8192),
+        "the read buffer is unique and whole: no frame pins it"
+    );
+    drop((held, pooled));
+    let stats = pool.stats();
+    assert_eq!(stats.outstanding(), 0);
+    assert_eq!(stats.total().discarded.total(), 0);
+}
+
+#[test]
+fn bad_builder_settings_are_errors() {
+    let pool = BytesPool::new();
+    let err = LengthDelimitedBuilder::new()
+        .length_field_length(0)
+        .new_codec(&pool)
+        .unwrap_err();
+    assert!(err.to_string().contains("length_field_length = 0"), "{err}");
+}
