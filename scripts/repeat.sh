@@ -27,6 +27,8 @@ POOL_TOKIO_TESTS=(
     fuzz_ops
     runtime_integration
     thread_exit
+    frame_budget
+    length_delimited
 )
 # Built with pool-tokio's `diagnostics` feature.
 POOL_TOKIO_DIAGNOSTICS_TESTS=(
