@@ -260,19 +260,30 @@ impl<T: Send + 'static> Engine<T> {
         src: &mut ManuallyDrop<T>,
         check: impl FnOnce(&mut T) -> bool,
     ) -> bool {
-        let accepted = {
-            let unwind = OnUnwind {
-                engine: self,
-                class,
-                value: src,
-            };
-            // SAFETY: `unwind.value` is `src`, live and owned by the caller;
-            // this `&mut` ends before `unwind` is forgotten or dropped.
-            let accepted = check(unsafe { &mut **unwind.value });
-            std::mem::forget(unwind);
-            accepted
+        self.guarded(class, src, check) && self.put_fast(class, src)
+    }
+
+    /// Runs `f` (user code) on the returning value in `src`. If it panics,
+    /// the value is dropped and the return counted as `Rejected` before the
+    /// panic goes on (the caller must then never use `src` again, which
+    /// unwinding guarantees).
+    #[inline(always)]
+    fn guarded<R>(
+        self: &Arc<Self>,
+        class: usize,
+        src: &mut ManuallyDrop<T>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        let unwind = OnUnwind {
+            engine: self,
+            class,
+            value: src,
         };
-        accepted && self.put_fast(class, src)
+        // SAFETY: `unwind.value` is `src`, live and owned by the caller;
+        // this `&mut` ends before `unwind` is forgotten or dropped.
+        let r = f(unsafe { &mut **unwind.value });
+        std::mem::forget(unwind);
+        r
     }
 
     /// Checkout as a value: [`Engine::take`], or `create` (user code, run
@@ -307,19 +318,7 @@ impl<T: Send + 'static> Engine<T> {
         src: &mut ManuallyDrop<T>,
         prepare: impl FnOnce(&mut T) -> Result<(), Discard>,
     ) -> Returned {
-        let verdict = {
-            let unwind = OnUnwind {
-                engine: self,
-                class,
-                value: src,
-            };
-            // SAFETY: `unwind.value` is `src`, live and owned by the caller;
-            // this `&mut` ends before `unwind` is forgotten or dropped.
-            let verdict = prepare(unsafe { &mut **unwind.value });
-            std::mem::forget(unwind);
-            verdict
-        };
-        match verdict {
+        match self.guarded(class, src, prepare) {
             Ok(()) if self.put(class, src) => Returned::Kept,
             Ok(()) => {
                 // SAFETY: `put` returned false, so it left `src` in place;
