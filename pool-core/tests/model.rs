@@ -270,7 +270,12 @@ mod bytes_model {
         buf: BytesMut,
         ticket: Ticket,
         class: usize,
-        id: u64,
+        /// Where its allocation starts (a checkout is exactly the allocation
+        /// lent, so its start at checkout). Parts are matched to buffers by
+        /// allocation, not by checkout: a zero-capacity sibling split off in
+        /// an earlier checkout still shares the allocation when it is
+        /// handed out again.
+        alloc: usize,
         grown: bool,
         /// The view's start moved since checkout (advance, or a non-empty
         /// part split off the front).
@@ -279,7 +284,8 @@ mod bytes_model {
 
     /// A split-off part, alive.
     struct Frame {
-        owner: u64,
+        /// The allocation the part shares (alive while the part is).
+        alloc: usize,
         /// A frozen non-empty part and the byte it was filled with, or a
         /// zero-capacity sibling.
         part: Result<(Bytes, u8), BytesMut>,
@@ -409,7 +415,6 @@ mod bytes_model {
             let mut model = Model { cap, batch, depot_objects, depot_bytes, ..Model::default() };
             let mut held: Vec<Held> = Vec::new();
             let mut frames: Vec<Frame> = Vec::new();
-            let mut next_id = 0u64;
             let mut fill = 0u8;
             for op in ops {
                 match op {
@@ -433,13 +438,13 @@ mod bytes_model {
                         fill = fill.wrapping_add(1);
                         buf.put_bytes(fill, size);
                         buf.clear();
-                        held.push(Held { buf, ticket, class, id: next_id, grown: false, moved: false });
-                        next_id += 1;
+                        let alloc = range.0;
+                        held.push(Held { buf, ticket, class, alloc, grown: false, moved: false });
                     }
                     Op::Return(i) if !held.is_empty() => {
                         let h = held.swap_remove(i % held.len());
-                        let live_parts = frames.iter().filter(|f| f.owner == h.id && f.part.is_ok()).count();
-                        let siblings = frames.iter().filter(|f| f.owner == h.id && f.part.is_err()).count();
+                        let live_parts = frames.iter().filter(|f| f.alloc == h.alloc && f.part.is_ok()).count();
+                        let siblings = frames.iter().filter(|f| f.alloc == h.alloc && f.part.is_err()).count();
                         let kept = !h.grown && live_parts == 0 && !(siblings > 0 && h.moved);
                         let verdict = pool.give_back(h.buf, h.ticket);
                         prop_assert_eq!(
@@ -476,14 +481,18 @@ mod bytes_model {
                         h.buf.put_bytes(fill, k % (room + 1));
                         let len = h.buf.len();
                         let part = h.buf.split_to(len);
+                        // After growth the buffer is on a new allocation the
+                        // pool never takes back (it is discarded): its parts
+                        // can share nothing the pool hands out.
+                        let alloc = if h.grown { 0 } else { h.alloc };
                         if len > 0 {
                             h.moved = true;
                             if keep {
-                                frames.push(Frame { owner: h.id, part: Ok((part.freeze(), fill)) });
+                                frames.push(Frame { alloc, part: Ok((part.freeze(), fill)) });
                             }
                         } else if keep {
                             prop_assert_eq!(part.capacity(), 0);
-                            frames.push(Frame { owner: h.id, part: Err(part) });
+                            frames.push(Frame { alloc, part: Err(part) });
                         }
                     }
                     Op::DropFrame(j) if !frames.is_empty() => {
