@@ -176,7 +176,16 @@ fn same_up_to_truncation(tokio: &[Out], pooled: &[Out]) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    // A fixed seed: the same 400 cases every run, so the suite is
+    // deterministic. Once, in a random run under heavy load, this suite was
+    // killed for memory (a reader that yielded without end, or a reference
+    // run that did): the stream is now bounded below, so such a case fails
+    // with its input instead. Explore other seeds by changing this one.
+    #![proptest_config(ProptestConfig {
+        cases: 400,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5EED_F00D),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn decodes_what_tokio_util_decodes(
@@ -240,10 +249,15 @@ proptest! {
         let tokio = run(o.tokio(), &wire, &cuts);
         let reader = o.pooled(&pool).new_reader(Chunks::new(&wire, &cuts));
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        // Bounded: a reader that never ends fails here, with its input,
+        // rather than filling memory.
+        // (Every frame takes at least one byte of the wire, header included.)
+        let limit = wire.len() + 2;
         let pooled = rt.block_on(reader.map(|r| match r {
             Ok(f) => Out::Frame(f.to_vec()),
             Err(e) => Out::Error(e.kind()),
-        }).collect::<Vec<_>>());
+        }).take(limit + 1).collect::<Vec<_>>());
+        prop_assert!(pooled.len() <= limit, "the reader did not end: {} items from {} bytes", pooled.len(), wire.len());
         // The stream ends after an error.
         let pooled: Vec<Out> = {
             let mut v = Vec::new();
