@@ -459,3 +459,30 @@ fn bad_builder_settings_are_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("length_field_length = 0"), "{err}");
 }
+
+/// With `num_skip(0)` a frame that takes none of the stream (length 0 after
+/// adjustment) would leave its header to be read again forever, as
+/// tokio-util's codec does; this one refuses it.
+#[test]
+fn a_frame_that_consumes_nothing_is_an_error_not_an_endless_stream() {
+    let pool = BytesPool::new();
+    let mut codec = PooledLengthDelimitedCodec::builder()
+        .length_field_length(1)
+        .num_skip(0)
+        .new_codec(&pool)
+        .unwrap();
+    let mut src = BytesMut::from(&[0u8, 0][..]);
+    let err = codec.decode(&mut src).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("num_skip"), "{err}");
+    // With the header covered by the adjustment, the same layout works.
+    let mut codec = PooledLengthDelimitedCodec::builder()
+        .length_field_length(1)
+        .num_skip(0)
+        .length_adjustment(1)
+        .new_codec(&pool)
+        .unwrap();
+    let mut src = BytesMut::from(&[0u8, 0][..]);
+    let frame = codec.decode(&mut src).unwrap().unwrap();
+    assert_eq!(&frame[..], &[0u8][..]);
+}

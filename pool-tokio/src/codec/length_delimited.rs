@@ -461,7 +461,19 @@ impl PooledLengthDelimitedCodec {
                 "provided length would overflow after adjustment",
             ));
         };
-        src.advance(c.get_num_skip());
+        let skip = c.get_num_skip();
+        if skip == 0 && n == 0 {
+            // The header stays in the stream and the frame takes none of
+            // it: the same header would give an empty frame forever (as
+            // tokio-util's codec does). Refuse it.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "an empty frame with num_skip(0) consumes nothing, so its header would repeat \
+                 forever; with num_skip(0) the length (after length_adjustment) must cover the \
+                 header: raise length_adjustment, or skip the header with num_skip",
+            ));
+        }
+        src.advance(skip);
         Ok(Some(n))
     }
 
