@@ -126,15 +126,7 @@ impl BytesPool {
     /// # }
     /// ```
     pub fn spawn_metrics(&self, interval: Duration) -> JoinHandle<()> {
-        assert!(!interval.is_zero(), "metrics interval must be non-zero");
         let pool = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                pool.export_metrics();
-            }
-        })
+        crate::runtime::spawn_every("metrics", interval, move || pool.export_metrics())
     }
 }

@@ -469,27 +469,21 @@ impl BytesPool {
     /// # }
     /// ```
     pub fn spawn_maintenance(&self, interval: Duration) -> JoinHandle<()> {
-        assert!(!interval.is_zero(), "maintenance interval must be non-zero");
         let pool = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let _span = trim_span("decay");
-                let before = pool.stats().retained_bytes();
-                if pool.decay_to_floor() {
-                    let after = pool.stats().retained_bytes();
-                    let _ = (before, after);
-                    if after != before {
-                        crate::tracing::event!(
-                            debug,
-                            pool = pool.name(),
-                            retained_before = before,
-                            retained_after = after,
-                            "idle decay"
-                        );
-                    }
+        spawn_every("maintenance", interval, move || {
+            let _span = trim_span("decay");
+            let before = pool.stats().retained_bytes();
+            if pool.decay_to_floor() {
+                let after = pool.stats().retained_bytes();
+                let _ = (before, after);
+                if after != before {
+                    crate::tracing::event!(
+                        debug,
+                        pool = pool.name(),
+                        retained_before = before,
+                        retained_after = after,
+                        "idle decay"
+                    );
                 }
             }
         })
@@ -519,20 +513,36 @@ impl BytesPool {
     /// ```
     #[cfg(feature = "tracing")]
     pub fn spawn_reporter(&self, interval: Duration) -> JoinHandle<()> {
-        assert!(!interval.is_zero(), "report interval must be non-zero");
         let pool = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last = pool.stats();
-            loop {
-                ticker.tick().await;
-                let now = pool.stats();
-                report(pool.name(), &last, &now);
-                last = now;
-            }
+        let mut last = pool.stats();
+        spawn_every("report", interval, move || {
+            let now = pool.stats();
+            report(pool.name(), &last, &now);
+            last = now;
         })
     }
+}
+
+/// Spawns a task that calls `tick` every `interval` (a missed tick is
+/// delayed, not bunched up), for the pool's periodic tasks.
+///
+/// # Panics
+///
+/// If `interval` is zero (named `what` in the message).
+pub(crate) fn spawn_every(
+    what: &str,
+    interval: Duration,
+    mut tick: impl FnMut() + Send + 'static,
+) -> JoinHandle<()> {
+    assert!(!interval.is_zero(), "{what} interval must be non-zero");
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            tick();
+        }
+    })
 }
 
 /// A hit rate as a percentage rounded to 0.1, 0 for no checkouts.
