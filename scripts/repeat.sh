@@ -24,6 +24,7 @@ POOL_TOKIO_TESTS=(
     faults
     runtime_hooks
     splits_and_freeze
+    budget_exact
     fuzz_ops
     runtime_integration
     thread_exit

@@ -248,8 +248,10 @@ impl BytesPool {
         io: T,
         codec: U,
     ) -> Result<PooledFramed<T, U>, TryCheckoutError> {
-        let (read_buf, read_lease) = self.checkout_async(DEFAULT_FRAME_BUFFER).await?.into_raw();
-        let (write_buf, write_lease) = self.checkout_async(DEFAULT_FRAME_BUFFER).await?.into_raw();
+        let read = self.checkout_async(DEFAULT_FRAME_BUFFER).await?;
+        let write = self.checkout_async(DEFAULT_FRAME_BUFFER).await?;
+        let (read_buf, read_lease) = read.into_raw();
+        let (write_buf, write_lease) = write.into_raw();
         let boundary = write_buf.capacity();
         let read = self.leased_for(read_lease, &read_buf);
         let write = self.leased_for(write_lease, &write_buf);

@@ -95,6 +95,7 @@ mod diagnostics;
 mod error;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod pinned;
 mod pool;
 mod pooled;
 mod runtime;

@@ -114,6 +114,9 @@ pub(crate) struct Budget {
     limit: usize,
     semaphore: Semaphore,
     overdrafts: AtomicU64,
+    /// Returned buffers whose memory split-off parts still use: still
+    /// charged.
+    pub(crate) pinned: crate::pinned::Pinned,
 }
 
 impl Budget {
@@ -123,6 +126,7 @@ impl Budget {
             limit,
             semaphore: Semaphore::new(limit),
             overdrafts: AtomicU64::new(0),
+            pinned: crate::pinned::Pinned::default(),
         })
     }
 
@@ -149,7 +153,16 @@ impl Budget {
         Ok(charge)
     }
 
-    fn try_acquire(&self, charge: usize) -> Result<(), TryCheckoutError> {
+    /// Takes `charge` bytes if the budget has them now, after settling
+    /// held buffers whose parts have dropped if it does not.
+    fn try_acquire(&self, inner: &Inner, charge: usize) -> Result<(), TryCheckoutError> {
+        match self.try_take(charge) {
+            Err(_) if crate::pinned::settle(inner) > 0 => self.try_take(charge),
+            taken => taken,
+        }
+    }
+
+    fn try_take(&self, charge: usize) -> Result<(), TryCheckoutError> {
         // `charge` fits in u32: checked by `charge`.
         match self.semaphore.try_acquire_many(charge as u32) {
             Ok(permit) => {
@@ -165,7 +178,13 @@ impl Budget {
         }
     }
 
-    async fn acquire(&self, charge: usize) {
+    /// Waits for `charge` bytes, first come first served. Held buffers are
+    /// settled before waiting; while it waits, the settle thread returns
+    /// their charge as their parts drop (see `pinned`).
+    async fn acquire(&self, inner: &Inner, charge: usize) {
+        if self.try_acquire(inner, charge).is_ok() {
+            return;
+        }
         match self.semaphore.acquire_many(charge as u32).await {
             Ok(permit) => permit.forget(),
             Err(_) => unreachable!("the budget semaphore is never closed"),
@@ -208,13 +227,10 @@ impl Budget {
 
     /// Charges `bytes` of growth if the budget has them; otherwise counts
     /// an overdraft and charges nothing. Returns the bytes charged.
-    pub(crate) fn charge_growth(&self, bytes: usize) -> usize {
+    pub(crate) fn charge_growth(&self, inner: &Inner, bytes: usize) -> usize {
         let charge = bytes.min(u32::MAX as usize);
-        match self.semaphore.try_acquire_many(charge as u32) {
-            Ok(permit) => {
-                permit.forget();
-                charge
-            }
+        match self.try_acquire(inner, charge) {
+            Ok(()) => charge,
             Err(_) => {
                 self.overdraft(bytes, "growth");
                 0
@@ -268,7 +284,16 @@ fn check_size(n: usize) -> Result<(), TryCheckoutError> {
 pub struct BudgetStats {
     /// The budget: most bytes checked out at once.
     pub limit: usize,
-    /// Bytes charged by buffers checked out now.
+    /// Bytes charged by buffers checked out now, and by buffers whose
+    /// memory is still live because of a checkout: a guard returned while a
+    /// part split off it (`split_to`, `copy_to_bytes`, a codec's frame) is
+    /// alive keeps its charge until the last part drops (see
+    /// [`held_shared`](Self::held_shared)); a frozen buffer keeps it until
+    /// its last `Bytes` clone drops. What leaves the budget: a
+    /// [`detach`](crate::PooledBytes::detach)ed buffer (the caller's own
+    /// from then on) and growth of a plain guard past its class (an
+    /// allocation of the caller's: check out the size you need; framed
+    /// values do charge their buffers' growth).
     pub charged: usize,
     /// Overdrafts: checkouts by [`BytesPool::checkout`] (and by the sync
     /// framed and codec paths built on it) served past an exhausted budget,
@@ -278,6 +303,26 @@ pub struct BudgetStats {
     /// "overdraft"`) with the bytes and what overdrew (`checkout` or
     /// `growth`).
     pub overdrafts: u64,
+    /// Of `charged`, the bytes of buffers that were returned while a part
+    /// split off them (`split_to`, `copy_to_bytes`, a codec's frame) was
+    /// still alive: their memory is live, so their charge stays until the
+    /// last part drops.
+    ///
+    /// ```
+    /// use bytes::Buf;
+    ///
+    /// let pool = pool_tokio::BytesPool::builder().budget(64 << 10).build()?;
+    /// let mut buf = pool.try_checkout(16 << 10).unwrap();
+    /// buf.extend_from_slice(&[7; 1000]);
+    /// let part = buf.copy_to_bytes(1000); // shares the buffer's memory
+    /// drop(buf);
+    /// assert_eq!(pool.budget().unwrap().charged, 16 << 10);
+    /// assert_eq!(pool.budget().unwrap().held_shared, 16 << 10);
+    /// drop(part);
+    /// assert_eq!(pool.budget().unwrap().charged, 0);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub held_shared: usize,
 }
 
 impl BudgetStats {
@@ -632,7 +677,7 @@ impl BytesPool {
     fn overdraft_charge(&self, budget: &Budget, n: usize) -> usize {
         match budget
             .charge(&self.handle.inner().pool, n)
-            .and_then(|c| budget.try_acquire(c).map(|()| c))
+            .and_then(|c| budget.try_acquire(self.handle.inner(), c).map(|()| c))
         {
             Ok(charge) => charge,
             Err(TryCheckoutError::TooLarge { requested, limit })
@@ -683,7 +728,7 @@ impl BytesPool {
             }
             Some(budget) => {
                 let charge = budget.charge(&self.handle.inner().pool, min_capacity)?;
-                budget.try_acquire(charge)?;
+                budget.try_acquire(self.handle.inner(), charge)?;
                 charge
             }
         };
@@ -727,7 +772,7 @@ impl BytesPool {
             }
             Some(budget) => {
                 let charge = budget.charge(&self.handle.inner().pool, min_capacity)?;
-                budget.acquire(charge).await;
+                budget.acquire(self.handle.inner(), charge).await;
                 charge
             }
         };
@@ -760,7 +805,7 @@ impl BytesPool {
             return Ok(self.unbounded_reservation());
         };
         budget.check_reservation(bytes)?;
-        budget.acquire(bytes).await;
+        budget.acquire(self.handle.inner(), bytes).await;
         // No await point between taking the bytes and the value that owns them.
         Ok(Reservation {
             pool: self.clone(),
@@ -784,7 +829,7 @@ impl BytesPool {
             return Ok(self.unbounded_reservation());
         };
         budget.check_reservation(bytes)?;
-        budget.try_acquire(bytes)?;
+        budget.try_acquire(self.handle.inner(), bytes)?;
         Ok(Reservation {
             pool: self.clone(),
             remaining: bytes,
@@ -812,7 +857,7 @@ impl BytesPool {
     pub(crate) fn try_take_budget(&self, charge: usize) -> bool {
         match &self.handle.inner().budget {
             None => true,
-            Some(budget) => budget.try_acquire(charge).is_ok(),
+            Some(budget) => budget.try_acquire(self.handle.inner(), charge).is_ok(),
         }
     }
 
@@ -820,7 +865,7 @@ impl BytesPool {
     /// Cancel-safe: bytes set aside for a dropped waiter go back.
     pub(crate) async fn take_budget(&self, charge: usize) {
         if let Some(budget) = &self.handle.inner().budget {
-            budget.acquire(charge).await;
+            budget.acquire(self.handle.inner(), charge).await;
         }
     }
 
@@ -830,7 +875,7 @@ impl BytesPool {
     /// [`release_budget`](Self::release_budget).
     pub(crate) fn charge_growth(&self, bytes: usize) -> usize {
         match &self.handle.inner().budget {
-            Some(budget) if bytes > 0 => budget.charge_growth(bytes),
+            Some(budget) if bytes > 0 => budget.charge_growth(self.handle.inner(), bytes),
             _ => 0,
         }
     }
@@ -854,7 +899,9 @@ impl BytesPool {
     /// println!("{stats}");
     /// ```
     pub fn stats(&self) -> Stats {
-        self.handle.inner().pool.stats()
+        let inner = self.handle.inner();
+        crate::pinned::settle(inner);
+        inner.pool.stats()
     }
 
     /// The budget's state, or `None` for a pool without one.
@@ -863,10 +910,13 @@ impl BytesPool {
     /// assert!(pool_tokio::BytesPool::new().budget().is_none());
     /// ```
     pub fn budget(&self) -> Option<BudgetStats> {
-        self.handle.inner().budget.as_ref().map(|b| BudgetStats {
+        let inner = self.handle.inner();
+        crate::pinned::settle(inner);
+        inner.budget.as_ref().map(|b| BudgetStats {
             limit: b.limit,
             charged: b.limit - b.semaphore.available_permits().min(b.limit),
             overdrafts: b.overdrafts.load(Relaxed),
+            held_shared: b.pinned.charged(),
         })
     }
 

@@ -17,7 +17,34 @@ use crate::pool::{BytesPool, Handle, Inner};
 
 /// Returns a buffer and its budget charge to the pool.
 #[inline]
-fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
+fn give_back(handle: &Handle, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
+    let inner = handle.inner();
+    // A charged buffer whose memory a split-off part still uses keeps its
+    // charge until the part drops (see `pinned`).
+    let (buf, ticket, charge, track) = match &inner.budget {
+        Some(budget) if charge > 0 => {
+            match budget
+                .pinned
+                .hold_if_shared(handle, buf, ticket, charge, track)
+            {
+                Some(back) => back,
+                None => return,
+            }
+        }
+        _ => (buf, ticket, charge, track),
+    };
+    give_back_unique(inner, buf, ticket, charge, track);
+}
+
+/// Returns a buffer to the pool and its charge to the budget, with the
+/// observers told; the buffer is not held aside whatever its state.
+pub(crate) fn give_back_unique(
+    inner: &Inner,
+    buf: BytesMut,
+    ticket: Ticket,
+    charge: usize,
+    track: Track,
+) {
     diagnostics::on_return(inner, track);
     let class = ticket.class_size();
     let capacity = buf.capacity();
@@ -32,11 +59,10 @@ fn give_back(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track:
     }
 }
 
-/// [`give_back`] out of line, for the guard's rare path.
 #[cold]
 #[inline(never)]
-fn give_back_cold(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
-    give_back(inner, buf, ticket, charge, track);
+fn give_back_cold(handle: &Handle, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
+    give_back(handle, buf, ticket, charge, track);
 }
 
 /// A [`BytesMut`] checked out of a [`BytesPool`]; dropping it returns the
@@ -427,7 +453,7 @@ impl Drop for PooledBytes {
             } else {
                 (buf, ticket)
             };
-            give_back_cold(inner, buf, ticket, self.charge, self.track);
+            give_back_cold(&self.handle, buf, ticket, self.charge, self.track);
         }
     }
 }
@@ -586,13 +612,7 @@ impl AsRef<[u8]> for Frozen {
 impl Drop for Frozen {
     fn drop(&mut self) {
         if let Some((buf, lease)) = self.buf.take() {
-            give_back(
-                self.handle.inner(),
-                buf,
-                lease.ticket,
-                lease.charge,
-                lease.track,
-            );
+            give_back(&self.handle, buf, lease.ticket, lease.charge, lease.track);
         }
     }
 }

@@ -166,3 +166,99 @@ fn aborted_tasks_holding_buffers_return_everything() {
     // The whole budget is usable again.
     assert!(pool.try_checkout(1 << 20).is_ok());
 }
+
+/// Issue 18, case 3: parts split off a budgeted buffer keep its memory
+/// alive, so the buffer's charge stays until the last part drops. Before,
+/// dropping the guard released the charge at once: 64 checkouts of 16 KiB
+/// under a 256 KiB budget all succeeded and 1 MiB lived uncharged.
+#[test]
+fn split_parts_keep_their_buffers_charge_until_they_drop() {
+    use bytes::{Buf, BufMut};
+    let pool = budgeted(256 << 10);
+    let mut parts = Vec::new();
+    let mut served = 0;
+    for i in 0..64usize {
+        let Ok(mut buf) = pool.try_checkout(16 << 10) else {
+            continue;
+        };
+        served += 1;
+        buf.put_bytes(i as u8, 16 << 10);
+        // Every way of splitting a part off, in turn.
+        match i % 4 {
+            0 => parts.push(buf.copy_to_bytes(16 << 10)),
+            1 => parts.push(buf.split_to(100).freeze()),
+            2 => parts.push(buf.split_off(1000).freeze()),
+            _ => parts.push(buf.split().freeze()),
+        }
+        drop(buf);
+    }
+    assert_eq!(served, 16, "the budget holds 16 buffers of 16 KiB");
+    let budget = pool.budget().unwrap();
+    assert_eq!((budget.charged, budget.held_shared), (256 << 10, 256 << 10));
+    assert_eq!(pool.stats().outstanding(), 16);
+    assert!(matches!(
+        pool.try_checkout(4096),
+        Err(TryCheckoutError::BudgetExhausted { .. })
+    ));
+    // Dropping half the parts frees half the budget.
+    parts.truncate(8);
+    let budget = pool.budget().unwrap();
+    assert_eq!((budget.charged, budget.held_shared), (128 << 10, 128 << 10));
+    drop(parts);
+    let budget = pool.budget().unwrap();
+    assert_eq!((budget.charged, budget.held_shared), (0, 0));
+    let stats = pool.stats();
+    assert_eq!(stats.outstanding(), 0);
+    // Each buffer came back whole once its parts were gone: kept, reused.
+    assert_eq!(stats.total().discarded.shared, 0);
+    assert!(pool.try_checkout(16 << 10).unwrap().source().is_hit());
+}
+
+/// A task waiting for budget that only a held buffer's parts are holding
+/// is woken when the last part drops, with no other traffic on the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_served_when_the_parts_of_a_held_buffer_drop() {
+    let pool = budgeted(16 << 10);
+    let mut buf = pool.try_checkout(16 << 10).unwrap();
+    buf.extend_from_slice(&[1; 64]);
+    let part = buf.split_to(64);
+    drop(buf);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let wait = pool.checkout_async(16 << 10);
+            started_tx.send(()).unwrap();
+            wait.await.unwrap().capacity()
+        }
+    });
+    started_rx.await.unwrap();
+    assert_eq!(pool.budget().unwrap().charged, 16 << 10);
+    drop(part);
+    // Nothing else touches the pool: the settle thread notices.
+    let served = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the waiter was never served")
+        .unwrap();
+    assert_eq!(served, 16 << 10);
+    assert_eq!(pool.budget().unwrap().charged, 0);
+    assert_eq!(pool.stats().outstanding(), 0);
+}
+
+/// A frozen buffer carries its charge until its last clone drops; a
+/// detached one leaves the budget (it is no longer the pool's memory).
+#[test]
+fn frozen_buffers_hold_their_charge_and_detached_ones_leave_the_budget() {
+    let pool = budgeted(64 << 10);
+    let mut buf = pool.try_checkout(8192).unwrap();
+    buf.extend_from_slice(b"frame");
+    let frozen = buf.freeze();
+    let slice = frozen.slice(1..3);
+    drop(frozen);
+    assert_eq!(pool.budget().unwrap().charged, 8192);
+    drop(slice);
+    assert_eq!(pool.budget().unwrap().charged, 0);
+    let detached = pool.try_checkout(8192).unwrap().detach();
+    assert_eq!(pool.budget().unwrap().charged, 0);
+    assert_eq!(detached.capacity(), 8192);
+}
