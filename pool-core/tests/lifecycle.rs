@@ -257,6 +257,27 @@ fn detached_values_leave_the_books() {
     assert_eq!(live.load(Ordering::SeqCst), 0);
 }
 
+/// Issue 18, case 7: a detached unpooled buffer is not a discard (the pool
+/// drops nothing; the buffer leaves whole), so it is not counted as a
+/// return either: one dropped and one detached unpooled buffer read as one
+/// return and one detach, not two returns (which the metrics export reads
+/// as two discards).
+#[test]
+fn a_detached_unpooled_buffer_is_not_counted_as_a_discard() {
+    let pool = pool_core::BufferConfig::new()
+        .max_class(4096)
+        .build::<Vec<u8>>()
+        .unwrap();
+    drop(pool.checkout(8192)); // returned: dropped, one discard
+    let kept = pool_core::PooledBuf::detach(pool.checkout(8192));
+    let s = pool.stats();
+    assert_eq!(s.unpooled_checkouts, 2, "{s}");
+    assert_eq!(s.unpooled_returns, 1, "only the dropped one came back: {s}");
+    assert_eq!(s.unpooled_detached, 1, "{s}");
+    assert_eq!(s.outstanding(), 0, "{s}");
+    assert_eq!(kept.capacity(), 8192);
+}
+
 /// A buffer that records whether the pool zeroed it.
 struct Spy {
     inner: Vec<u8>,
