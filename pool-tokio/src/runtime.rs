@@ -61,8 +61,9 @@ pub(crate) fn after_return(inner: &Inner) {
     }
 }
 
-/// Whether buffers returned on this thread may stay in its cache (false on
-/// a blocking thread of a pool without `blocking_cache`).
+/// Whether this thread may cache: keep buffers it returns, and the rest of
+/// a depot batch it checks out of (false on a blocking thread of a pool
+/// without `blocking_cache`).
 #[inline(always)]
 pub(crate) fn keeps_cache(inner: &Inner) -> bool {
     inner.settings.blocking_cache || thread_kind() != RUNTIME_UNPARKED
@@ -226,10 +227,11 @@ impl BytesPool {
     /// [`on_thread_start`](tokio::runtime::Builder::on_thread_start) hook
     /// (or let [`hooks`](BytesPool::hooks) / [`install`](BytesPool::install)
     /// do it): marks the thread as a runtime thread. Until it first parks
-    /// (only workers park), buffers it returns are not cached on it unless
+    /// (only workers park), nothing is cached on it unless
     /// [`Builder::blocking_cache`](crate::Builder::blocking_cache) is set:
-    /// that keeps `spawn_blocking` threads, up to 512 of them, from each
-    /// holding a cache.
+    /// buffers it returns go on to the depot, and a checkout served by the
+    /// depot leaves the rest of its batch there. That keeps `spawn_blocking`
+    /// threads, up to 512 of them, from each holding a cache.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
