@@ -460,6 +460,65 @@ fn a_length_that_counts_itself_decodes_the_largest_frame_it_encodes() {
     assert_eq!(pool.stats().outstanding(), 0);
 }
 
+/// Issue 18, case 9, pinned as documented: a `write_frame` dropped
+/// mid-frame leaves a prefix of the frame on the wire and nothing resumes
+/// it, so a next frame corrupts the stream; a cancelled `FramedWrite` send
+/// (the documented safe pattern) keeps the stream whole.
+#[tokio::test]
+async fn a_cancelled_write_frame_leaves_a_partial_frame_and_a_framed_write_does_not() {
+    use futures_util::FutureExt;
+    use tokio::io::AsyncReadExt;
+
+    let pool = BytesPool::new();
+    let codec = PooledLengthDelimitedCodec::new(&pool);
+    let body = vec![7u8; 100];
+
+    // The pipe takes 16 bytes, then the write waits: one poll, then dropped.
+    let (mut tx, mut rx) = tokio::io::duplex(16);
+    assert!(codec.write_frame(&mut tx, &body).now_or_never().is_none());
+    let mut sent = vec![0u8; 16];
+    rx.read_exact(&mut sent).await.unwrap();
+    let mut whole = Vec::new();
+    codec.write_frame(&mut whole, &body).await.unwrap();
+    assert_eq!(sent, whole[..16], "a prefix of the frame went out");
+    let next = async {
+        codec.write_frame(&mut tx, b"next").await.unwrap();
+        drop(tx);
+    };
+    let mut rest = Vec::new();
+    let ((), read) = tokio::join!(next, rx.read_to_end(&mut rest));
+    read.unwrap();
+    assert_eq!(
+        rest, b"\0\0\0\x04next",
+        "the rest of the first frame never follows"
+    );
+    sent.extend_from_slice(&rest);
+    let frames = run(LengthDelimitedCodec::new(), &sent, &[sent.len()]);
+    assert_eq!(
+        frames,
+        [Out::Error(io::ErrorKind::Other)],
+        "the peer sees one truncated frame, not two frames"
+    );
+
+    // The safe pattern: the encoded frame waits in the write buffer.
+    let (tx, rx) = tokio::io::duplex(16);
+    let mut sink = tokio_util::codec::FramedWrite::new(tx, PooledLengthDelimitedCodec::new(&pool));
+    assert!(sink
+        .send(Bytes::from(body.clone()))
+        .now_or_never()
+        .is_none());
+    let write = async {
+        sink.send(Bytes::from_static(b"next")).await.unwrap();
+        SinkExt::<Bytes>::close(&mut sink).await.unwrap();
+    };
+    let read = tokio_util::codec::FramedRead::new(rx, LengthDelimitedCodec::new())
+        .map(|f| f.unwrap().to_vec())
+        .collect::<Vec<_>>();
+    let ((), frames) = tokio::join!(write, read);
+    assert_eq!(frames, [body, b"next".to_vec()]);
+    assert_eq!(pool.stats().outstanding(), 0);
+}
+
 /// An `AsyncRead` that hands out `data` in chunks of the given sizes.
 struct Chunks {
     data: Vec<u8>,

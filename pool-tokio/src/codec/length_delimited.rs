@@ -603,6 +603,21 @@ impl PooledLengthDelimitedCodec {
     /// Use it for large frames; for many small ones, a `FramedWrite` (which
     /// batches them in its write buffer) makes fewer system calls.
     ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe, as tokio's `AsyncWriteExt::write_all` is not: if the
+    /// future is dropped before it completes (a `tokio::select!` branch
+    /// that lost, a `tokio::time::timeout` that expired), a prefix of the
+    /// frame, header included, may already be written, and nothing
+    /// remembers the rest. The stream is then out of step: a frame written
+    /// after it follows a partial one, and the peer reads garbage. So after
+    /// a cancelled `write_frame`, shut the writer down rather than write to
+    /// it again. Where a connection must outlive a cancelled write, send
+    /// frames through a `FramedWrite` with this codec instead
+    /// (`SinkExt::send`, at the cost of copying the body into its write
+    /// buffer): an encoded frame stays in that buffer, so a cancelled send
+    /// leaves the rest of it to the next flush and the stream stays whole.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
