@@ -724,6 +724,18 @@ impl<B: Buffer> BufferPool<B> {
         self.engine.flush_thread();
     }
 
+    /// Bytes the depot holds now ([`Stats::depot_bytes`] without a
+    /// snapshot: one atomic load), for callers that check it often.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// pool.prewarm_class(4096, 2);
+    /// assert_eq!(pool.depot_bytes(), 8192);
+    /// ```
+    pub fn depot_bytes(&self) -> usize {
+        self.engine.depot_bytes()
+    }
+
     /// The settings in force.
     ///
     /// ```

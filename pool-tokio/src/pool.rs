@@ -1132,7 +1132,9 @@ impl Builder {
     /// others, so that work stealing spreads them over distinct workers.
     /// After five tries that miss a worker it waits for new traffic.
     /// With the park hook installed ([`BytesPool::install`]) caches are
-    /// already empty when a worker idles and this never runs.
+    /// already empty when a worker idles and this never runs; the park
+    /// hook's own idle thread (see [`BytesPool::thread_parking`]) is not
+    /// started for a pool with a decay thread.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().decay_thread(true).build()?;

@@ -85,3 +85,55 @@ fn blocking_cache_opts_blocking_threads_back_in() {
     );
     drop(held);
 }
+
+/// Traffic on `rt`'s workers: 64 tasks, each 40 times holding a 4 KiB and
+/// an 8 KiB buffer across a yield.
+fn traffic(rt: &tokio::runtime::Runtime, pool: &BytesPool) {
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    for _ in 0..40 {
+                        let held = (pool.checkout(4096), pool.checkout(8192));
+                        tokio::task::yield_now().await;
+                        drop(held);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+/// Waits (at most `limit`) until `pool` retains at most `bytes`; returns
+/// what it retains then.
+fn wait_for_retained(pool: &BytesPool, bytes: u64, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let retained = pool.stats().retained_bytes();
+        if retained <= bytes || Instant::now() >= deadline {
+            return retained;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_quiet_service_with_only_the_hooks_gives_its_memory_back() {
+    let pool =
+        BytesPool::with_config(BufferConfig::new().decay_interval(Duration::from_millis(40)))
+            .unwrap();
+    let rt = runtime(&pool, 2);
+    traffic(&rt, &pool);
+    // Traffic has stopped: the workers park and stay parked, so no pool
+    // code runs on them again; no task, no decay thread.
+    let after_traffic = pool.stats().retained_bytes();
+    assert!(after_traffic > 0, "the traffic left memory to give back");
+    let left = wait_for_retained(&pool, 0, Duration::from_secs(10));
+    eprintln!("retained: {after_traffic} B when traffic stopped, {left} B once quiet");
+    assert_eq!(left, 0, "kept while quiet: {}", pool.stats());
+    drop(rt);
+}
