@@ -30,6 +30,7 @@ POOL_TOKIO_TESTS=(
     thread_exit
     frame_budget
     length_delimited
+    runtime_policy
 )
 # Built with pool-tokio's `diagnostics` feature.
 POOL_TOKIO_DIAGNOSTICS_TESTS=(

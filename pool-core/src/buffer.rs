@@ -388,6 +388,46 @@ impl<B: Buffer> BufferPool<B> {
         )
     }
 
+    /// Like [`take`](BufferPool::take), but leaves this thread's cache
+    /// holding no more than before: on a miss in the cache, one buffer
+    /// comes from a depot batch and the rest of the batch goes straight
+    /// back to the depot, instead of staying cached on this thread. For
+    /// threads that should keep no cache (a runtime's blocking threads),
+    /// together with [`flush_thread`](BufferPool::flush_thread) after a
+    /// return. Costs two depot round trips on a hit in the depot.
+    ///
+    /// # Panics
+    ///
+    /// As [`checkout`](BufferPool::checkout).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// pool.prewarm_class(4096, 8);
+    /// let (buf, ticket) = pool.take_uncached(4096);
+    /// assert_eq!(ticket.source(), pool_core::Source::Depot);
+    /// let class = *pool.stats().class(4096).unwrap();
+    /// assert_eq!((class.retained_local, class.retained_depot), (0, 7)); // no batch kept here
+    /// pool.give_back(buf, ticket);
+    /// ```
+    pub fn take_uncached(&self, min_capacity: usize) -> (B, Ticket) {
+        let slot = self.slot_for(min_capacity);
+        let class = slot as usize;
+        let (buf, source) = if class < BUFFER_CLASSES {
+            self.engine.take_or_uncached(class, || new_buffer(class))
+        } else {
+            (self.take_unpooled(min_capacity), Source::Unpooled)
+        };
+        let origin = self.origin(&buf, slot);
+        (
+            buf,
+            Ticket {
+                slot,
+                source,
+                origin,
+            },
+        )
+    }
+
     /// The size of the class that would serve a request of `min_capacity`
     /// bytes under the settings in force, or `None` when the request is
     /// above the largest class (an unpooled allocation of exactly
@@ -682,6 +722,18 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     pub fn flush_thread(&self) {
         self.engine.flush_thread();
+    }
+
+    /// Bytes the depot holds now ([`Stats::depot_bytes`] without a
+    /// snapshot: one atomic load), for callers that check it often.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// pool.prewarm_class(4096, 2);
+    /// assert_eq!(pool.depot_bytes(), 8192);
+    /// ```
+    pub fn depot_bytes(&self) -> usize {
+        self.engine.depot_bytes()
     }
 
     /// The settings in force.

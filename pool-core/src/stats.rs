@@ -317,8 +317,11 @@ pub struct Stats {
     /// Checkouts above the largest class (plain allocations; each is a
     /// miss).
     pub unpooled_checkouts: u64,
-    /// Unpooled buffers returned (and dropped).
+    /// Unpooled buffers returned (and dropped: each is a discard).
     pub unpooled_returns: u64,
+    /// Unpooled buffers taken out for good (`detach`, `forget`): neither
+    /// returns nor discards, the pool dropped nothing.
+    pub unpooled_detached: u64,
     /// Bytes the depot holds (the byte bound's gauge).
     pub depot_bytes: usize,
 }
@@ -344,7 +347,8 @@ impl Stats {
                 }
                 None if sized => {
                     stats.unpooled_checkouts = s.misses;
-                    stats.unpooled_returns = s.returns + s.detached;
+                    stats.unpooled_returns = s.returns;
+                    stats.unpooled_detached = s.detached;
                 }
                 None => stats.classes.push(ClassStats::from_sums(s, None)),
             }
@@ -432,7 +436,7 @@ impl Stats {
         self.total().outstanding
             + self
                 .unpooled_checkouts
-                .saturating_sub(self.unpooled_returns)
+                .saturating_sub(self.unpooled_returns + self.unpooled_detached)
     }
 
     /// Values kept by the pool, in thread caches and the depot.

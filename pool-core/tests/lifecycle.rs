@@ -257,6 +257,64 @@ fn detached_values_leave_the_books() {
     assert_eq!(live.load(Ordering::SeqCst), 0);
 }
 
+/// Issue 18, case 7: a detached unpooled buffer is not a discard (the pool
+/// drops nothing; the buffer leaves whole), so it is not counted as a
+/// return either: one dropped and one detached unpooled buffer read as one
+/// return and one detach, not two returns (which the metrics export reads
+/// as two discards).
+#[test]
+fn a_detached_unpooled_buffer_is_not_counted_as_a_discard() {
+    let pool = pool_core::BufferConfig::new()
+        .max_class(4096)
+        .build::<Vec<u8>>()
+        .unwrap();
+    drop(pool.checkout(8192)); // returned: dropped, one discard
+    let kept = pool_core::PooledBuf::detach(pool.checkout(8192));
+    let s = pool.stats();
+    assert_eq!(s.unpooled_checkouts, 2, "{s}");
+    assert_eq!(s.unpooled_returns, 1, "only the dropped one came back: {s}");
+    assert_eq!(s.unpooled_detached, 1, "{s}");
+    assert_eq!(s.outstanding(), 0, "{s}");
+    assert_eq!(kept.capacity(), 8192);
+}
+
+/// `take_uncached` (issue 18, case 4): served from this thread's cache if
+/// it holds one, else from a depot batch whose rest goes straight back, else
+/// a new buffer; the cache never grows and the books stay exact.
+#[test]
+fn take_uncached_never_grows_this_threads_cache() {
+    use pool_core::Source;
+    let pool = BufferPool::<Vec<u8>>::new();
+    let local = |p: &BufferPool<Vec<u8>>| p.stats().class(4096).unwrap().retained_local;
+    let (buf, ticket) = pool.take_uncached(4096);
+    assert_eq!(ticket.source(), Source::New);
+    pool.give_back(buf, ticket); // kept in this thread's cache
+    assert_eq!(local(&pool), 1);
+    let (buf, ticket) = pool.take_uncached(4096);
+    assert_eq!(
+        ticket.source(),
+        Source::Local,
+        "the cache is used, not refilled"
+    );
+    assert_eq!(local(&pool), 0);
+    pool.give_back(buf, ticket);
+    pool.flush_thread();
+    pool.prewarm_class(4096, 40);
+    let depot = pool.stats().class(4096).unwrap().retained_depot;
+    let (buf, ticket) = pool.take_uncached(4096);
+    assert_eq!(ticket.source(), Source::Depot);
+    let class = *pool.stats().class(4096).unwrap();
+    assert_eq!(
+        (class.retained_local, class.retained_depot),
+        (0, depot - 1),
+        "{class:?}"
+    );
+    pool.give_back(buf, ticket);
+    let s = pool.stats();
+    assert_eq!(s.outstanding(), 0, "{s}");
+    assert_eq!(s.total().discarded.total(), 0, "{s}");
+}
+
 /// A buffer that records whether the pool zeroed it.
 struct Spy {
     inner: Vec<u8>,

@@ -61,9 +61,10 @@ impl BytesPool {
         unpooled.checkouts = stats.unpooled_checkouts;
         unpooled.misses = stats.unpooled_checkouts;
         unpooled.returns = stats.unpooled_returns;
+        unpooled.detached = stats.unpooled_detached;
         unpooled.outstanding = stats
             .unpooled_checkouts
-            .saturating_sub(stats.unpooled_returns);
+            .saturating_sub(stats.unpooled_returns + stats.unpooled_detached);
         for c in stats.classes.iter().chain(std::iter::once(&unpooled)) {
             let labels = [("pool", pool.clone()), ("class", class_label(c.class_size))];
             counter!("pool_tokio_checkouts_total", &labels).absolute(c.checkouts);
@@ -79,7 +80,8 @@ impl BytesPool {
             }
             let d = &c.discarded;
             let reasons = match c.class_size {
-                // Every unpooled buffer is dropped on return.
+                // Every unpooled buffer is dropped on return (a detached
+                // one is not returned, so not a discard).
                 None => vec![("unpooled", c.returns)],
                 Some(_) => vec![
                     ("full", d.full),

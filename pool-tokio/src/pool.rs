@@ -697,7 +697,12 @@ impl BytesPool {
     #[inline(always)]
     pub(crate) fn serve(&self, n: usize, charge: usize) -> PooledBytes {
         let inner = self.handle.inner();
-        let (buf, ticket) = inner.pool.take(n);
+        let (buf, ticket) = if crate::runtime::keeps_cache(inner) {
+            inner.pool.take(n)
+        } else {
+            // A blocking thread: no batch stays cached here.
+            inner.pool.take_uncached(n)
+        };
         if !ticket.source().is_hit() {
             crate::runtime::on_miss(inner);
         }
@@ -1123,12 +1128,18 @@ impl Builder {
     /// Whether the blocking threads (`spawn_blocking`) of a runtime built
     /// with this pool's hooks keep a per-thread cache. Default `false`: a
     /// buffer returned on a blocking thread goes on to the depot at once,
-    /// so memory cached per thread is bounded by the workers, not by up to
-    /// 512 blocking threads (Netty caches only for its event-loop threads
+    /// and a checkout there takes one buffer out of a depot batch and puts
+    /// the rest of the batch straight back
+    /// ([`BufferPool::take_uncached`](pool_core::BufferPool::take_uncached)),
+    /// so a blocking thread holds nothing between its checkouts and memory
+    /// cached per thread is bounded by the workers, not by up to 512
+    /// blocking threads (Netty caches only for its event-loop threads
     /// too). Workers always cache. The price, on blocking threads only: each
-    /// return flushes the thread's cache to the depot (two depot round trips
-    /// and a batch vector per checkout + return: 404 ns against 33 ns cached
-    /// for 4 KiB in `examples/idle_memory.rs` on a 2-core VM).
+    /// return flushes the thread's cache to the depot and each checkout
+    /// served by the depot pushes the rest of its batch back (two depot
+    /// round trips and a batch vector per checkout + return: 404 ns against
+    /// 33 ns cached for 4 KiB in `examples/idle_memory.rs` on a 2-core VM,
+    /// measured before checkouts stopped keeping the batch).
     /// See [`on_thread_start`](BytesPool::on_thread_start).
     ///
     /// ```
@@ -1171,7 +1182,9 @@ impl Builder {
     /// others, so that work stealing spreads them over distinct workers.
     /// After five tries that miss a worker it waits for new traffic.
     /// With the park hook installed ([`BytesPool::install`]) caches are
-    /// already empty when a worker idles and this never runs.
+    /// already empty when a worker idles and this never runs; the park
+    /// hook's own idle thread (see [`BytesPool::thread_parking`]) is not
+    /// started for a pool with a decay thread.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().decay_thread(true).build()?;

@@ -1,7 +1,9 @@
 //! `PooledLengthDelimitedCodec` and `FrameReader` against tokio-util's
-//! `LengthDelimitedCodec`: the same frames and errors from the same bytes,
-//! the same bytes from the same frames, under every builder option and any
-//! chunking; frames from the pool, back to it from any thread.
+//! `LengthDelimitedCodec`: the same frames and errors from the same bytes
+//! (except where `max_frame_length` bounds the frame length here and the
+//! raw field there), the same bytes from the same frames, under every
+//! builder option and any chunking; every frame the encoder accepts
+//! decodes; frames from the pool, back to it from any thread.
 
 use std::io;
 use std::pin::Pin;
@@ -92,6 +94,39 @@ impl Opts {
         }
         out
     }
+}
+
+/// Whether tokio-util's decoder and this one agree on a header whose
+/// length field says `v`: tokio-util checks `max_frame_length` against `v`,
+/// this codec against the frame length `v + adjustment` (issue 18, case 8).
+/// `max` is the limit after clipping (the same in both).
+fn limits_agree(o: &Opts, max: usize, v: u64) -> bool {
+    let n = v as i128 + o.adjustment as i128;
+    let tokio = if v > max as u64 {
+        Err(io::ErrorKind::InvalidData)
+    } else if n < 0 {
+        Err(io::ErrorKind::InvalidInput)
+    } else {
+        Ok(())
+    };
+    let pooled = if n < 0 {
+        Err(io::ErrorKind::InvalidInput)
+    } else if n > max as i128 {
+        Err(io::ErrorKind::InvalidData)
+    } else {
+        Ok(())
+    };
+    tokio == pooled
+}
+
+/// The frames of `lens` whose headers both decoders judge alike: those on
+/// which their limits differ by design are covered by the round-trip
+/// properties below.
+fn agreeing(o: &Opts, pool: &BytesPool, lens: Vec<u16>) -> Vec<u16> {
+    let max = o.pooled(pool).max_frame_length();
+    lens.into_iter()
+        .filter(|&v| limits_agree(o, max, v as u64 & max_field(o.field_len)))
+        .collect()
 }
 
 fn max_field(len: usize) -> u64 {
@@ -197,6 +232,7 @@ proptest! {
         truncate in any::<bool>(),
     ) {
         let pool = BytesPool::new();
+        let lens = agreeing(&o, &pool, lens);
         let mut wire = o.wire(&lens, &noise);
         if truncate && !wire.is_empty() {
             wire.truncate(wire.len() - 1 - cut % wire.len());
@@ -245,6 +281,7 @@ proptest! {
         cuts in proptest::collection::vec(1usize..9000, 1..8),
     ) {
         let pool = BytesPool::new();
+        let lens = agreeing(&o, &pool, lens);
         let wire = o.wire(&lens, &noise);
         let tokio = run(o.tokio(), &wire, &cuts);
         let reader = o.pooled(&pool).new_reader(Chunks::new(&wire, &cuts));
@@ -267,6 +304,219 @@ proptest! {
         prop_assert!(same_up_to_truncation(&tokio, &pooled), "tokio-util {tokio:?}\npooled {pooled:?}");
         prop_assert_eq!(pool.stats().outstanding(), 0);
     }
+}
+
+/// Layouts for the round-trip properties: adjustments wide enough to
+/// count any header, and one that counts more than a one-byte field holds.
+fn layouts() -> impl Strategy<Value = Opts> {
+    (
+        0usize..4,
+        1usize..=8,
+        prop_oneof![-12isize..12, -300isize..300],
+        proptest::option::of(0usize..16),
+        0u8..3,
+        prop_oneof![Just(8 << 20), 0usize..700],
+    )
+        .prop_map(
+            |(offset, field_len, adjustment, num_skip, endian, max)| Opts {
+                offset,
+                field_len,
+                adjustment,
+                num_skip,
+                endian,
+                max,
+            },
+        )
+}
+
+proptest! {
+    // A fixed seed, as above: the same cases every run.
+    #![proptest_config(ProptestConfig {
+        cases: 600,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0018_C0DE),
+        ..ProptestConfig::default()
+    })]
+
+    /// Issue 18, case 8: every frame the encoder accepts decodes on a codec
+    /// with the same settings, whatever the layout. The encoder writes the
+    /// length field and the body; the test adds the `offset` bytes before
+    /// the field (the encoder leaves them to the caller, as tokio-util's
+    /// does) and, for a `num_skip` past the header, bytes after the body so
+    /// that the frame is complete. The decoded frame is then the `len`
+    /// bytes after `num_skip`, the body itself when the header is skipped.
+    /// tokio-util's encoder writes the same bytes, so this codec reads
+    /// every stream it writes within the limit.
+    #[test]
+    fn every_frame_the_encoder_accepts_decodes(
+        o in layouts(),
+        lens in proptest::collection::vec(0usize..900, 1..6),
+        noise in any::<u8>(),
+    ) {
+        let pool = BytesPool::new();
+        let mut codec = o.pooled(&pool);
+        let mut tokio = o.tokio();
+        let head = o.offset + o.field_len;
+        let skip = o.num_skip.unwrap_or(head);
+        for len in lens {
+            let body: Vec<u8> = (0..len).map(|i| (i as u8) ^ noise).collect();
+            let mut encoded = BytesMut::new();
+            let accepted = codec.encode(&body[..], &mut encoded);
+            let mut theirs = BytesMut::new();
+            let tokio_accepted = tokio.encode(Bytes::copy_from_slice(&body), &mut theirs);
+            prop_assert_eq!(accepted.is_ok(), tokio_accepted.is_ok());
+            if accepted.is_err() {
+                continue;
+            }
+            prop_assert_eq!(&encoded, &theirs, "tokio-util writes the same bytes");
+            prop_assert!(len <= codec.max_frame_length());
+            let mut wire = BytesMut::from(&vec![noise; o.offset][..]);
+            wire.extend_from_slice(&encoded);
+            wire.extend_from_slice(&vec![noise; skip.saturating_sub(head)]);
+            let expected = wire[skip..skip + len].to_vec();
+            let mut decoder = o.pooled(&pool);
+            match decoder.decode(&mut wire) {
+                Ok(Some(frame)) => prop_assert_eq!(&frame[..], &expected[..], "{:?}", o),
+                Ok(None) => prop_assert!(false, "a complete frame waits for more: {:?}", o),
+                // The one refusal by design: with num_skip(0) an empty frame
+                // would consume nothing.
+                Err(e) => prop_assert!(
+                    skip == 0 && len == 0 && e.kind() == io::ErrorKind::InvalidData,
+                    "{:?} refused a {}-byte frame it encoded: {}", o, len, e
+                ),
+            }
+        }
+        prop_assert_eq!(pool.stats().outstanding(), 0);
+    }
+
+    /// Streams of encoded frames, with the header skipped (the layouts in
+    /// which encoder and decoder are inverses): any chunking gives back
+    /// exactly the bodies, through the `Decoder` and the `FrameReader`.
+    #[test]
+    fn encoded_streams_round_trip_under_any_chunking(
+        o in layouts(),
+        bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..900), 0..6),
+        cuts in proptest::collection::vec(1usize..700, 1..8),
+    ) {
+        let o = Opts { offset: 0, num_skip: None, ..o };
+        let pool = BytesPool::new();
+        let mut codec = o.pooled(&pool);
+        let mut wire = BytesMut::new();
+        let mut expected = Vec::new();
+        for body in &bodies {
+            if codec.encode(&body[..], &mut wire).is_ok() {
+                expected.push(Out::Frame(body.clone()));
+            }
+        }
+        prop_assert_eq!(&run(o.pooled(&pool), &wire, &cuts), &expected, "{:?}", o);
+        let reader = o.pooled(&pool).new_reader(Chunks::new(&wire, &cuts));
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let read = rt.block_on(reader.map(|r| match r {
+            Ok(f) => Out::Frame(f.to_vec()),
+            Err(e) => Out::Error(e.kind()),
+        }).take(expected.len() + 1).collect::<Vec<_>>());
+        prop_assert_eq!(&read, &expected, "{:?}", o);
+        prop_assert_eq!(pool.stats().outstanding(), 0);
+    }
+}
+
+#[test]
+fn a_length_that_counts_itself_decodes_the_largest_frame_it_encodes() {
+    // Issue 18, case 8, as filed: a one-byte field with
+    // `length_adjustment(-1)` clips to 254; a 254-byte frame encodes as
+    // field 255 and decodes back. And a field of 215 with adjustment -213
+    // is a 2-byte frame, within max_frame_length (42).
+    let pool = BytesPool::new();
+    for (adjustment, len) in [(-1isize, 254usize), (-213, 2), (-213, 42)] {
+        let mut codec = LengthDelimitedBuilder::new()
+            .length_field_type::<u8>()
+            .length_adjustment(adjustment)
+            .new_codec(&pool)
+            .unwrap();
+        let mut wire = BytesMut::new();
+        codec.encode(&vec![1u8; len][..], &mut wire).unwrap();
+        let frame = codec.decode(&mut wire).unwrap().unwrap();
+        assert_eq!(frame.len(), len, "adjustment {adjustment}");
+        assert!(wire.is_empty());
+    }
+    // Over the limit both ways, and the decoder names the frame length.
+    let mut codec = LengthDelimitedBuilder::new()
+        .length_field_type::<u8>()
+        .length_adjustment(-1)
+        .max_frame_length(10)
+        .new_codec(&pool)
+        .unwrap();
+    assert!(codec.encode(&[0u8; 11][..], &mut BytesMut::new()).is_err());
+    let mut wire = BytesMut::new();
+    codec.encode(&[0u8; 10][..], &mut wire).unwrap();
+    assert_eq!(wire[0], 11, "a field over the limit, a frame within it");
+    assert_eq!(codec.decode(&mut wire).unwrap().unwrap().len(), 10);
+    let err = codec.decode(&mut BytesMut::from(&[12u8][..])).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("says 11 bytes") && msg.contains("max_frame_length (10)"),
+        "{msg}"
+    );
+    assert_eq!(pool.stats().outstanding(), 0);
+}
+
+/// Issue 18, case 9, pinned as documented: a `write_frame` dropped
+/// mid-frame leaves a prefix of the frame on the wire and nothing resumes
+/// it, so a next frame corrupts the stream; a cancelled `FramedWrite` send
+/// (the documented safe pattern) keeps the stream whole.
+#[tokio::test]
+async fn a_cancelled_write_frame_leaves_a_partial_frame_and_a_framed_write_does_not() {
+    use futures_util::FutureExt;
+    use tokio::io::AsyncReadExt;
+
+    let pool = BytesPool::new();
+    let codec = PooledLengthDelimitedCodec::new(&pool);
+    let body = vec![7u8; 100];
+
+    // The pipe takes 16 bytes, then the write waits: one poll, then dropped.
+    let (mut tx, mut rx) = tokio::io::duplex(16);
+    assert!(codec.write_frame(&mut tx, &body).now_or_never().is_none());
+    let mut sent = vec![0u8; 16];
+    rx.read_exact(&mut sent).await.unwrap();
+    let mut whole = Vec::new();
+    codec.write_frame(&mut whole, &body).await.unwrap();
+    assert_eq!(sent, whole[..16], "a prefix of the frame went out");
+    let next = async {
+        codec.write_frame(&mut tx, b"next").await.unwrap();
+        drop(tx);
+    };
+    let mut rest = Vec::new();
+    let ((), read) = tokio::join!(next, rx.read_to_end(&mut rest));
+    read.unwrap();
+    assert_eq!(
+        rest, b"\0\0\0\x04next",
+        "the rest of the first frame never follows"
+    );
+    sent.extend_from_slice(&rest);
+    let frames = run(LengthDelimitedCodec::new(), &sent, &[sent.len()]);
+    assert_eq!(
+        frames,
+        [Out::Error(io::ErrorKind::Other)],
+        "the peer sees one truncated frame, not two frames"
+    );
+
+    // The safe pattern: the encoded frame waits in the write buffer.
+    let (tx, rx) = tokio::io::duplex(16);
+    let mut sink = tokio_util::codec::FramedWrite::new(tx, PooledLengthDelimitedCodec::new(&pool));
+    assert!(sink
+        .send(Bytes::from(body.clone()))
+        .now_or_never()
+        .is_none());
+    let write = async {
+        sink.send(Bytes::from_static(b"next")).await.unwrap();
+        SinkExt::<Bytes>::close(&mut sink).await.unwrap();
+    };
+    let read = tokio_util::codec::FramedRead::new(rx, LengthDelimitedCodec::new())
+        .map(|f| f.unwrap().to_vec())
+        .collect::<Vec<_>>();
+    let ((), frames) = tokio::join!(write, read);
+    assert_eq!(frames, [body, b"next".to_vec()]);
+    assert_eq!(pool.stats().outstanding(), 0);
 }
 
 /// An `AsyncRead` that hands out `data` in chunks of the given sizes.

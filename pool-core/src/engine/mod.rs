@@ -306,6 +306,39 @@ impl<T: Send + 'static> Engine<T> {
         (value, Source::New)
     }
 
+    /// Checkout as a value, like [`Engine::take_or`], that leaves this
+    /// thread's cache holding no more than before: a batch taken from the
+    /// depot goes back at once, less the value handed out.
+    pub(crate) fn take_or_uncached(
+        self: &Arc<Self>,
+        class: usize,
+        create: impl FnOnce() -> T,
+    ) -> (T, Source) {
+        let mut dst = MaybeUninit::uninit();
+        let (source, dropped) = self.take_uncached_slow(class, &mut dst);
+        if source != Source::New {
+            // SAFETY: `take_slow` wrote a value into `dst` whenever it
+            // returned a source other than `New`.
+            let value = unsafe { dst.assume_init() };
+            if !dropped.is_empty() {
+                // User `Drop`s run after the checkout was counted: a panic
+                // in one drops `value` too, counted as a return.
+                let unwind = CountOnUnwind {
+                    engine: self,
+                    class,
+                    why: Discard::Rejected,
+                };
+                drop(dropped);
+                unwind.disarm();
+            }
+            return (value, source);
+        }
+        debug_assert!(dropped.is_empty(), "nothing taken, nothing spilled");
+        let value = create();
+        self.count_miss(class);
+        (value, Source::New)
+    }
+
     /// Return of the value in `src`, which the caller owns and must not use
     /// afterwards: `prepare` (user code: reset, keep policy, `Buffer`
     /// methods) says whether to keep it, or why not. If `prepare` panics the

@@ -86,6 +86,32 @@ impl<T: Send + 'static> Engine<T> {
         }
     }
 
+    /// A checkout that leaves this thread's cache holding no more than
+    /// before: a value the cache holds is used, but a batch taken from the
+    /// depot on a miss goes back at once, less the value handed out. For
+    /// threads that should keep no cache. Returns where the value came from
+    /// (`New`: `dst` untouched) and what the depot refused on the way back,
+    /// for the caller to drop.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn take_uncached_slow(
+        self: &Arc<Self>,
+        class: usize,
+        dst: &mut MaybeUninit<T>,
+    ) -> (Source, Vec<T>) {
+        let source = self.take_slow(class, dst);
+        let mut dropped = Vec::new();
+        if source == Source::Depot {
+            if let Some(slot) = self.slot() {
+                let c = slot.class(class);
+                while c.len() > 0 {
+                    self.spill_one(class, slot, &mut dropped);
+                }
+            }
+        }
+        (source, dropped)
+    }
+
     #[cold]
     #[inline(never)]
     pub(super) fn put_slow(self: &Arc<Self>, class: usize, src: &ManuallyDrop<T>) -> bool {

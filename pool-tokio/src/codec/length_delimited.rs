@@ -1,7 +1,9 @@
 //! A length-delimited codec whose frames come from the pool.
 //!
 //! Wire-compatible with tokio-util's `LengthDelimitedCodec` (same builder
-//! options, same defaults, same bytes on the wire), but each decoded frame
+//! options, same defaults, same bytes on the wire; `max_frame_length`
+//! bounds the frame length both ways, where tokio-util's decoder bounds
+//! the raw length field), but each decoded frame
 //! is a [`PooledBytes`] of the frame's own size class: the header gives the
 //! size, a buffer of that class is checked out, and body bytes are copied
 //! into it as they arrive. The read buffer never holds a frame alive (no
@@ -160,10 +162,36 @@ impl LengthDelimitedBuilder {
         self
     }
 
-    /// The largest frame accepted, default 8 MiB; clipped to what the
-    /// length field can hold. As in tokio-util, decoding checks the length
-    /// field's value (before `length_adjustment`) and encoding the body's
-    /// length.
+    /// The largest frame accepted, default 8 MiB; clipped to the largest
+    /// frame the length field can describe (its largest value plus
+    /// `length_adjustment`). Encoding and decoding check the same quantity,
+    /// the frame's length: the body's length when encoding, the length
+    /// field's value plus `length_adjustment` when decoding. So every frame
+    /// the encoder accepts decodes, with any layout.
+    ///
+    /// tokio-util checks the raw field value when decoding instead. This
+    /// codec still reads every stream tokio-util's encoder writes within
+    /// the limit (its encoder checks the body, as this one does); it
+    /// differs only on a header that no encoder with the same settings
+    /// writes: with a positive adjustment, a field within the limit whose
+    /// frame is over it is refused here; with a negative one, a field over
+    /// the limit whose frame is within it is read here.
+    ///
+    /// ```
+    /// use tokio_util::codec::{Decoder, Encoder};
+    /// let pool = pool_tokio::BytesPool::new();
+    /// // A one-byte length that counts itself: frames up to 254 bytes.
+    /// let mut codec = pool_tokio::LengthDelimitedBuilder::new()
+    ///     .length_field_type::<u8>()
+    ///     .length_adjustment(-1)
+    ///     .new_codec(&pool)?;
+    /// assert_eq!(codec.max_frame_length(), 254);
+    /// let mut wire = bytes::BytesMut::new();
+    /// codec.encode(&[7u8; 254][..], &mut wire)?;
+    /// assert_eq!(wire[0], 255); // the field: 254 bytes of body, plus itself
+    /// assert_eq!(codec.decode(&mut wire)?.unwrap().len(), 254);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// ```
     /// let _ = pool_tokio::LengthDelimitedBuilder::new().max_frame_length(1 << 20);
@@ -315,7 +343,10 @@ enum State {
 ///
 /// Unlike tokio-util's codec, a stream that ends right after a header,
 /// before any body byte, is an error ("bytes remaining on stream") rather
-/// than a quiet end.
+/// than a quiet end, and decoding checks `max_frame_length` against the
+/// frame length (the field plus `length_adjustment`), as encoding does,
+/// not against the raw field: every frame this codec encodes decodes (see
+/// [`LengthDelimitedBuilder::max_frame_length`]).
 ///
 /// ```
 /// use futures_util::{SinkExt, StreamExt};
@@ -429,19 +460,30 @@ impl PooledLengthDelimitedCodec {
         } else {
             field.get_uint_le(c.length_field_len)
         };
-        if n > c.max_frame_len as u64 {
+        // The frame length, checked against `max_frame_len` as the encoder
+        // checks the body it writes: the same quantity both ways, so every
+        // frame the encoder accepts decodes (tokio-util checks the raw field
+        // here, and refuses its own frames when the adjustment is negative).
+        let Some(len) = u64::try_from(i128::from(n) + c.length_adjustment as i128).ok() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "provided length would overflow after adjustment",
+            ));
+        };
+        if len > c.max_frame_len as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "frame size too big: the length field says {n} bytes, over \
-                     max_frame_length ({}); raise `max_frame_length` on the decoding side, \
-                     or check that both ends use the same header layout",
-                    c.max_frame_len
+                    "frame size too big: the header says {len} bytes (length field {n}, \
+                     length_adjustment {}), over max_frame_length ({}); raise \
+                     `max_frame_length` on the decoding side, or check that both ends use the \
+                     same header layout",
+                    c.length_adjustment, c.max_frame_len
                 ),
             ));
         }
         // Checked against max_frame_len (a usize) above.
-        let n = n as usize;
+        let n = len as usize;
         if n > isize::MAX as usize {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -450,17 +492,6 @@ impl PooledLengthDelimitedCodec {
                 ),
             ));
         }
-        let n = if c.length_adjustment < 0 {
-            n.checked_sub(c.length_adjustment.unsigned_abs())
-        } else {
-            n.checked_add(c.length_adjustment as usize)
-        };
-        let Some(n) = n else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "provided length would overflow after adjustment",
-            ));
-        };
         let skip = c.get_num_skip();
         if skip == 0 && n == 0 {
             // The header stays in the stream and the frame takes none of
@@ -571,6 +602,21 @@ impl PooledLengthDelimitedCodec {
     ///
     /// Use it for large frames; for many small ones, a `FramedWrite` (which
     /// batches them in its write buffer) makes fewer system calls.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe, as tokio's `AsyncWriteExt::write_all` is not: if the
+    /// future is dropped before it completes (a `tokio::select!` branch
+    /// that lost, a `tokio::time::timeout` that expired), a prefix of the
+    /// frame, header included, may already be written, and nothing
+    /// remembers the rest. The stream is then out of step: a frame written
+    /// after it follows a partial one, and the peer reads garbage. So after
+    /// a cancelled `write_frame`, shut the writer down rather than write to
+    /// it again. Where a connection must outlive a cancelled write, send
+    /// frames through a `FramedWrite` with this codec instead
+    /// (`SinkExt::send`, at the cost of copying the body into its write
+    /// buffer): an encoded frame stays in that buffer, so a cancelled send
+    /// leaves the rest of it to the next flush and the stream stays whole.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
