@@ -248,8 +248,12 @@ impl BytesPool {
         io: T,
         codec: U,
     ) -> Result<PooledFramed<T, U>, TryCheckoutError> {
-        let (read_buf, read_lease) = self.checkout_async(DEFAULT_FRAME_BUFFER).await?.into_raw();
-        let (write_buf, write_lease) = self.checkout_async(DEFAULT_FRAME_BUFFER).await?.into_raw();
+        // Both stay guards until both are served: a future dropped while it
+        // waits for the second returns the first (buffer and charge).
+        let read = self.checkout_async(DEFAULT_FRAME_BUFFER).await?;
+        let write = self.checkout_async(DEFAULT_FRAME_BUFFER).await?;
+        let (read_buf, read_lease) = read.into_raw();
+        let (write_buf, write_lease) = write.into_raw();
         let boundary = write_buf.capacity();
         let read = self.leased_for(read_lease, &read_buf);
         let write = self.leased_for(write_lease, &write_buf);
