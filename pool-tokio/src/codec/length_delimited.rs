@@ -661,28 +661,50 @@ impl Encoder<&[u8]> for PooledLengthDelimitedCodec {
     }
 }
 
+impl PooledLengthDelimitedCodec {
+    /// Header into `dst`, then the body: queued by value when a pooled
+    /// framed value is encoding into its own write buffer, else copied.
+    fn encode_body(&mut self, body: super::Body, dst: &mut BytesMut) -> io::Result<()> {
+        let (head, n) = self.head(body.chunk().len())?;
+        if let Some(body) = super::queue_body(self, dst, &head[..n], body) {
+            dst.reserve(n + body.chunk().len());
+            dst.put_slice(&head[..n]);
+            dst.put_slice(body.chunk());
+        }
+        Ok(())
+    }
+}
+
 impl Encoder<PooledBytes> for PooledLengthDelimitedCodec {
     type Error = io::Error;
 
-    /// Copies the frame into the write buffer and returns it to the pool.
+    /// In a pooled framed value ([`BytesPool::framed`],
+    /// [`framed_write`](BytesPool::framed_write)): writes the header and
+    /// queues the frame by value (no copy; it goes back to the pool once
+    /// written). Elsewhere (tokio-util's `Framed`): copies the frame into
+    /// the write buffer and returns it to the pool.
     fn encode(&mut self, data: PooledBytes, dst: &mut BytesMut) -> io::Result<()> {
-        Encoder::<&[u8]>::encode(self, &data[..], dst)
+        self.encode_body(super::Body::Pooled(data), dst)
     }
 }
 
 impl Encoder<Bytes> for PooledLengthDelimitedCodec {
     type Error = io::Error;
 
+    /// Queued by value in a pooled framed value, copied elsewhere (as for
+    /// `PooledBytes`).
     fn encode(&mut self, data: Bytes, dst: &mut BytesMut) -> io::Result<()> {
-        Encoder::<&[u8]>::encode(self, &data[..], dst)
+        self.encode_body(super::Body::Shared(data), dst)
     }
 }
 
 impl Encoder<BytesMut> for PooledLengthDelimitedCodec {
     type Error = io::Error;
 
+    /// Queued by value (frozen, which does not copy) in a pooled framed
+    /// value, copied elsewhere (as for `PooledBytes`).
     fn encode(&mut self, data: BytesMut, dst: &mut BytesMut) -> io::Result<()> {
-        Encoder::<&[u8]>::encode(self, &data[..], dst)
+        self.encode_body(super::Body::Shared(data.freeze()), dst)
     }
 }
 
