@@ -45,10 +45,15 @@ fn owned(pool: &BytesPool, capacity: usize) -> Owned {
 }
 
 impl BytesPool {
-    /// A [`Framed`] (a `Stream` of decoded frames and a `Sink` of items)
-    /// whose read and write buffers come from this pool, 8 KiB each. They go
-    /// back when the value is dropped or taken apart with
-    /// [`PooledFramed::into_parts`].
+    /// A [`PooledFramed`]: tokio-util's `Framed` (a `Stream` of decoded
+    /// frames and a `Sink` of items) whose read and write buffers come from
+    /// this pool, 8 KiB each. They go back when the value is dropped or
+    /// taken apart with [`PooledFramed::into_parts`].
+    ///
+    /// Which path copies: with [`PooledLengthDelimitedCodec`], frames sent
+    /// as `PooledBytes`, `Bytes` or `BytesMut` are queued by value and
+    /// written vectored, never copied; any other codec or item is copied
+    /// into the write buffer by `Encoder::encode`, as in tokio-util.
     ///
     /// ```
     /// use futures_util::{SinkExt, StreamExt};
@@ -72,9 +77,9 @@ impl BytesPool {
     }
 
     /// [`framed`](BytesPool::framed) with chosen buffer sizes (at least
-    /// 8 KiB each, tokio-util's floor). The write buffer's size is also its
-    /// backpressure boundary: `poll_ready` flushes once that much is
-    /// buffered.
+    /// 8 KiB each, tokio-util's default). The write buffer's size is also
+    /// the backpressure boundary: `poll_ready` writes while that many bytes
+    /// (headers, encoded bytes and queued frames) are queued.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -101,8 +106,9 @@ impl BytesPool {
         }
     }
 
-    /// A [`FramedRead`] whose read buffer (at least 8 KiB) comes from this
-    /// pool and goes back when it is dropped or taken apart.
+    /// A [`PooledFramedRead`] (tokio-util's `FramedRead`) whose read buffer
+    /// (at least 8 KiB) comes from this pool and goes back when it is
+    /// dropped or taken apart.
     ///
     /// ```
     /// use futures_util::StreamExt;
@@ -125,9 +131,11 @@ impl BytesPool {
         }
     }
 
-    /// A [`FramedWrite`] whose write buffer (at least 8 KiB, also the
-    /// backpressure boundary) comes from this pool and goes back when it is
-    /// dropped or taken apart.
+    /// A [`PooledFramedWrite`] (tokio-util's `FramedWrite`) whose write
+    /// buffer (at least 8 KiB, also the backpressure boundary in bytes
+    /// queued) comes from this pool and goes back when it is dropped or
+    /// taken apart. With [`PooledLengthDelimitedCodec`] it copies no body
+    /// (see [`PooledFramed`]).
     ///
     /// ```
     /// use futures_util::SinkExt;
@@ -328,16 +336,15 @@ pub struct PooledFramedWrite<T, E> {
 
 /// Accessors shared by the three types.
 macro_rules! io_accessors {
-    ($ty:ident, $codec:ident) => {
+    ($ty:ident, $codec:ident, $make:literal) => {
         impl<T, $codec> $ty<T, $codec> {
             /// The I/O object.
             ///
             /// ```
             /// let pool = pool_tokio::BytesPool::new();
-            /// let io: &[u8] = b"abc";
-            #[doc = concat!("# let x = ", stringify!($ty), "::<&[u8], tokio_util::codec::BytesCodec>::get_ref;")]
-            /// let framed = pool.framed(io, tokio_util::codec::BytesCodec::new());
-            /// assert_eq!(*framed.get_ref(), b"abc");
+            /// let io: Vec<u8> = b"abc".to_vec();
+            #[doc = concat!("let framed = pool.", $make, ";")]
+            /// assert_eq!(framed.get_ref(), b"abc");
             /// ```
             pub fn get_ref(&self) -> &T {
                 &self.io
@@ -348,8 +355,8 @@ macro_rules! io_accessors {
             ///
             /// ```
             /// let pool = pool_tokio::BytesPool::new();
-            #[doc = concat!("# let x = ", stringify!($ty), "::<Vec<u8>, tokio_util::codec::BytesCodec>::get_mut;")]
-            /// let mut framed = pool.framed(Vec::<u8>::new(), tokio_util::codec::BytesCodec::new());
+            /// let io: Vec<u8> = Vec::new();
+            #[doc = concat!("let mut framed = pool.", $make, ";")]
             /// framed.get_mut().push(1);
             /// assert_eq!(framed.get_ref(), &[1]);
             /// ```
@@ -367,9 +374,21 @@ macro_rules! io_accessors {
     };
 }
 
-io_accessors!(PooledFramed, U);
-io_accessors!(PooledFramedRead, D);
-io_accessors!(PooledFramedWrite, E);
+io_accessors!(
+    PooledFramed,
+    U,
+    "framed(io, tokio_util::codec::BytesCodec::new())"
+);
+io_accessors!(
+    PooledFramedRead,
+    D,
+    "framed_read(io, tokio_util::codec::BytesCodec::new(), 0)"
+);
+io_accessors!(
+    PooledFramedWrite,
+    E,
+    "framed_write(io, tokio_util::codec::BytesCodec::new(), 0)"
+);
 
 impl<T, U> PooledFramed<T, U> {
     fn debug<'a, 'b>(&self, f: &'a mut fmt::DebugStruct<'a, 'b>) -> &'a mut fmt::DebugStruct<'a, 'b>

@@ -20,10 +20,14 @@
 //!   waits for the budget before it checks a frame out (cancel-safe).
 //!
 //! Two ways to write:
-//! - The `Encoder` impls (for `PooledBytes`, `Bytes`, `BytesMut` and
-//!   `&[u8]`) copy header and body into the `FramedWrite` write buffer, as
+//! - The `Encoder` impls. In a pooled framed value ([`BytesPool::framed`],
+//!   [`BytesPool::framed_write`]), a `PooledBytes`, `Bytes` or `BytesMut`
+//!   frame is queued by value: only the header goes into the write buffer,
+//!   and the framed value writes header and body vectored, with no copy of
+//!   the body. Everywhere else (tokio-util's own `Framed`/`FramedWrite`),
+//!   and for `&[u8]`, they copy header and body into the write buffer, as
 //!   tokio-util's codec does: `Encoder::encode` only sees a `BytesMut` to
-//!   fill, so it cannot hand a body to a vectored write.
+//!   fill.
 //! - [`write_frame`](PooledLengthDelimitedCodec::write_frame) writes header
 //!   and body with one `write_all_buf` of a chained buffer: a vectored write
 //!   where the I/O object supports it (`TcpStream` does), no copy of the
@@ -305,13 +309,17 @@ enum State {
 ///   large bodies straight into the frame and waits for the budget.
 ///
 /// Writing:
-/// - the `Encoder` impls (`PooledBytes`, `Bytes`, `BytesMut`, `&[u8]`)
-///   **copy** header and body into the `FramedWrite` write buffer, as
-///   tokio-util's codec does (`Encoder::encode` only sees a `BytesMut` to
-///   fill); a frame larger than the write buffer grows it, and a grown
-///   pooled buffer is dropped instead of reused when it comes back;
-/// - [`write_frame`](Self::write_frame) writes header and body with one
-///   vectored write and **no copy**: use it for large frames.
+/// - in a pooled framed value ([`BytesPool::framed`],
+///   [`BytesPool::framed_write`]), `send` of a `PooledBytes`, `Bytes` or
+///   `BytesMut` **queues the frame by value** and writes header and body
+///   vectored: **no copy**, and a pooled frame goes back to the pool once
+///   written;
+/// - in tokio-util's own `Framed`/`FramedWrite`, and for `&[u8]` items,
+///   the `Encoder` impls **copy** header and body into the write buffer,
+///   as tokio-util's codec does (`Encoder::encode` only sees a `BytesMut`
+///   to fill);
+/// - [`write_frame`](Self::write_frame) writes one frame with one vectored
+///   write and **no copy**, on any `AsyncWrite`.
 ///
 /// Unlike tokio-util's codec, a stream that ends right after a header,
 /// before any body byte, is an error ("bytes remaining on stream") rather
