@@ -257,7 +257,11 @@ pub struct PooledParts<T, U> {
 ///   custom codecs, tokio-util's codecs) goes through `Encoder::encode`,
 ///   which **copies** the item into the write buffer; after a frame larger
 ///   than the write buffer, the grown buffer goes back to the pool once
-///   written and one of the configured size is checked out.
+///   written and one of the configured size is checked out. (A codec of
+///   yours that holds a `PooledLengthDelimitedCodec` as its first field and
+///   passes the write buffer straight to its `encode` gets the queueing
+///   too; such a wrapper must not rewrite what the inner codec wrote, since
+///   the body is not in the write buffer.)
 /// - **Backpressure** counts bytes queued, header and bodies alike
 ///   ([`queued_bytes`](Self::queued_bytes)): `poll_ready` writes until fewer
 ///   than [`backpressure_boundary`](Self::backpressure_boundary) bytes (the
