@@ -1,99 +1,59 @@
 //! `Framed`, `FramedRead` and `FramedWrite` whose buffers come from a pool.
 //!
-//! tokio-util's framed types own their buffers; the way in is to swap ours
-//! into a framed value built with capacity 0 (no allocation), and the way
-//! out is `into_parts`. The wrappers here keep each buffer's ticket beside
-//! the framed value and give the buffers back when taken apart or dropped.
+//! The pooled framed values run tokio-util's read loop and write path
+//! themselves (`framed_io`) rather than wrapping tokio-util's types, for
+//! two reasons: the read buffer stays a pooled, charged checkout even when
+//! a codec's frames share it (tokio-util would `reserve` its way to plain
+//! allocations), and the pooled length-delimited codec's frames are queued
+//! by value and written vectored instead of being copied into the write
+//! buffer.
 
 use std::fmt;
-use std::ops::{Deref, DerefMut};
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use futures_core::Stream;
 use futures_sink::Sink;
-use tokio_util::codec::{Decoder, Encoder, Framed, FramedParts, FramedRead, FramedWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::TryCheckoutError;
-use crate::pool::{BytesPool, Handle};
-use crate::pooled::{Lease, PooledBytes};
+use crate::pool::BytesPool;
+use crate::pooled::PooledBytes;
 
+mod framed_io;
 mod length_delimited;
 mod pooled_decoder;
+
+pub(crate) use framed_io::{queue_body, Body};
+use framed_io::{Owned, ReadSide, WriteSide};
 
 pub use length_delimited::{
     FrameReader, LengthDelimitedBuilder, LengthFieldType, PooledLengthDelimitedCodec,
 };
 pub use pooled_decoder::PooledDecoder;
 
-/// tokio-util's default buffer size; also the floor `Framed::from_parts`
-/// reserves up to, so a smaller pooled buffer would be reallocated at once.
+/// Each pooled framed buffer is at least this large (tokio-util's default
+/// buffer size).
 pub const DEFAULT_FRAME_BUFFER: usize = 8 * 1024;
 
-/// Checks a buffer out and hands it over cleared (a non-empty read buffer
-/// would be taken for data already read).
-fn lease(pool: &BytesPool, capacity: usize) -> (BytesMut, Lease) {
-    pool.checkout(capacity.max(DEFAULT_FRAME_BUFFER)).into_raw()
-}
-
-/// A checked-out buffer's accounting while a framed value owns the buffer.
-///
-/// Growth: a codec's `reserve` can grow the buffer past its class. On a
-/// pool with a budget, the framed value charges the growth (the largest
-/// capacity seen above the checkout's) after each poll, as an overdraft if
-/// the budget lacks it, and gives it back when the buffer is returned.
-struct Leased {
-    lease: Option<Lease>,
-    handle: Handle,
-    /// Capacity at checkout plus growth charged so far; `usize::MAX` on a
-    /// pool without a budget (nothing to charge).
-    covered: usize,
-    /// Growth charged to the budget.
-    growth: usize,
-}
-
-impl Leased {
-    /// Charges growth of `buf` past what is covered.
-    #[inline]
-    fn settle(&mut self, buf: &BytesMut) {
-        if buf.capacity() > self.covered {
-            self.charge_growth(buf.capacity());
-        }
-    }
-
-    #[cold]
-    fn charge_growth(&mut self, capacity: usize) {
-        let more = capacity - self.covered;
-        self.covered = capacity;
-        let pool = BytesPool {
-            handle: self.handle.clone(),
-        };
-        self.growth += pool.charge_growth(more);
-    }
-
-    /// Puts `buf` back under its ticket as a guard (returned when dropped),
-    /// and gives back the growth charged.
-    fn rejoin(&mut self, buf: BytesMut) -> PooledBytes {
-        let growth = std::mem::take(&mut self.growth);
-        if growth > 0 {
-            BytesPool {
-                handle: self.handle.clone(),
-            }
-            .release_budget(growth);
-        }
-        match self.lease.take() {
-            Some(lease) => PooledBytes::from_raw(buf, lease, self.handle.clone()),
-            None => unreachable!("a framed value gives its buffers back once"),
-        }
-    }
+/// A buffer of at least `capacity` (and 8 KiB), handed over cleared.
+fn owned(pool: &BytesPool, capacity: usize) -> Owned {
+    Owned::new(pool, capacity.max(DEFAULT_FRAME_BUFFER))
 }
 
 impl BytesPool {
-    /// A [`Framed`] (a `Stream` of decoded frames and a `Sink` of items)
-    /// whose read and write buffers come from this pool, 8 KiB each. They go
-    /// back when the value is dropped or taken apart with
-    /// [`PooledFramed::into_parts`].
+    /// A [`PooledFramed`]: tokio-util's `Framed` (a `Stream` of decoded
+    /// frames and a `Sink` of items) whose read and write buffers come from
+    /// this pool, 8 KiB each. They go back when the value is dropped or
+    /// taken apart with [`PooledFramed::into_parts`].
+    ///
+    /// Which path copies: with [`PooledLengthDelimitedCodec`], frames sent
+    /// as `PooledBytes`, `Bytes` or `BytesMut` are queued by value and
+    /// written vectored, never copied; any other codec or item is copied
+    /// into the write buffer by `Encoder::encode`, as in tokio-util.
     ///
     /// ```
     /// use futures_util::{SinkExt, StreamExt};
@@ -117,9 +77,9 @@ impl BytesPool {
     }
 
     /// [`framed`](BytesPool::framed) with chosen buffer sizes (at least
-    /// 8 KiB each, tokio-util's floor). The write buffer's size is also its
-    /// backpressure boundary: `poll_ready` flushes once that much is
-    /// buffered.
+    /// 8 KiB each, tokio-util's default). The write buffer's size is also
+    /// the backpressure boundary: `poll_ready` writes while that many bytes
+    /// (headers, encoded bytes and queued frames) are queued.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -138,24 +98,17 @@ impl BytesPool {
         read_capacity: usize,
         write_capacity: usize,
     ) -> PooledFramed<T, U> {
-        let (read_buf, read_lease) = lease(self, read_capacity);
-        let (write_buf, write_lease) = lease(self, write_capacity);
-        let boundary = write_buf.capacity();
-        let read = self.leased_for(read_lease, &read_buf);
-        let write = self.leased_for(write_lease, &write_buf);
-        let mut framed = Framed::with_capacity(io, codec, 0);
-        *framed.read_buffer_mut() = read_buf;
-        *framed.write_buffer_mut() = write_buf;
-        framed.set_backpressure_boundary(boundary);
         PooledFramed {
-            framed: Some(framed),
-            read,
-            write,
+            read: ReadSide::new(owned(self, read_capacity)),
+            write: WriteSide::new(owned(self, write_capacity)),
+            io,
+            codec,
         }
     }
 
-    /// A [`FramedRead`] whose read buffer (at least 8 KiB) comes from this
-    /// pool and goes back when it is dropped or taken apart.
+    /// A [`PooledFramedRead`] (tokio-util's `FramedRead`) whose read buffer
+    /// (at least 8 KiB) comes from this pool and goes back when it is
+    /// dropped or taken apart.
     ///
     /// ```
     /// use futures_util::StreamExt;
@@ -171,19 +124,18 @@ impl BytesPool {
     /// # }
     /// ```
     pub fn framed_read<T, D>(&self, io: T, decoder: D, capacity: usize) -> PooledFramedRead<T, D> {
-        let (buf, lease) = lease(self, capacity);
-        let read = self.leased_for(lease, &buf);
-        let mut framed = FramedRead::with_capacity(io, decoder, 0);
-        *framed.read_buffer_mut() = buf;
         PooledFramedRead {
-            framed: Some(framed),
-            read,
+            read: ReadSide::new(owned(self, capacity)),
+            io,
+            decoder,
         }
     }
 
-    /// A [`FramedWrite`] whose write buffer (at least 8 KiB, also the
-    /// backpressure boundary) comes from this pool and goes back when it is
-    /// dropped or taken apart.
+    /// A [`PooledFramedWrite`] (tokio-util's `FramedWrite`) whose write
+    /// buffer (at least 8 KiB, also the backpressure boundary in bytes
+    /// queued) comes from this pool and goes back when it is dropped or
+    /// taken apart. With [`PooledLengthDelimitedCodec`] it copies no body
+    /// (see [`PooledFramed`]).
     ///
     /// ```
     /// use futures_util::SinkExt;
@@ -204,15 +156,10 @@ impl BytesPool {
         encoder: E,
         capacity: usize,
     ) -> PooledFramedWrite<T, E> {
-        let (buf, lease) = lease(self, capacity);
-        let boundary = buf.capacity();
-        let write = self.leased_for(lease, &buf);
-        let mut framed = FramedWrite::with_capacity(io, encoder, 0);
-        *framed.write_buffer_mut() = buf;
-        framed.set_backpressure_boundary(boundary);
         PooledFramedWrite {
-            framed: Some(framed),
-            write,
+            write: WriteSide::new(owned(self, capacity)),
+            io,
+            encoder,
         }
     }
 
@@ -248,34 +195,16 @@ impl BytesPool {
         io: T,
         codec: U,
     ) -> Result<PooledFramed<T, U>, TryCheckoutError> {
+        // Both stay guards until both are served: a future dropped while it
+        // waits for the second returns the first (buffer and charge).
         let read = self.checkout_async(DEFAULT_FRAME_BUFFER).await?;
         let write = self.checkout_async(DEFAULT_FRAME_BUFFER).await?;
-        let (read_buf, read_lease) = read.into_raw();
-        let (write_buf, write_lease) = write.into_raw();
-        let boundary = write_buf.capacity();
-        let read = self.leased_for(read_lease, &read_buf);
-        let write = self.leased_for(write_lease, &write_buf);
-        let mut framed = Framed::with_capacity(io, codec, 0);
-        *framed.read_buffer_mut() = read_buf;
-        *framed.write_buffer_mut() = write_buf;
-        framed.set_backpressure_boundary(boundary);
         Ok(PooledFramed {
-            framed: Some(framed),
-            read,
-            write,
+            read: ReadSide::new(Owned::with(self, read, DEFAULT_FRAME_BUFFER)),
+            write: WriteSide::new(Owned::with(self, write, DEFAULT_FRAME_BUFFER)),
+            io,
+            codec,
         })
-    }
-
-    fn leased_for(&self, lease: Lease, buf: &BytesMut) -> Leased {
-        Leased {
-            lease: Some(lease),
-            handle: self.handle.clone(),
-            covered: match self.handle.inner().budget {
-                Some(_) => buf.capacity(),
-                None => usize::MAX,
-            },
-            growth: 0,
-        }
     }
 }
 
@@ -310,157 +239,288 @@ pub struct PooledParts<T, U> {
     pub write_buf: Option<PooledBytes>,
 }
 
-macro_rules! delegate_framed {
-    ($ty:ident, $inner:ident, $codec:ident) => {
+/// A pooled `Framed`: a `Stream` of decoded frames and a `Sink` of items
+/// over one I/O object, with pooled read and write buffers. From
+/// [`BytesPool::framed`].
+///
+/// It behaves as tokio-util's `Framed` does (same read loop, same end of
+/// stream and error handling, the same `Encoder`/`Decoder` contracts), with
+/// these differences:
+///
+/// - **Writing.** With [`PooledLengthDelimitedCodec`], a [`PooledBytes`],
+///   `Bytes` or `BytesMut` frame is queued by value: only its header goes
+///   into the write buffer, and flushing writes header and body with
+///   vectored writes (`poll_write_vectored`; one slice per write where the
+///   I/O object is not vectored, so wrap such an object in a
+///   `tokio::io::BufWriter`). **No body is copied**; a pooled frame goes
+///   back to the pool once written. Every other codec and item (`&[u8]`,
+///   custom codecs, tokio-util's codecs) goes through `Encoder::encode`,
+///   which **copies** the item into the write buffer; after a frame larger
+///   than the write buffer, the grown buffer goes back to the pool once
+///   written and one of the configured size is checked out. (A codec of
+///   yours that holds a `PooledLengthDelimitedCodec` as its first field and
+///   passes the write buffer straight to its `encode` gets the queueing
+///   too; such a wrapper must not rewrite what the inner codec wrote, since
+///   the body is not in the write buffer.)
+/// - **Backpressure** counts bytes queued, header and bodies alike
+///   ([`queued_bytes`](Self::queued_bytes)): `poll_ready` writes until fewer
+///   than [`backpressure_boundary`](Self::backpressure_boundary) bytes (the
+///   write buffer's size) are queued.
+/// - **Reading.** The read buffer is always a pooled checkout. Before each
+///   read it takes its whole size back in place if no frame shares it;
+///   where frames from a codec that splits them off the buffer (tokio-util's
+///   `LengthDelimitedCodec`, `BytesCodec`, `LinesCodec`) still share it, a
+///   fresh pooled buffer takes the unconsumed bytes (a copy of at most one
+///   read's worth) and the old one goes back to the pool. A codec that
+///   grows the buffer inside `decode` gets a pooled buffer of that size the
+///   same way; once empty, a grown buffer goes back for one of its class.
+///
+/// `Unpin` I/O objects and codecs only (pin a `!Unpin` one with `Box::pin`
+/// first). Dropping it returns both buffers and any queued frames.
+///
+/// ```
+/// use futures_util::{SinkExt, StreamExt};
+/// use pool_tokio::{BytesPool, PooledLengthDelimitedCodec};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let pool = BytesPool::new();
+/// let (a, b) = tokio::io::duplex(64 << 10);
+/// let mut left = pool.framed(a, PooledLengthDelimitedCodec::new(&pool));
+/// let mut right = pool.framed(b, PooledLengthDelimitedCodec::new(&pool));
+/// let mut frame = pool.checkout(20_000);
+/// frame.extend_from_slice(&[7; 20_000]);
+/// left.send(frame).await?; // queued by value, written vectored: no copy
+/// let got = right.next().await.unwrap()?;
+/// assert_eq!(got.len(), 20_000);
+/// // Only the 4-byte header went through the write buffer.
+/// assert_eq!(left.write_buffer().capacity(), 8192);
+/// # Ok(())
+/// # }
+/// ```
+pub struct PooledFramed<T, U> {
+    io: T,
+    codec: U,
+    read: ReadSide,
+    write: WriteSide,
+}
+
+/// A pooled `FramedRead`: a `Stream` of decoded frames with a pooled read
+/// buffer, from [`BytesPool::framed_read`]. Reads as [`PooledFramed`] does;
+/// dropping it returns the buffer.
+pub struct PooledFramedRead<T, D> {
+    io: T,
+    decoder: D,
+    read: ReadSide,
+}
+
+/// A pooled `FramedWrite`: a `Sink` of items with a pooled write buffer,
+/// from [`BytesPool::framed_write`]. Writes as [`PooledFramed`] does (no
+/// copy of a body with [`PooledLengthDelimitedCodec`]); dropping it returns
+/// the buffer and any queued frames.
+///
+/// ```
+/// use futures_util::SinkExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let pool = pool_tokio::BytesPool::new();
+/// let codec = pool_tokio::PooledLengthDelimitedCodec::new(&pool);
+/// let mut writer = pool.framed_write(Vec::new(), codec, 8192);
+/// writer.send(bytes::Bytes::from_static(b"abc")).await?;
+/// assert_eq!(writer.get_ref(), b"\0\0\0\x03abc");
+/// # Ok(())
+/// # }
+/// ```
+pub struct PooledFramedWrite<T, E> {
+    io: T,
+    encoder: E,
+    write: WriteSide,
+}
+
+/// Accessors shared by the three types.
+macro_rules! io_accessors {
+    ($ty:ident, $codec:ident, $make:literal) => {
         impl<T, $codec> $ty<T, $codec> {
-            #[inline]
-            fn framed_ref(&self) -> &$inner<T, $codec> {
-                match &self.framed {
-                    Some(f) => f,
-                    None => unreachable!("the framed value is present until dropped"),
-                }
+            /// The I/O object.
+            ///
+            /// ```
+            /// let pool = pool_tokio::BytesPool::new();
+            /// let io: Vec<u8> = b"abc".to_vec();
+            #[doc = concat!("let framed = pool.", $make, ";")]
+            /// assert_eq!(framed.get_ref(), b"abc");
+            /// ```
+            pub fn get_ref(&self) -> &T {
+                &self.io
             }
 
-            #[inline]
-            fn framed_mut(&mut self) -> &mut $inner<T, $codec> {
-                match &mut self.framed {
-                    Some(f) => f,
-                    None => unreachable!("the framed value is present until dropped"),
-                }
-            }
-        }
-
-        impl<T, $codec> Deref for $ty<T, $codec> {
-            type Target = $inner<T, $codec>;
-            #[inline]
-            fn deref(&self) -> &Self::Target {
-                self.framed_ref()
-            }
-        }
-
-        impl<T, $codec> DerefMut for $ty<T, $codec> {
-            #[inline]
-            fn deref_mut(&mut self) -> &mut Self::Target {
-                self.framed_mut()
+            /// The I/O object, mutably. Bytes read or written through it
+            /// directly bypass the buffers (and the frames queued).
+            ///
+            /// ```
+            /// let pool = pool_tokio::BytesPool::new();
+            /// let io: Vec<u8> = Vec::new();
+            #[doc = concat!("let mut framed = pool.", $make, ";")]
+            /// framed.get_mut().push(1);
+            /// assert_eq!(framed.get_ref(), &[1]);
+            /// ```
+            pub fn get_mut(&mut self) -> &mut T {
+                &mut self.io
             }
         }
 
         impl<T: fmt::Debug, $codec: fmt::Debug> fmt::Debug for $ty<T, $codec> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_tuple(stringify!($ty))
-                    .field(self.framed_ref())
+                self.debug(f.debug_struct(stringify!($ty)).field("io", &self.io))
                     .finish()
             }
         }
     };
 }
 
-macro_rules! delegate_stream {
-    ($ty:ident, $codec:ident) => {
-        impl<T, $codec> Stream for $ty<T, $codec>
-        where
-            T: tokio::io::AsyncRead + Unpin,
-            $codec: Decoder + Unpin,
-        {
-            type Item = Result<$codec::Item, $codec::Error>;
-
-            #[inline]
-            fn poll_next(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<Option<Self::Item>> {
-                let this = &mut *self;
-                let poll = Pin::new(this.framed_mut()).poll_next(cx);
-                this.settle();
-                poll
-            }
-        }
-    };
-}
-
-macro_rules! delegate_sink {
-    ($ty:ident, $codec:ident) => {
-        impl<T, I, $codec> Sink<I> for $ty<T, $codec>
-        where
-            T: tokio::io::AsyncWrite + Unpin,
-            $codec: Encoder<I> + Unpin,
-            $codec::Error: From<std::io::Error>,
-        {
-            type Error = $codec::Error;
-
-            #[inline]
-            fn poll_ready(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<Result<(), Self::Error>> {
-                let this = &mut *self;
-                let poll = Pin::new(this.framed_mut()).poll_ready(cx);
-                this.settle();
-                poll
-            }
-
-            #[inline]
-            fn start_send(mut self: Pin<&mut Self>, item: I) -> Result<(), Self::Error> {
-                let this = &mut *self;
-                let result = Pin::new(this.framed_mut()).start_send(item);
-                this.settle();
-                result
-            }
-
-            #[inline]
-            fn poll_flush(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<Result<(), Self::Error>> {
-                let this = &mut *self;
-                let poll = Pin::new(this.framed_mut()).poll_flush(cx);
-                this.settle();
-                poll
-            }
-
-            #[inline]
-            fn poll_close(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<Result<(), Self::Error>> {
-                let this = &mut *self;
-                let poll = Pin::new(this.framed_mut()).poll_close(cx);
-                this.settle();
-                poll
-            }
-        }
-    };
-}
-
-/// A [`Framed`] with pooled read and write buffers, from
-/// [`BytesPool::framed`].
-///
-/// Derefs to the `Framed` (codec, I/O object, buffers) and is a `Stream`
-/// and `Sink` like it (for `Unpin` I/O objects and codecs; pin a `!Unpin`
-/// one with `Box::pin` first). Dropping it returns both buffers.
-pub struct PooledFramed<T, U> {
-    framed: Option<Framed<T, U>>,
-    read: Leased,
-    write: Leased,
-}
-
-delegate_framed!(PooledFramed, Framed, U);
+io_accessors!(
+    PooledFramed,
+    U,
+    "framed(io, tokio_util::codec::BytesCodec::new())"
+);
+io_accessors!(
+    PooledFramedRead,
+    D,
+    "framed_read(io, tokio_util::codec::BytesCodec::new(), 0)"
+);
+io_accessors!(
+    PooledFramedWrite,
+    E,
+    "framed_write(io, tokio_util::codec::BytesCodec::new(), 0)"
+);
 
 impl<T, U> PooledFramed<T, U> {
-    #[inline]
-    fn settle(&mut self) {
-        if let Some(f) = &self.framed {
-            self.read.settle(f.read_buffer());
-            self.write.settle(f.write_buffer());
-        }
+    fn debug<'a, 'b>(&self, f: &'a mut fmt::DebugStruct<'a, 'b>) -> &'a mut fmt::DebugStruct<'a, 'b>
+    where
+        U: fmt::Debug,
+    {
+        f.field("codec", &self.codec)
+            .field("read_buffer", &self.read.buf.buf.len())
+            .field("queued_bytes", &self.write.queued())
     }
-}
-delegate_stream!(PooledFramed, U);
-delegate_sink!(PooledFramed, U);
 
-impl<T, U> PooledFramed<T, U> {
+    /// The codec.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let framed = pool.framed(tokio::io::empty(), pool_tokio::PooledLengthDelimitedCodec::new(&pool));
+    /// assert_eq!(framed.codec().max_frame_length(), 8 << 20);
+    /// ```
+    pub fn codec(&self) -> &U {
+        &self.codec
+    }
+
+    /// The codec, mutably.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut framed = pool.framed(tokio::io::empty(), tokio_util::codec::LinesCodec::new());
+    /// assert_eq!(framed.codec_mut().max_length(), usize::MAX);
+    /// ```
+    pub fn codec_mut(&mut self) -> &mut U {
+        &mut self.codec
+    }
+
+    /// The read buffer: bytes read and not yet decoded.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let framed = pool.framed(tokio::io::empty(), tokio_util::codec::BytesCodec::new());
+    /// assert_eq!(framed.read_buffer().capacity(), 8192);
+    /// ```
+    pub fn read_buffer(&self) -> &BytesMut {
+        &self.read.buf.buf
+    }
+
+    /// The read buffer, mutably. A buffer moved to another allocation
+    /// (by `reserve`) is moved back into a pooled one before the next read.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut framed = pool.framed(tokio::io::empty(), tokio_util::codec::BytesCodec::new());
+    /// assert!(framed.read_buffer_mut().try_reclaim(8192));
+    /// ```
+    pub fn read_buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.read.buf.buf
+    }
+
+    /// The write buffer: encoded bytes not yet written (with the pooled
+    /// length-delimited codec, only the headers of queued frames).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let framed = pool.framed(tokio::io::sink(), tokio_util::codec::BytesCodec::new());
+    /// assert!(framed.write_buffer().is_empty());
+    /// ```
+    pub fn write_buffer(&self) -> &BytesMut {
+        &self.write.buf.buf
+    }
+
+    /// The write buffer, mutably: bytes put here are written after the
+    /// frames already queued.
+    ///
+    /// ```
+    /// use bytes::BufMut;
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut framed = pool.framed(tokio::io::sink(), tokio_util::codec::BytesCodec::new());
+    /// framed.write_buffer_mut().put_slice(b"raw");
+    /// assert_eq!(framed.queued_bytes(), 3);
+    /// ```
+    pub fn write_buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.write.buf.buf
+    }
+
+    /// Bytes queued and not yet written: the write buffer's and those of
+    /// the frames queued by value.
+    ///
+    /// ```
+    /// use futures_util::SinkExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let (a, _b) = tokio::io::duplex(64);
+    /// let mut framed = pool.framed(a, pool_tokio::PooledLengthDelimitedCodec::new(&pool));
+    /// framed.feed(bytes::Bytes::from(vec![0; 1000])).await?;
+    /// assert_eq!(framed.queued_bytes(), 1004); // header and body
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn queued_bytes(&self) -> usize {
+        self.write.queued()
+    }
+
+    /// How many bytes may be queued before `poll_ready` writes: the write
+    /// buffer's size unless set.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let framed = pool.framed_with_capacity(tokio::io::sink(), tokio_util::codec::BytesCodec::new(), 8192, 16 << 10);
+    /// assert_eq!(framed.backpressure_boundary(), 16 << 10);
+    /// ```
+    pub fn backpressure_boundary(&self) -> usize {
+        self.write.boundary
+    }
+
+    /// Sets the backpressure boundary (bytes queued, headers and bodies).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut framed = pool.framed(tokio::io::sink(), tokio_util::codec::BytesCodec::new());
+    /// framed.set_backpressure_boundary(1 << 20);
+    /// assert_eq!(framed.backpressure_boundary(), 1 << 20);
+    /// ```
+    pub fn set_backpressure_boundary(&mut self, boundary: usize) {
+        self.write.boundary = boundary;
+    }
+
     /// Takes the value apart: the I/O object, the codec, and both buffers as
-    /// pooled guards, with any unprocessed data.
+    /// pooled guards, with any unprocessed data. Frames queued by value and
+    /// not yet written are copied into the write buffer, in order.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -472,51 +532,69 @@ impl<T, U> PooledFramed<T, U> {
     /// assert_eq!(&parts.write_buf.as_ref().unwrap()[..], b"pending");
     /// # }
     /// ```
-    pub fn into_parts(mut self) -> PooledParts<T, U> {
-        let parts: FramedParts<T, U> = match self.framed.take() {
-            Some(f) => f.into_parts(),
-            None => unreachable!("the framed value is present until dropped"),
-        };
+    pub fn into_parts(self) -> PooledParts<T, U> {
         PooledParts {
-            io: parts.io,
-            codec: parts.codec,
-            read_buf: Some(self.read.rejoin(parts.read_buf)),
-            write_buf: Some(self.write.rejoin(parts.write_buf)),
+            io: self.io,
+            codec: self.codec,
+            read_buf: Some(self.read.buf.into_buf()),
+            write_buf: Some(self.write.into_buf()),
         }
     }
 }
-
-impl<T, U> Drop for PooledFramed<T, U> {
-    fn drop(&mut self) {
-        if let Some(f) = self.framed.take() {
-            let parts = f.into_parts();
-            drop(self.read.rejoin(parts.read_buf));
-            drop(self.write.rejoin(parts.write_buf));
-        }
-    }
-}
-
-/// A [`FramedRead`] with a pooled read buffer, from
-/// [`BytesPool::framed_read`]. A `Stream` of decoded frames; derefs to the
-/// `FramedRead`; dropping it returns the buffer.
-pub struct PooledFramedRead<T, D> {
-    framed: Option<FramedRead<T, D>>,
-    read: Leased,
-}
-
-delegate_framed!(PooledFramedRead, FramedRead, D);
 
 impl<T, D> PooledFramedRead<T, D> {
-    #[inline]
-    fn settle(&mut self) {
-        if let Some(f) = &self.framed {
-            self.read.settle(f.read_buffer());
-        }
+    fn debug<'a, 'b>(&self, f: &'a mut fmt::DebugStruct<'a, 'b>) -> &'a mut fmt::DebugStruct<'a, 'b>
+    where
+        D: fmt::Debug,
+    {
+        f.field("decoder", &self.decoder)
+            .field("read_buffer", &self.read.buf.buf.len())
     }
-}
-delegate_stream!(PooledFramedRead, D);
 
-impl<T, D> PooledFramedRead<T, D> {
+    /// The decoder.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let reader = pool.framed_read(tokio::io::empty(), tokio_util::codec::LinesCodec::new(), 0);
+    /// assert_eq!(reader.decoder().max_length(), usize::MAX);
+    /// ```
+    pub fn decoder(&self) -> &D {
+        &self.decoder
+    }
+
+    /// The decoder, mutably.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut reader = pool.framed_read(tokio::io::empty(), tokio_util::codec::BytesCodec::new(), 0);
+    /// let _codec: &mut tokio_util::codec::BytesCodec = reader.decoder_mut();
+    /// ```
+    pub fn decoder_mut(&mut self) -> &mut D {
+        &mut self.decoder
+    }
+
+    /// The read buffer: bytes read and not yet decoded.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let reader = pool.framed_read(tokio::io::empty(), tokio_util::codec::BytesCodec::new(), 16 << 10);
+    /// assert_eq!(reader.read_buffer().capacity(), 16 << 10);
+    /// ```
+    pub fn read_buffer(&self) -> &BytesMut {
+        &self.read.buf.buf
+    }
+
+    /// The read buffer, mutably.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut reader = pool.framed_read(tokio::io::empty(), tokio_util::codec::BytesCodec::new(), 0);
+    /// assert!(reader.read_buffer_mut().is_empty());
+    /// ```
+    pub fn read_buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.read.buf.buf
+    }
+
     /// Takes the value apart: the I/O object, the decoder, and the read
     /// buffer (as `read_buf`) with any data not yet decoded.
     ///
@@ -527,51 +605,108 @@ impl<T, D> PooledFramedRead<T, D> {
     /// assert!(parts.write_buf.is_none());
     /// assert_eq!(parts.read_buf.unwrap().capacity(), 8192);
     /// ```
-    pub fn into_parts(mut self) -> PooledParts<T, D> {
-        let parts = match self.framed.take() {
-            Some(f) => f.into_parts(),
-            None => unreachable!("the framed value is present until dropped"),
-        };
+    pub fn into_parts(self) -> PooledParts<T, D> {
         PooledParts {
-            io: parts.io,
-            codec: parts.codec,
-            read_buf: Some(self.read.rejoin(parts.read_buf)),
+            io: self.io,
+            codec: self.decoder,
+            read_buf: Some(self.read.buf.into_buf()),
             write_buf: None,
         }
     }
 }
 
-impl<T, D> Drop for PooledFramedRead<T, D> {
-    fn drop(&mut self) {
-        if let Some(f) = self.framed.take() {
-            drop(self.read.rejoin(f.into_parts().read_buf));
-        }
-    }
-}
-
-/// A [`FramedWrite`] with a pooled write buffer, from
-/// [`BytesPool::framed_write`]. A `Sink` of items; derefs to the
-/// `FramedWrite`; dropping it returns the buffer.
-pub struct PooledFramedWrite<T, E> {
-    framed: Option<FramedWrite<T, E>>,
-    write: Leased,
-}
-
-delegate_framed!(PooledFramedWrite, FramedWrite, E);
-
 impl<T, E> PooledFramedWrite<T, E> {
-    #[inline]
-    fn settle(&mut self) {
-        if let Some(f) = &self.framed {
-            self.write.settle(f.write_buffer());
-        }
+    fn debug<'a, 'b>(&self, f: &'a mut fmt::DebugStruct<'a, 'b>) -> &'a mut fmt::DebugStruct<'a, 'b>
+    where
+        E: fmt::Debug,
+    {
+        f.field("encoder", &self.encoder)
+            .field("queued_bytes", &self.write.queued())
     }
-}
-delegate_sink!(PooledFramedWrite, E);
 
-impl<T, E> PooledFramedWrite<T, E> {
+    /// The encoder.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let writer = pool.framed_write(tokio::io::sink(), tokio_util::codec::LinesCodec::new(), 0);
+    /// assert_eq!(writer.encoder().max_length(), usize::MAX);
+    /// ```
+    pub fn encoder(&self) -> &E {
+        &self.encoder
+    }
+
+    /// The encoder, mutably.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut writer = pool.framed_write(tokio::io::sink(), tokio_util::codec::BytesCodec::new(), 0);
+    /// let _codec: &mut tokio_util::codec::BytesCodec = writer.encoder_mut();
+    /// ```
+    pub fn encoder_mut(&mut self) -> &mut E {
+        &mut self.encoder
+    }
+
+    /// The write buffer: encoded bytes not yet written.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let writer = pool.framed_write(tokio::io::sink(), tokio_util::codec::BytesCodec::new(), 0);
+    /// assert_eq!(writer.write_buffer().capacity(), 8192);
+    /// ```
+    pub fn write_buffer(&self) -> &BytesMut {
+        &self.write.buf.buf
+    }
+
+    /// The write buffer, mutably: bytes put here are written after the
+    /// frames already queued.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut writer = pool.framed_write(tokio::io::sink(), tokio_util::codec::BytesCodec::new(), 0);
+    /// writer.write_buffer_mut().extend_from_slice(b"raw");
+    /// assert_eq!(writer.queued_bytes(), 3);
+    /// ```
+    pub fn write_buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.write.buf.buf
+    }
+
+    /// Bytes queued and not yet written (write buffer and queued frames).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let writer = pool.framed_write(tokio::io::sink(), tokio_util::codec::BytesCodec::new(), 0);
+    /// assert_eq!(writer.queued_bytes(), 0);
+    /// ```
+    pub fn queued_bytes(&self) -> usize {
+        self.write.queued()
+    }
+
+    /// How many bytes may be queued before `poll_ready` writes.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let writer = pool.framed_write(tokio::io::sink(), tokio_util::codec::BytesCodec::new(), 32 << 10);
+    /// assert_eq!(writer.backpressure_boundary(), 32 << 10);
+    /// ```
+    pub fn backpressure_boundary(&self) -> usize {
+        self.write.boundary
+    }
+
+    /// Sets the backpressure boundary (bytes queued).
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let mut writer = pool.framed_write(tokio::io::sink(), tokio_util::codec::BytesCodec::new(), 0);
+    /// writer.set_backpressure_boundary(4096);
+    /// assert_eq!(writer.backpressure_boundary(), 4096);
+    /// ```
+    pub fn set_backpressure_boundary(&mut self, boundary: usize) {
+        self.write.boundary = boundary;
+    }
+
     /// Takes the value apart: the I/O object, the encoder, and the write
-    /// buffer (as `write_buf`) with any data not yet written.
+    /// buffer (as `write_buf`) with any data not yet written (queued frames
+    /// copied in, in order).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
@@ -580,24 +715,92 @@ impl<T, E> PooledFramedWrite<T, E> {
     /// assert!(parts.read_buf.is_none());
     /// assert!(parts.write_buf.unwrap().is_empty());
     /// ```
-    pub fn into_parts(mut self) -> PooledParts<T, E> {
-        let parts = match self.framed.take() {
-            Some(f) => f.into_parts(),
-            None => unreachable!("the framed value is present until dropped"),
-        };
+    pub fn into_parts(self) -> PooledParts<T, E> {
         PooledParts {
-            io: parts.io,
-            codec: parts.codec,
+            io: self.io,
+            codec: self.encoder,
             read_buf: None,
-            write_buf: Some(self.write.rejoin(parts.write_buf)),
+            write_buf: Some(self.write.into_buf()),
         }
     }
 }
 
-impl<T, E> Drop for PooledFramedWrite<T, E> {
-    fn drop(&mut self) {
-        if let Some(f) = self.framed.take() {
-            drop(self.write.rejoin(f.into_parts().write_buf));
-        }
+impl<T, U> Stream for PooledFramed<T, U>
+where
+    T: AsyncRead + Unpin,
+    U: Decoder + Unpin,
+{
+    type Item = Result<U::Item, U::Error>;
+
+    #[inline]
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.read.poll_next(&mut this.io, &mut this.codec, cx)
     }
 }
+
+impl<T, D> Stream for PooledFramedRead<T, D>
+where
+    T: AsyncRead + Unpin,
+    D: Decoder + Unpin,
+{
+    type Item = Result<D::Item, D::Error>;
+
+    #[inline]
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.read.poll_next(&mut this.io, &mut this.decoder, cx)
+    }
+}
+
+macro_rules! sink {
+    ($ty:ident, $codec:ident, $field:ident) => {
+        /// `Encoder::encode` into the write buffer; with
+        /// [`PooledLengthDelimitedCodec`] and a `PooledBytes`, `Bytes` or
+        /// `BytesMut` item, the body is queued by value instead (no copy).
+        impl<T, I, $codec> Sink<I> for $ty<T, $codec>
+        where
+            T: AsyncWrite + Unpin,
+            $codec: Encoder<I> + Unpin,
+            $codec::Error: From<io::Error>,
+        {
+            type Error = $codec::Error;
+
+            #[inline]
+            fn poll_ready(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Result<(), Self::Error>> {
+                let this = self.get_mut();
+                this.write.poll_ready(&mut this.io, cx).map_err(Into::into)
+            }
+
+            #[inline]
+            fn start_send(self: Pin<&mut Self>, item: I) -> Result<(), Self::Error> {
+                let this = self.get_mut();
+                this.write.start_send(&mut this.$field, item)
+            }
+
+            #[inline]
+            fn poll_flush(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Result<(), Self::Error>> {
+                let this = self.get_mut();
+                this.write.poll_flush(&mut this.io, cx).map_err(Into::into)
+            }
+
+            #[inline]
+            fn poll_close(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Result<(), Self::Error>> {
+                let this = self.get_mut();
+                this.write.poll_close(&mut this.io, cx).map_err(Into::into)
+            }
+        }
+    };
+}
+
+sink!(PooledFramed, U, codec);
+sink!(PooledFramedWrite, E, encoder);

@@ -484,6 +484,11 @@ fn the_budget_counts_every_live_pooled_byte() {
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[18; 32]);
     let mut runner = TestRunner::new_with_rng(config, rng);
     COUNTING.with(|c| c.set(true));
+    // Issue 18, case 2: frames of a foreign codec held from a pooled
+    // `Framed` (tokio-util's frames are views of the read buffer).
+    run(std::iter::once(Op::Framed)
+        .chain(std::iter::repeat(Op::Frame(0, 6000)).take(MAX_HELD))
+        .collect());
     // Issue 18, case 3: parts of every kind kept after their guards.
     run((0..MAX_HELD)
         .flat_map(|i| {

@@ -562,8 +562,8 @@ async fn frames_cross_the_wire_both_ways_with_tokio_util() {
         .little_endian()
         .length_field_type::<u16>()
         .new_framed(a);
-    // The write buffer holds the largest frame (14 KiB): the `Encoder`
-    // path copies frames into it (`write_frame` would not).
+    // Echoed frames are queued by value (no copy), so the write buffer
+    // holds only headers, whatever the frame sizes.
     let mut pooled = pool.framed_with_capacity(
         b,
         LengthDelimitedBuilder::new()

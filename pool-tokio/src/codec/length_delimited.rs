@@ -22,10 +22,14 @@
 //!   waits for the budget before it checks a frame out (cancel-safe).
 //!
 //! Two ways to write:
-//! - The `Encoder` impls (for `PooledBytes`, `Bytes`, `BytesMut` and
-//!   `&[u8]`) copy header and body into the `FramedWrite` write buffer, as
+//! - The `Encoder` impls. In a pooled framed value ([`BytesPool::framed`],
+//!   [`BytesPool::framed_write`]), a `PooledBytes`, `Bytes` or `BytesMut`
+//!   frame is queued by value: only the header goes into the write buffer,
+//!   and the framed value writes header and body vectored, with no copy of
+//!   the body. Everywhere else (tokio-util's own `Framed`/`FramedWrite`),
+//!   and for `&[u8]`, they copy header and body into the write buffer, as
 //!   tokio-util's codec does: `Encoder::encode` only sees a `BytesMut` to
-//!   fill, so it cannot hand a body to a vectored write.
+//!   fill.
 //! - [`write_frame`](PooledLengthDelimitedCodec::write_frame) writes header
 //!   and body with one `write_all_buf` of a chained buffer: a vectored write
 //!   where the I/O object supports it (`TcpStream` does), no copy of the
@@ -333,13 +337,17 @@ enum State {
 ///   large bodies straight into the frame and waits for the budget.
 ///
 /// Writing:
-/// - the `Encoder` impls (`PooledBytes`, `Bytes`, `BytesMut`, `&[u8]`)
-///   **copy** header and body into the `FramedWrite` write buffer, as
-///   tokio-util's codec does (`Encoder::encode` only sees a `BytesMut` to
-///   fill); a frame larger than the write buffer grows it, and a grown
-///   pooled buffer is dropped instead of reused when it comes back;
-/// - [`write_frame`](Self::write_frame) writes header and body with one
-///   vectored write and **no copy**: use it for large frames.
+/// - in a pooled framed value ([`BytesPool::framed`],
+///   [`BytesPool::framed_write`]), `send` of a `PooledBytes`, `Bytes` or
+///   `BytesMut` **queues the frame by value** and writes header and body
+///   vectored: **no copy**, and a pooled frame goes back to the pool once
+///   written;
+/// - in tokio-util's own `Framed`/`FramedWrite`, and for `&[u8]` items,
+///   the `Encoder` impls **copy** header and body into the write buffer,
+///   as tokio-util's codec does (`Encoder::encode` only sees a `BytesMut`
+///   to fill);
+/// - [`write_frame`](Self::write_frame) writes one frame with one vectored
+///   write and **no copy**, on any `AsyncWrite`.
 ///
 /// Unlike tokio-util's codec, a stream that ends right after a header,
 /// before any body byte, is an error ("bytes remaining on stream") rather
@@ -707,28 +715,50 @@ impl Encoder<&[u8]> for PooledLengthDelimitedCodec {
     }
 }
 
+impl PooledLengthDelimitedCodec {
+    /// Header into `dst`, then the body: queued by value when a pooled
+    /// framed value is encoding into its own write buffer, else copied.
+    fn encode_body(&mut self, body: super::Body, dst: &mut BytesMut) -> io::Result<()> {
+        let (head, n) = self.head(body.chunk().len())?;
+        if let Some(body) = super::queue_body(self, dst, &head[..n], body) {
+            dst.reserve(n + body.chunk().len());
+            dst.put_slice(&head[..n]);
+            dst.put_slice(body.chunk());
+        }
+        Ok(())
+    }
+}
+
 impl Encoder<PooledBytes> for PooledLengthDelimitedCodec {
     type Error = io::Error;
 
-    /// Copies the frame into the write buffer and returns it to the pool.
+    /// In a pooled framed value ([`BytesPool::framed`],
+    /// [`framed_write`](BytesPool::framed_write)): writes the header and
+    /// queues the frame by value (no copy; it goes back to the pool once
+    /// written). Elsewhere (tokio-util's `Framed`): copies the frame into
+    /// the write buffer and returns it to the pool.
     fn encode(&mut self, data: PooledBytes, dst: &mut BytesMut) -> io::Result<()> {
-        Encoder::<&[u8]>::encode(self, &data[..], dst)
+        self.encode_body(super::Body::Pooled(data), dst)
     }
 }
 
 impl Encoder<Bytes> for PooledLengthDelimitedCodec {
     type Error = io::Error;
 
+    /// Queued by value in a pooled framed value, copied elsewhere (as for
+    /// `PooledBytes`).
     fn encode(&mut self, data: Bytes, dst: &mut BytesMut) -> io::Result<()> {
-        Encoder::<&[u8]>::encode(self, &data[..], dst)
+        self.encode_body(super::Body::Shared(data), dst)
     }
 }
 
 impl Encoder<BytesMut> for PooledLengthDelimitedCodec {
     type Error = io::Error;
 
+    /// Queued by value (frozen, which does not copy) in a pooled framed
+    /// value, copied elsewhere (as for `PooledBytes`).
     fn encode(&mut self, data: BytesMut, dst: &mut BytesMut) -> io::Result<()> {
-        Encoder::<&[u8]>::encode(self, &data[..], dst)
+        self.encode_body(super::Body::Shared(data.freeze()), dst)
     }
 }
 
