@@ -70,10 +70,12 @@
 //!   the pooled buffer itself, so hyper sends it and drops it back into the
 //!   pool with no allocation per response (`freeze` costs one).
 //! - `metrics` (off): `BytesPool::export_metrics` and
-//!   `BytesPool::spawn_metrics` record per pool and class checkouts, hits,
-//!   misses, discards by reason, outstanding and retained buffers and the
-//!   budget in the `metrics` facade (see `examples/metrics_server.rs` for a
-//!   Prometheus endpoint).
+//!   `BytesPool::spawn_metrics` (`export_metrics_for` and
+//!   `spawn_metrics_for` for several pools at once) record per pool and
+//!   class checkouts, hits, misses, discards by reason, outstanding and
+//!   retained buffers and the budget in the `metrics` facade, with HELP
+//!   text and units, and only for classes in use (see
+//!   `examples/metrics_server.rs` for a Prometheus endpoint).
 //! - `diagnostics` (off): leak diagnostics. A pool built with
 //!   `Builder::diagnostics` records the time, thread and (sampled)
 //!   backtrace of each checkout until the buffer comes back;

@@ -22,6 +22,9 @@ pub(crate) struct Inner {
     /// Leak diagnostics, for pools built with `Builder::diagnostics`.
     #[cfg(feature = "diagnostics")]
     pub(crate) diagnostics: Option<crate::diagnostics::Registry>,
+    /// What `export_metrics` last added to each series.
+    #[cfg(feature = "metrics")]
+    pub(crate) exported: crate::metrics::Exported,
 }
 
 /// The settings of a pool that are pool-tokio's own (not pool-core's).
@@ -78,6 +81,8 @@ impl Inner {
             runtime: crate::runtime::RuntimeSeen::default(),
             #[cfg(feature = "diagnostics")]
             diagnostics: None,
+            #[cfg(feature = "metrics")]
+            exported: Default::default(),
         })
     }
 }
