@@ -60,9 +60,13 @@
 //! - `tracing` (default): per-buffer events at `trace` level, one per
 //!   miss (`outcome = "miss"`, `reason` `pool_empty` or `above_max_class`)
 //!   and per discard (`outcome = "discard"`, `reason`), with fields `pool`
-//!   (the pool's name), `class`, `source` and `bytes`; hits only with
-//!   `Builder::trace_hits`. Debug spans `pool_report` and
-//!   `pool_maintenance`. Without it the events compile to nothing and
+//!   (the pool's name), `class` (the class size in bytes, or `unpooled`
+//!   above the largest class, as in the metrics; a string either way),
+//!   `source` and `bytes`; hits only with `Builder::trace_hits`. Overdrafts
+//!   of a budget at WARN, at most one a second per pool (field
+//!   `suppressed`: the overdrafts since the previous WARN). Debug spans
+//!   `pool_report` (field `pool`) and `pool_maintenance` (field `kind`;
+//!   `pool` too on `trim`'s, not yet on `spawn_maintenance`'s decay pass). Without it the events compile to nothing and
 //!   `BytesPool::spawn_reporter` (a periodic statistics report as events)
 //!   does not exist. This crate never sets `tracing`'s `max_level_*`
 //!   features.
