@@ -161,19 +161,10 @@ impl Drop for Exported {
             };
             if value != 0 {
                 w.state.last.insert((name, class, extra), value);
-                w.write(metric, class, (extra_key(metric), extra), 0);
+                // Gauges have no third label.
+                w.write(metric, class, ("", extra), 0);
             }
         }
-    }
-}
-
-/// The third label's key of a metric (`source` or `reason`), empty for
-/// none; gauges have none.
-fn extra_key(metric: &Metric) -> &'static str {
-    match metric.name {
-        n if n == HITS.name => "source",
-        n if n == DISCARDS.name => "reason",
-        _ => "",
     }
 }
 
