@@ -3,7 +3,7 @@
 //!
 //! Two named pools serve a synthetic workload (requests of mixed sizes,
 //! some frames split off and kept, which the pool must discard as shared);
-//! `spawn_metrics` exports their statistics every second, and
+//! one `spawn_metrics_for` task exports their statistics every second, and
 //! `http://127.0.0.1:PORT/metrics` serves them.
 //!
 //! ```text
@@ -137,14 +137,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_http_listener(addr)
             .install()?;
         println!("metrics_server: serving http://{addr}/metrics");
-        let exporters = [
-            requests.spawn_metrics(Duration::from_secs(1)),
-            frames.spawn_metrics(Duration::from_secs(1)),
-        ];
+        // One task exports both pools.
+        let exporter = BytesPool::spawn_metrics_for(
+            [requests.clone(), frames.clone()],
+            Duration::from_secs(1),
+        );
         let scraped = if args.once {
             workload(&requests, &frames, 1000).await;
-            requests.export_metrics();
-            frames.export_metrics();
+            BytesPool::export_metrics_for(&[requests.clone(), frames.clone()]);
             let body = tokio::task::spawn_blocking(move || scrape(addr)).await??;
             Some(body)
         } else {
@@ -153,9 +153,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         };
-        for e in exporters {
-            e.abort();
-        }
+        exporter.abort();
         Ok::<_, Box<dyn std::error::Error>>(scraped)
     })?;
     report(&requests);
@@ -174,7 +172,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let want = [
             "pool_tokio_checkouts_total{pool=\"requests\"",
-            "pool_tokio_discards_total{pool=\"frames\",class=\"4096\",reason=\"shared\"}",
+            "pool_tokio_discards_total{pool=\"frames\",class_bytes=\"4096\",reason=\"shared\"}",
             "pool_tokio_budget_limit_bytes{pool=\"requests\"}",
         ];
         for w in want {

@@ -21,7 +21,9 @@ if ! command -v valgrind >/dev/null; then
         exit 1
     fi
 fi
-cargo build --release -p examples --example quickstart --example soak
+# quickstart is a package of its own (pool-core alone); soak is in `examples`.
+cargo build --release -p quickstart --example quickstart
+cargo build --release -p examples --example soak
 memcheck() {
     echo "=== valgrind: $*"
     valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect \

@@ -88,6 +88,16 @@ impl std::error::Error for ConfigError {}
 /// assert_eq!(pool.config().get_thread_capacity(), 128);
 /// # Ok::<(), pool_core::ConfigError>(())
 /// ```
+///
+/// The config is a `Copy` value and each setter returns a changed copy, so
+/// a setter whose result is dropped changes nothing; they are
+/// `#[must_use]`, and the compiler says so:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let config = pool_core::PoolConfig::new();
+/// config.thread_capacity(128); // error: unused return value
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {
     thread_capacity: usize,
@@ -156,6 +166,7 @@ impl PoolConfig {
     /// let config = pool_core::PoolConfig::new().thread_capacity(8);
     /// assert_eq!(config.get_thread_capacity(), 8);
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn thread_capacity(mut self, objects: usize) -> Self {
         self.thread_capacity = objects;
         self
@@ -168,6 +179,7 @@ impl PoolConfig {
     /// let config = pool_core::PoolConfig::new().thread_capacity(8).batch(2);
     /// assert_eq!(config.get_batch(), 2);
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn batch(mut self, objects: usize) -> Self {
         self.batch = Some(objects);
         self
@@ -180,6 +192,7 @@ impl PoolConfig {
     /// let config = pool_core::PoolConfig::new().depot_capacity(0);
     /// assert_eq!(config.get_depot_capacity(), 0);
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn depot_capacity(mut self, objects: usize) -> Self {
         self.depot_capacity = objects;
         self
@@ -194,6 +207,7 @@ impl PoolConfig {
     /// let config = pool_core::PoolConfig::new().decay_interval(Duration::from_millis(250));
     /// assert_eq!(config.get_decay_interval(), Duration::from_millis(250));
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn decay_interval(mut self, period: Duration) -> Self {
         self.decay_interval = period;
         self
@@ -313,6 +327,17 @@ const fn default_batch(cap: usize) -> usize {
 /// assert_eq!(pool.checkout(1500).capacity(), 2048);
 /// # Ok::<(), pool_core::ConfigError>(())
 /// ```
+///
+/// The config is a `Copy` value and each setter returns a changed copy:
+/// `pool.config().min_class(4096);` changes neither the pool nor anything
+/// else. The setters are `#[must_use]`, so the compiler says so; change a
+/// running pool with `reconfigure(pool.config().min_class(4096))`:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+/// pool.config().min_class(4096); // error: unused return value
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferConfig {
     min_class: usize,
@@ -363,6 +388,7 @@ impl BufferConfig {
     /// assert_eq!(pool.checkout(1).capacity(), 64);
     /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn min_class(mut self, bytes: usize) -> Self {
         self.min_class = bytes;
         self
@@ -378,6 +404,7 @@ impl BufferConfig {
     /// assert!(!big.is_pooled());
     /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn max_class(mut self, bytes: usize) -> Self {
         self.max_class = bytes;
         self
@@ -389,6 +416,7 @@ impl BufferConfig {
     /// let config = pool_core::BufferConfig::new().thread_capacity(16);
     /// assert_eq!(config.get_thread_capacity(), 16);
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn thread_capacity(mut self, buffers: usize) -> Self {
         self.thread_capacity = buffers;
         self
@@ -402,6 +430,7 @@ impl BufferConfig {
     /// assert_eq!(config.class_thread_capacity(4096), 16);
     /// assert_eq!(config.class_thread_capacity(1 << 20), 1);
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn thread_bytes(mut self, bytes: usize) -> Self {
         self.thread_bytes = bytes;
         self
@@ -415,6 +444,7 @@ impl BufferConfig {
     /// let config = pool_core::BufferConfig::new().batch(8);
     /// assert_eq!(config.get_batch(), Some(8));
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn batch(mut self, buffers: usize) -> Self {
         self.batch = Some(buffers);
         self
@@ -427,6 +457,7 @@ impl BufferConfig {
     /// let config = pool_core::BufferConfig::new().depot_capacity(10);
     /// assert_eq!(config.get_depot_capacity(), 10);
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn depot_capacity(mut self, buffers: usize) -> Self {
         self.depot_capacity = buffers;
         self
@@ -439,6 +470,7 @@ impl BufferConfig {
     /// let config = pool_core::BufferConfig::new().depot_bytes(1 << 30);
     /// assert_eq!(config.get_depot_bytes(), 1 << 30);
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn depot_bytes(mut self, bytes: usize) -> Self {
         self.depot_bytes = bytes;
         self
@@ -458,6 +490,7 @@ impl BufferConfig {
     /// assert_eq!(pool.stats().retained_bytes(), 4096);
     /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn max_retained(mut self, bytes: usize) -> Self {
         self.max_retained = Some(bytes);
         self
@@ -471,6 +504,7 @@ impl BufferConfig {
     /// let config = pool_core::BufferConfig::new().zero_on_return(true);
     /// assert!(config.get_zero_on_return());
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn zero_on_return(mut self, on: bool) -> Self {
         self.zero_on_return = on;
         self
@@ -485,6 +519,7 @@ impl BufferConfig {
     /// let config = pool_core::BufferConfig::new().decay_interval(Duration::from_secs(5));
     /// assert_eq!(config.get_decay_interval(), Duration::from_secs(5));
     /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn decay_interval(mut self, period: Duration) -> Self {
         self.decay_interval = period;
         self

@@ -202,7 +202,9 @@ impl ClassStats {
         self.local_hits + self.depot_hits
     }
 
-    /// `hits / checkouts`, or 0 with no checkouts.
+    /// `hits / checkouts`, a fraction from 0 to 1, or 0 with no checkouts.
+    /// Where it is shown as a percentage (the `Display` table of [`Stats`],
+    /// pool-tokio's reporter) it is named `hit_pct`.
     ///
     /// ```
     /// let mut c = pool_core::ClassStats::default();
@@ -307,6 +309,24 @@ fn ratio(a: u64, b: u64) -> f64 {
 /// assert_eq!((s.checkouts(), s.hits(), s.misses(), s.unpooled_checkouts), (3, 1, 2, 1));
 /// assert_eq!(s.outstanding(), 0);
 /// println!("{s}"); // a table, one row per class in use
+/// ```
+///
+/// The table names its columns as the fields and methods do (`retained`
+/// for [`ClassStats::retained`]), except `hit_pct`: [`ClassStats::hit_rate`]
+/// as a percentage:
+///
+/// ```
+/// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+/// drop(pool.checkout(4096));
+/// drop(pool.checkout(4096));
+/// let table = pool.stats().to_string();
+/// let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+/// assert_eq!(
+///     header,
+///     ["class", "checkouts", "local_hit", "depot_hit", "miss", "hit_pct", "discarded", "out", "retained"]
+/// );
+/// assert!(table.contains("   4K          2          1         0         1    50.0"), "{table}");
+/// assert!(table.ends_with("total: 2 checkouts, hit_pct 50.0, 0 outstanding, 1 retained (4096 bytes)"), "{table}");
 /// ```
 #[derive(Debug, Default, Clone, PartialEq)]
 #[non_exhaustive]
@@ -413,7 +433,8 @@ impl Stats {
         self.total().misses + self.unpooled_checkouts
     }
 
-    /// `hits / checkouts`, or 0 with no checkouts.
+    /// `hits / checkouts`, a fraction from 0 to 1, or 0 with no checkouts
+    /// (`hit_pct`, a percentage, in the `Display` table).
     ///
     /// ```
     /// let pool: pool_core::Pool<String> = pool_core::Pool::new();
@@ -466,21 +487,21 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:>9} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8}",
+            "{:>9} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>8} {:>9}",
             "class",
             "checkouts",
             "local_hit",
             "depot_hit",
             "miss",
-            "hit%",
+            "hit_pct",
             "discarded",
             "out",
-            "kept"
+            "retained"
         )?;
         let row = |f: &mut fmt::Formatter<'_>, name: String, c: &ClassStats| {
             writeln!(
                 f,
-                "{:>9} {:>10} {:>10} {:>9} {:>9} {:>6.1}% {:>9} {:>8} {:>8}",
+                "{:>9} {:>10} {:>10} {:>9} {:>9} {:>7.1} {:>9} {:>8} {:>9}",
                 name,
                 c.checkouts,
                 c.local_hits,
@@ -514,7 +535,7 @@ impl fmt::Display for Stats {
         }
         write!(
             f,
-            "total: {} checkouts, hit rate {:.1}%, {} outstanding, {} kept ({} bytes)",
+            "total: {} checkouts, hit_pct {:.1}, {} outstanding, {} retained ({} bytes)",
             self.checkouts(),
             self.hit_rate() * 100.0,
             self.outstanding(),

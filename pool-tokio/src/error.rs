@@ -173,10 +173,26 @@ impl From<TryCheckoutError> for io::Error {
 }
 
 /// Why [`Builder::build`](crate::Builder::build) refused its settings.
+/// Converts into an [`io::Error`] (kind `InvalidInput`) for `?` in I/O
+/// code.
 ///
 /// ```
 /// let err = pool_tokio::BytesPool::builder().budget(0).build().unwrap_err();
 /// assert!(err.to_string().contains("budget"));
+/// ```
+///
+/// [`Config`](BuildError::Config) is a transparent wrapper: its message is
+/// the [`ConfigError`]'s and its [`source`](std::error::Error::source) is
+/// the `ConfigError`'s own (none), so an error chain prints the message
+/// once.
+///
+/// ```
+/// use std::error::Error;
+/// let config = pool_core::BufferConfig::new().min_class(3000); // not a power of two
+/// let err = pool_tokio::BytesPool::builder().config(config).build().unwrap_err();
+/// assert!(matches!(err, pool_tokio::BuildError::Config(_)));
+/// assert!(err.to_string().contains("min_class"));
+/// assert!(err.source().is_none());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -210,7 +226,9 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            BuildError::Config(e) => Some(e),
+            // Transparent: `Display` already is `e`'s message, so `e` as
+            // the source would print it twice in a chain.
+            BuildError::Config(e) => e.source(),
             BuildError::Budget { .. } => None,
         }
     }
@@ -219,5 +237,24 @@ impl std::error::Error for BuildError {
 impl From<ConfigError> for BuildError {
     fn from(e: ConfigError) -> Self {
         BuildError::Config(e)
+    }
+}
+
+impl From<BuildError> for io::Error {
+    /// An [`io::Error`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput)
+    /// whose message is this error's and whose
+    /// [`get_ref`](io::Error::get_ref) is this error, so a pool can be
+    /// built with `?` in a function that returns `io::Result`.
+    ///
+    /// ```
+    /// fn start(budget: usize) -> std::io::Result<pool_tokio::BytesPool> {
+    ///     Ok(pool_tokio::BytesPool::builder().budget(budget).build()?)
+    /// }
+    /// let err = start(0).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// assert!(err.get_ref().unwrap().is::<pool_tokio::BuildError>());
+    /// ```
+    fn from(e: BuildError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
     }
 }

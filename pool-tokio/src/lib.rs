@@ -60,9 +60,14 @@
 //! - `tracing` (default): per-buffer events at `trace` level, one per
 //!   miss (`outcome = "miss"`, `reason` `pool_empty` or `above_max_class`)
 //!   and per discard (`outcome = "discard"`, `reason`), with fields `pool`
-//!   (the pool's name), `class`, `source` and `bytes`; hits only with
-//!   `Builder::trace_hits`. Debug spans `pool_report` and
-//!   `pool_maintenance`. Without it the events compile to nothing and
+//!   (the pool's name), `class` (the class size in bytes, or `unpooled`
+//!   above the largest class, as in the metrics; a string either way),
+//!   `source` and `bytes`; hits only with `Builder::trace_hits`. Overdrafts
+//!   of a budget at WARN, at most one a second per pool (field
+//!   `suppressed`: the overdrafts since the previous WARN). Debug spans
+//!   `pool_report` (field `pool`) and `pool_maintenance` (fields `pool`
+//!   and `kind`: `trim`, `decay` or `idle`). Without it the events compile
+//!   to nothing and
 //!   `BytesPool::spawn_reporter` (a periodic statistics report as events)
 //!   does not exist. This crate never sets `tracing`'s `max_level_*`
 //!   features.
@@ -70,10 +75,12 @@
 //!   the pooled buffer itself, so hyper sends it and drops it back into the
 //!   pool with no allocation per response (`freeze` costs one).
 //! - `metrics` (off): `BytesPool::export_metrics` and
-//!   `BytesPool::spawn_metrics` record per pool and class checkouts, hits,
-//!   misses, discards by reason, outstanding and retained buffers and the
-//!   budget in the `metrics` facade (see `examples/metrics_server.rs` for a
-//!   Prometheus endpoint).
+//!   `BytesPool::spawn_metrics` (`export_metrics_for` and
+//!   `spawn_metrics_for` for several pools at once) record per pool and
+//!   class checkouts, hits, misses, discards by reason, outstanding and
+//!   retained buffers and the budget in the `metrics` facade, with HELP
+//!   text and units, and only for classes in use (see
+//!   `examples/metrics_server.rs` for a Prometheus endpoint).
 //! - `diagnostics` (off): leak diagnostics. A pool built with
 //!   `Builder::diagnostics` records the time, thread and (sampled)
 //!   backtrace of each checkout until the buffer comes back;

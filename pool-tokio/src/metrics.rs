@@ -1,49 +1,275 @@
 //! Export of a pool's statistics through the `metrics` crate facade
-//! (feature `metrics`).
+//! (feature `metrics`), named and described by Prometheus conventions.
+//!
+//! Each export adds to every series what changed since this pool's last
+//! export (counters `increment`, gauges `increment`/`decrement`), so pools
+//! that share a name add up in one series instead of overwriting each
+//! other's figures (issue: two unnamed pools rewound each other's
+//! counters).
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use metrics::{counter, gauge, SharedString};
+use metrics::{counter, describe_counter, describe_gauge, gauge, Label, SharedString, Unit};
 use tokio::task::JoinHandle;
 
 use crate::pool::BytesPool;
 
-/// The `class` label of a size class: its size in bytes, or `unpooled` for
-/// requests above the largest class.
-fn class_label(class: Option<usize>) -> SharedString {
-    match class {
-        Some(size) => size.to_string().into(),
-        None => SharedString::const_str("unpooled"),
+/// The `class_bytes` label of requests above the largest class, the one
+/// spelling of the unpooled class in events and metrics.
+pub(crate) const UNPOOLED: &str = "unpooled";
+
+/// A metric: its name, kind, unit and HELP text.
+struct Metric {
+    name: &'static str,
+    counter: bool,
+    unit: Unit,
+    help: &'static str,
+}
+
+const CHECKOUTS: Metric = Metric {
+    name: "pool_tokio_checkouts_total",
+    counter: true,
+    unit: Unit::Count,
+    help: "Buffers checked out, by pool and size class.",
+};
+const HITS: Metric = Metric {
+    name: "pool_tokio_hits_total",
+    counter: true,
+    unit: Unit::Count,
+    help: "Checkouts served by a kept buffer, by where it was kept (source: local thread cache or depot).",
+};
+const MISSES: Metric = Metric {
+    name: "pool_tokio_misses_total",
+    counter: true,
+    unit: Unit::Count,
+    help: "Checkouts that allocated (every unpooled checkout is one).",
+};
+const RETURNS: Metric = Metric {
+    name: "pool_tokio_returns_total",
+    counter: true,
+    unit: Unit::Count,
+    help: "Buffers handed back to the pool, kept or discarded.",
+};
+const DISCARDS: Metric = Metric {
+    name: "pool_tokio_discards_total",
+    counter: true,
+    unit: Unit::Count,
+    help: "Returned buffers the pool dropped instead of keeping, by reason.",
+};
+const OUTSTANDING: Metric = Metric {
+    name: "pool_tokio_outstanding_buffers",
+    counter: false,
+    unit: Unit::Count,
+    help: "Buffers checked out and not yet returned.",
+};
+const RETAINED: Metric = Metric {
+    name: "pool_tokio_retained_buffers",
+    counter: false,
+    unit: Unit::Count,
+    help: "Buffers the pool keeps for reuse (thread caches and depot).",
+};
+const RETAINED_BYTES: Metric = Metric {
+    name: "pool_tokio_retained_bytes",
+    counter: false,
+    unit: Unit::Bytes,
+    help: "Bytes of the buffers the pool keeps for reuse.",
+};
+const BUDGET_LIMIT: Metric = Metric {
+    name: "pool_tokio_budget_limit_bytes",
+    counter: false,
+    unit: Unit::Bytes,
+    help: "The pool's byte budget: most bytes checked out at once.",
+};
+const BUDGET_CHARGED: Metric = Metric {
+    name: "pool_tokio_budget_charged_bytes",
+    counter: false,
+    unit: Unit::Bytes,
+    help: "Bytes charged to the budget by buffers checked out now.",
+};
+const BUDGET_OVERDRAFTS: Metric = Metric {
+    name: "pool_tokio_budget_overdrafts_total",
+    counter: true,
+    unit: Unit::Count,
+    help: "Checkouts and growth served uncharged past an exhausted budget.",
+};
+
+/// Every metric, for `describe_*` and the docs' table.
+const METRICS: [&Metric; 11] = [
+    &CHECKOUTS,
+    &HITS,
+    &MISSES,
+    &RETURNS,
+    &DISCARDS,
+    &OUTSTANDING,
+    &RETAINED,
+    &RETAINED_BYTES,
+    &BUDGET_LIMIT,
+    &BUDGET_CHARGED,
+    &BUDGET_OVERDRAFTS,
+];
+
+/// Which class a series belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Class {
+    /// A pool-wide series (the budget's): no `class_bytes` label.
+    Pool,
+    Size(usize),
+    Unpooled,
+}
+
+/// One series of one pool: metric name, class and the third label's value
+/// (`source` or `reason`; empty for none).
+type SeriesKey = (&'static str, Class, &'static str);
+
+/// What one pool last added to each series, and for which recorder.
+#[derive(Debug, Default)]
+pub(crate) struct Exported(Mutex<State>);
+
+#[derive(Debug, Default)]
+struct State {
+    /// The `pool` label of the last export, for [`Exported`]'s `Drop`.
+    pool: Option<SharedString>,
+    /// The address of the recorder the figures went to; another recorder
+    /// (one installed after earlier exports went to the no-op recorder, or
+    /// a local one) starts from zero and so receives the whole totals.
+    recorder: usize,
+    last: HashMap<SeriesKey, u64>,
+    /// Classes with series: a class once exported stays exported (its
+    /// gauges may fall back to 0), an idle class never is.
+    classes: HashSet<Class>,
+}
+
+impl Drop for Exported {
+    /// A dropped pool takes its share out of its gauges (nothing is checked
+    /// out or kept any more), so pools that share a series leave it right;
+    /// its counters stay.
+    fn drop(&mut self) {
+        let state = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let Some(pool) = state.pool.take() else {
+            return;
+        };
+        if state.recorder != recorder_id() {
+            return;
+        }
+        let last = std::mem::take(&mut state.last);
+        let mut w = Writer { state, pool };
+        for ((name, class, extra), value) in last {
+            let Some(metric) = METRICS.iter().find(|m| m.name == name && !m.counter) else {
+                continue;
+            };
+            if value != 0 {
+                w.state.last.insert((name, class, extra), value);
+                // Gauges have no third label.
+                w.write(metric, class, ("", extra), 0);
+            }
+        }
     }
+}
+
+/// Adds one pool's changes to the recorder's series.
+struct Writer<'a> {
+    state: &'a mut State,
+    pool: SharedString,
+}
+
+impl Writer<'_> {
+    fn write(
+        &mut self,
+        metric: &Metric,
+        class: Class,
+        extra: (&'static str, &'static str),
+        now: u64,
+    ) {
+        let last = self
+            .state
+            .last
+            .insert((metric.name, class, extra.1), now)
+            .unwrap_or(0);
+        let mut labels = Vec::with_capacity(3);
+        labels.push(Label::new("pool", self.pool.clone()));
+        match class {
+            Class::Pool => {}
+            Class::Size(size) => labels.push(Label::new("class_bytes", size.to_string())),
+            Class::Unpooled => labels.push(Label::from_static_parts("class_bytes", UNPOOLED)),
+        }
+        if !extra.0.is_empty() {
+            labels.push(Label::from_static_parts(extra.0, extra.1));
+        }
+        if metric.counter {
+            // Counters never go back: a figure below the last one (not
+            // seen from pool-core's cumulative counters) adds nothing.
+            counter!(metric.name, labels).increment(now.saturating_sub(last));
+        } else {
+            let g = gauge!(metric.name, labels);
+            if now >= last {
+                g.increment((now - last) as f64);
+            } else {
+                g.decrement((last - now) as f64);
+            }
+        }
+    }
+}
+
+/// HELP text and units of every metric, in the current recorder.
+fn describe() {
+    for m in METRICS {
+        if m.counter {
+            describe_counter!(m.name, m.unit, m.help);
+        } else {
+            describe_gauge!(m.name, m.unit, m.help);
+        }
+    }
+}
+
+/// The address of the recorder the `metrics` macros use now.
+fn recorder_id() -> usize {
+    metrics::with_recorder(|r| r as *const dyn metrics::Recorder as *const () as usize)
 }
 
 impl BytesPool {
     /// Records the pool's statistics now in the installed `metrics`
-    /// recorder (any exporter: Prometheus, StatsD, ...), every series
-    /// labelled `pool` (the pool's [name](crate::Builder::name)) and, per
-    /// class, `class` (the class size in bytes, or `unpooled`):
+    /// recorder (any exporter: Prometheus, StatsD, ...), with HELP text
+    /// and units (`describe_*`). Every series is labelled `pool` (the
+    /// pool's [name](crate::Builder::name)); per class series also
+    /// `class_bytes` (the class size in bytes, or `unpooled` for requests
+    /// above the largest class):
     ///
     /// | metric | kind | labels |
     /// |---|---|---|
-    /// | `pool_tokio_checkouts_total` | counter | pool, class |
-    /// | `pool_tokio_hits_total` | counter | pool, class, source (`local`, `depot`) |
-    /// | `pool_tokio_misses_total` | counter | pool, class |
-    /// | `pool_tokio_returns_total` | counter | pool, class |
-    /// | `pool_tokio_discards_total` | counter | pool, class, reason (`full`, `oversize`, `shared`, `stale`, `rejected`, `trimmed`; `unpooled` for class `unpooled`) |
-    /// | `pool_tokio_outstanding` | gauge | pool, class |
-    /// | `pool_tokio_retained` | gauge | pool, class (buffers kept) |
-    /// | `pool_tokio_retained_bytes` | gauge | pool, class |
+    /// | `pool_tokio_checkouts_total` | counter | pool, class_bytes |
+    /// | `pool_tokio_hits_total` | counter | pool, class_bytes, source (`local`, `depot`); pooled classes only |
+    /// | `pool_tokio_misses_total` | counter | pool, class_bytes |
+    /// | `pool_tokio_returns_total` | counter | pool, class_bytes |
+    /// | `pool_tokio_discards_total` | counter | pool, class_bytes, reason (`full`, `oversize`, `shared`, `stale`, `rejected`, `trimmed`); pooled classes, reasons seen only |
+    /// | `pool_tokio_outstanding_buffers` | gauge | pool, class_bytes |
+    /// | `pool_tokio_retained_buffers` | gauge | pool, class_bytes; pooled classes only |
+    /// | `pool_tokio_retained_bytes` | gauge | pool, class_bytes; pooled classes only |
     /// | `pool_tokio_budget_limit_bytes` | gauge | pool (pools with a budget) |
-    /// | `pool_tokio_budget_charged_bytes` | gauge | pool |
-    /// | `pool_tokio_budget_overdrafts_total` | counter | pool |
+    /// | `pool_tokio_budget_charged_bytes` | gauge | pool (pools with a budget) |
+    /// | `pool_tokio_budget_overdrafts_total` | counter | pool (pools with a budget) |
     ///
-    /// Counters are set to their absolute values (the pool's own counters
-    /// are cumulative), so calling this more or less often changes only
-    /// how fresh the figures are. Costs one [`stats`](BytesPool::stats)
-    /// snapshot and a recorder lookup per series: call it from a timer
-    /// ([`spawn_metrics`](BytesPool::spawn_metrics)) or before a scrape,
-    /// not per request. Without an installed recorder it does nothing but
-    /// the snapshot.
+    /// Only what can be non-zero is exported: a class gets series once it
+    /// has activity (a checkout, a return or buffers kept, as after
+    /// [`prewarm`](BytesPool::prewarm)), the unpooled class once it has a
+    /// checkout, a discard reason once it occurred. Unpooled buffers have
+    /// no hits, retained buffers or discards series: every one is a miss,
+    /// and every one returned is dropped (`returns_total` counts them).
+    ///
+    /// Each call adds to every series what changed since this pool's last
+    /// call, so calling it more or less often changes only how fresh the
+    /// figures are, and pools that share a name (say two pools built
+    /// without [`name`](crate::Builder::name), both `default`) add up in
+    /// one series, counters and gauges alike, instead of overwriting each
+    /// other. Name pools to tell them apart. A different recorder than the
+    /// last call's (one installed since) receives the whole totals. Costs
+    /// one [`stats`](BytesPool::stats) snapshot, a lock of the pool's
+    /// export state and a recorder lookup per series: call it from a timer
+    /// ([`spawn_metrics`](BytesPool::spawn_metrics),
+    /// [`spawn_metrics_for`](BytesPool::spawn_metrics_for)) or before a
+    /// scrape, not per request. Without an installed recorder it does
+    /// nothing but the snapshot.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().name("bodies").build()?;
@@ -52,68 +278,106 @@ impl BytesPool {
     /// # Ok::<(), pool_tokio::BuildError>(())
     /// ```
     pub fn export_metrics(&self) {
+        describe();
+        self.export_described();
+    }
+
+    /// [`export_metrics`](BytesPool::export_metrics) without the
+    /// `describe_*` calls.
+    fn export_described(&self) {
         let stats = self.stats();
-        let pool: SharedString = match &self.handle.inner().settings.name {
+        let budget = self.budget();
+        let inner = self.handle.inner();
+        let pool: SharedString = match &inner.settings.name {
             std::borrow::Cow::Borrowed(name) => SharedString::const_str(name),
             std::borrow::Cow::Owned(name) => name.clone().into(),
         };
-        let mut unpooled = pool_core::ClassStats::default();
-        unpooled.checkouts = stats.unpooled_checkouts;
-        unpooled.misses = stats.unpooled_checkouts;
-        unpooled.returns = stats.unpooled_returns;
-        unpooled.detached = stats.unpooled_detached;
-        unpooled.outstanding = stats
-            .unpooled_checkouts
-            .saturating_sub(stats.unpooled_returns + stats.unpooled_detached);
-        for c in stats.classes.iter().chain(std::iter::once(&unpooled)) {
-            let labels = [("pool", pool.clone()), ("class", class_label(c.class_size))];
-            counter!("pool_tokio_checkouts_total", &labels).absolute(c.checkouts);
-            counter!("pool_tokio_misses_total", &labels).absolute(c.misses);
-            counter!("pool_tokio_returns_total", &labels).absolute(c.returns);
-            for (source, hits) in [("local", c.local_hits), ("depot", c.depot_hits)] {
-                let labels = [
-                    labels[0].clone(),
-                    labels[1].clone(),
-                    ("source", SharedString::const_str(source)),
-                ];
-                counter!("pool_tokio_hits_total", &labels).absolute(hits);
-            }
-            let d = &c.discarded;
-            let reasons = match c.class_size {
-                // Every unpooled buffer is dropped on return (a detached
-                // one is not returned, so not a discard).
-                None => vec![("unpooled", c.returns)],
-                Some(_) => vec![
-                    ("full", d.full),
-                    ("oversize", d.oversize),
-                    ("shared", d.shared),
-                    ("stale", d.stale),
-                    ("rejected", d.rejected),
-                    ("trimmed", d.trimmed),
-                ],
+        let mut state = inner
+            .exported
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let recorder = recorder_id();
+        if state.recorder != recorder {
+            *state = State {
+                recorder,
+                ..State::default()
             };
-            for (reason, n) in reasons {
-                let labels = [
-                    labels[0].clone(),
-                    labels[1].clone(),
-                    ("reason", SharedString::const_str(reason)),
-                ];
-                counter!("pool_tokio_discards_total", &labels).absolute(n);
-            }
-            gauge!("pool_tokio_outstanding", &labels).set(c.outstanding as f64);
-            gauge!("pool_tokio_retained", &labels).set(c.retained() as f64);
-            gauge!("pool_tokio_retained_bytes", &labels).set(c.retained_bytes() as f64);
         }
-        if let Some(budget) = self.budget() {
-            let labels = [("pool", pool)];
-            gauge!("pool_tokio_budget_limit_bytes", &labels).set(budget.limit as f64);
-            gauge!("pool_tokio_budget_charged_bytes", &labels).set(budget.charged as f64);
-            counter!("pool_tokio_budget_overdrafts_total", &labels).absolute(budget.overdrafts);
+        state.pool = Some(pool.clone());
+        let mut w = Writer {
+            state: &mut state,
+            pool,
+        };
+        for c in &stats.classes {
+            let Some(size) = c.class_size else { continue };
+            let class = Class::Size(size);
+            let active = c.checkouts != 0 || c.returns != 0 || c.retained() != 0;
+            if !active && !w.state.classes.contains(&class) {
+                continue;
+            }
+            w.state.classes.insert(class);
+            w.write(&CHECKOUTS, class, ("", ""), c.checkouts);
+            w.write(&HITS, class, ("source", "local"), c.local_hits);
+            w.write(&HITS, class, ("source", "depot"), c.depot_hits);
+            w.write(&MISSES, class, ("", ""), c.misses);
+            w.write(&RETURNS, class, ("", ""), c.returns);
+            let d = &c.discarded;
+            for (reason, n) in [
+                ("full", d.full),
+                ("oversize", d.oversize),
+                ("shared", d.shared),
+                ("stale", d.stale),
+                ("rejected", d.rejected),
+                ("trimmed", d.trimmed),
+            ] {
+                if n != 0 {
+                    w.write(&DISCARDS, class, ("reason", reason), n);
+                }
+            }
+            w.write(&OUTSTANDING, class, ("", ""), c.outstanding);
+            w.write(&RETAINED, class, ("", ""), c.retained());
+            w.write(&RETAINED_BYTES, class, ("", ""), c.retained_bytes());
+        }
+        if stats.unpooled_checkouts != 0 {
+            let u = Class::Unpooled;
+            w.write(&CHECKOUTS, u, ("", ""), stats.unpooled_checkouts);
+            w.write(&MISSES, u, ("", ""), stats.unpooled_checkouts);
+            w.write(&RETURNS, u, ("", ""), stats.unpooled_returns);
+            // A detached buffer is neither returned nor outstanding.
+            let outstanding = stats
+                .unpooled_checkouts
+                .saturating_sub(stats.unpooled_returns + stats.unpooled_detached);
+            w.write(&OUTSTANDING, u, ("", ""), outstanding);
+        }
+        if let Some(budget) = budget {
+            let p = Class::Pool;
+            w.write(&BUDGET_LIMIT, p, ("", ""), budget.limit as u64);
+            w.write(&BUDGET_CHARGED, p, ("", ""), budget.charged as u64);
+            w.write(&BUDGET_OVERDRAFTS, p, ("", ""), budget.overdrafts);
+        }
+    }
+
+    /// Exports several pools at once, describing the metrics once: what
+    /// [`export_metrics`](BytesPool::export_metrics) does for each.
+    ///
+    /// ```
+    /// let a = pool_tokio::BytesPool::builder().name("requests").build()?;
+    /// let b = pool_tokio::BytesPool::builder().name("frames").build()?;
+    /// pool_tokio::BytesPool::export_metrics_for(&[a, b]); // no recorder here: a no-op
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn export_metrics_for(pools: &[BytesPool]) {
+        describe();
+        for pool in pools {
+            pool.export_described();
         }
     }
 
     /// Spawns a task that calls [`export_metrics`](BytesPool::export_metrics)
-    /// every `interval` (first at once). Runs until aborted.
+    /// every `interval` (first at once). Runs until aborted. For several
+    /// pools, one [`spawn_metrics_for`](BytesPool::spawn_metrics_for) task
+    /// does the same work.
     ///
     /// # Panics
     ///
@@ -128,7 +392,34 @@ impl BytesPool {
     /// # }
     /// ```
     pub fn spawn_metrics(&self, interval: Duration) -> JoinHandle<()> {
-        let pool = self.clone();
-        crate::runtime::spawn_every("metrics", interval, move || pool.export_metrics())
+        BytesPool::spawn_metrics_for([self.clone()], interval)
+    }
+
+    /// Spawns one task that exports every pool of `pools`
+    /// ([`export_metrics_for`](BytesPool::export_metrics_for)) every
+    /// `interval` (first at once). Runs until aborted.
+    ///
+    /// # Panics
+    ///
+    /// If `interval` is zero, or outside a tokio runtime.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use pool_tokio::BytesPool;
+    /// let requests = BytesPool::builder().name("requests").build().unwrap();
+    /// let frames = BytesPool::builder().name("frames").build().unwrap();
+    /// let exporter = BytesPool::spawn_metrics_for([requests, frames], std::time::Duration::from_secs(5));
+    /// exporter.abort();
+    /// # }
+    /// ```
+    pub fn spawn_metrics_for(
+        pools: impl IntoIterator<Item = BytesPool>,
+        interval: Duration,
+    ) -> JoinHandle<()> {
+        let pools: Vec<BytesPool> = pools.into_iter().collect();
+        crate::runtime::spawn_every("metrics", interval, move || {
+            BytesPool::export_metrics_for(&pools)
+        })
     }
 }

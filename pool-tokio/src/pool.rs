@@ -22,6 +22,9 @@ pub(crate) struct Inner {
     /// Leak diagnostics, for pools built with `Builder::diagnostics`.
     #[cfg(feature = "diagnostics")]
     pub(crate) diagnostics: Option<crate::diagnostics::Registry>,
+    /// What `export_metrics` last added to each series.
+    #[cfg(feature = "metrics")]
+    pub(crate) exported: crate::metrics::Exported,
 }
 
 /// The settings of a pool that are pool-tokio's own (not pool-core's).
@@ -69,7 +72,7 @@ impl Inner {
         let pool = BufferPool::with_config(config)?;
         let budget = match budget {
             None => None,
-            Some(limit) => Some(Budget::new(limit, &config)?),
+            Some(limit) => Some(Budget::new(limit, &config, settings.name.clone())?),
         };
         Ok(Inner {
             pool,
@@ -78,6 +81,8 @@ impl Inner {
             runtime: crate::runtime::RuntimeSeen::default(),
             #[cfg(feature = "diagnostics")]
             diagnostics: None,
+            #[cfg(feature = "metrics")]
+            exported: Default::default(),
         })
     }
 }
@@ -117,16 +122,23 @@ pub(crate) struct Budget {
     /// Returned buffers whose memory split-off parts still use: still
     /// charged.
     pub(crate) pinned: crate::pinned::Pinned,
+    /// The rate-limited overdraft WARN, with the pool's name.
+    warn: crate::tracing::OverdraftWarn,
 }
 
 impl Budget {
-    fn new(limit: usize, config: &BufferConfig) -> Result<Budget, BuildError> {
+    fn new(
+        limit: usize,
+        config: &BufferConfig,
+        pool: std::borrow::Cow<'static, str>,
+    ) -> Result<Budget, BuildError> {
         check_budget(limit, config)?;
         Ok(Budget {
             limit,
             semaphore: Semaphore::new(limit),
             overdrafts: AtomicU64::new(0),
             pinned: crate::pinned::Pinned::default(),
+            warn: crate::tracing::OverdraftWarn::new(pool),
         })
     }
 
@@ -208,20 +220,17 @@ impl Budget {
         Ok(())
     }
 
-    /// Counts an overdraft of `bytes` and says so at WARN level.
+    /// Counts an overdraft of `bytes` and says so at WARN level, at most
+    /// once a second per pool (`crate::tracing::OverdraftWarn`).
     #[cold]
     fn overdraft(&self, bytes: usize, what: &'static str) {
         let overdrafts = self.overdrafts.fetch_add(1, Relaxed) + 1;
-        let _ = (bytes, what, overdrafts);
-        crate::tracing::event!(
-            warn,
+        self.warn.overdraft(
             bytes,
             what,
             overdrafts,
-            budget = self.limit,
-            available = self.semaphore.available_permits(),
-            outcome = "overdraft",
-            "budget exhausted: served uncharged (use the async or try_ variant to wait or refuse)"
+            self.limit,
+            self.semaphore.available_permits(),
         );
     }
 
@@ -299,9 +308,11 @@ pub struct BudgetStats {
     /// framed and codec paths built on it) served past an exhausted budget,
     /// uncharged, because that method never waits nor fails; and buffer
     /// growth inside framed values the budget could not cover. Each one is
-    /// also a WARN-level event (target `pool_tokio`, `outcome =
-    /// "overdraft"`) with the bytes and what overdrew (`checkout` or
-    /// `growth`).
+    /// counted here; the first is also a WARN-level event (target
+    /// `pool_tokio`, `outcome = "overdraft"`) with the `pool`, the bytes
+    /// and what overdrew (`checkout` or `growth`), later ones at most one
+    /// WARN a second per pool, whose `suppressed` field counts the
+    /// overdrafts since the previous WARN.
     pub overdrafts: u64,
     /// Of `charged`, the bytes of buffers that were returned while a part
     /// split off them (`split_to`, `copy_to_bytes`, a codec's frame) was
@@ -464,7 +475,8 @@ impl Drop for Reservation {
 /// - Paths that cannot wait nor fail (`checkout`, the framed constructors,
 ///   a codec's `decode`, growth) serve past an exhausted budget,
 ///   uncharged: an *overdraft*, counted in [`BudgetStats::overdrafts`] and
-///   traced at WARN (target `pool_tokio`, `outcome = "overdraft"`).
+///   traced at WARN (target `pool_tokio`, `outcome = "overdraft"`, at most
+///   one WARN a second per pool, with a `suppressed` count).
 /// - [`try_checkout`](BytesPool::try_checkout) refuses instead.
 ///
 /// **The deadlock you can build.** Waiting is safe only while the waiter
@@ -990,7 +1002,7 @@ impl BytesPool {
     /// assert_eq!(pool.trim(), 4 * 4096);
     /// ```
     pub fn trim(&self) -> usize {
-        let _span = crate::runtime::trim_span("trim");
+        let _span = crate::tracing::maintenance_span(self.name(), "trim");
         self.handle.inner().pool.trim()
     }
 
@@ -1154,7 +1166,8 @@ impl Builder {
 
     /// Whether every checkout served from the pool (a hit) emits a `trace`
     /// event, with the `tracing` feature. Default `false`: only misses,
-    /// discards and overdrafts are traced, one event each with its reason.
+    /// discards and overdrafts are traced, each with its reason (one event
+    /// per miss and discard; overdrafts at most one WARN a second).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().trace_hits(true).build()?;

@@ -11,24 +11,6 @@ use tokio::task::JoinHandle;
 
 use crate::pool::{BytesPool, Handle, Inner};
 
-/// A debug span around a maintenance pass (`None` without the feature).
-pub(crate) fn trim_span(kind: &'static str) -> impl Drop {
-    let _ = kind;
-    #[cfg(feature = "tracing")]
-    let span = tracing::debug_span!(target: "pool_tokio", "pool_maintenance", kind).entered();
-    #[cfg(not(feature = "tracing"))]
-    let span = DropNothing;
-    span
-}
-
-#[cfg(not(feature = "tracing"))]
-struct DropNothing;
-
-#[cfg(not(feature = "tracing"))]
-impl Drop for DropNothing {
-    fn drop(&mut self) {}
-}
-
 /// What this crate's hooks have learnt about the current thread.
 const UNKNOWN: u8 = 0;
 /// `on_thread_start` ran and the thread never parked: a blocking thread
@@ -181,7 +163,7 @@ fn run_idle_thread(weak: WeakPool, idle: &IdleThread) {
         }
         drop(state);
         let Some(pool) = weak.upgrade() else { return };
-        let _span = trim_span("idle");
+        let _span = crate::tracing::maintenance_span(pool.name(), "idle");
         pool.decay_to_floor();
         {
             let mut state = lock(&idle.state);
@@ -601,7 +583,7 @@ impl BytesPool {
     pub fn spawn_maintenance(&self, interval: Duration) -> JoinHandle<()> {
         let pool = self.clone();
         spawn_every("maintenance", interval, move || {
-            let _span = trim_span("decay");
+            let _span = crate::tracing::maintenance_span(pool.name(), "decay");
             let before = pool.stats().retained_bytes();
             if pool.decay_to_floor() {
                 let after = pool.stats().retained_bytes();
@@ -727,7 +709,7 @@ fn report(name: &str, last: &pool_core::Stats, now: &pool_core::Stats) {
             discarded_rejected = d(class.discarded.rejected, before.discarded.rejected),
             discarded_trimmed = d(class.discarded.trimmed, before.discarded.trimmed),
             outstanding = class.outstanding,
-            kept = class.retained(),
+            retained = class.retained(),
             "class report"
         );
     }

@@ -27,6 +27,8 @@ struct Captured {
 struct Capture {
     events: Mutex<Vec<Captured>>,
     spans: Mutex<BTreeMap<u64, String>>,
+    /// Each span's fields, by id.
+    span_fields: Mutex<BTreeMap<u64, BTreeMap<String, String>>>,
     stack: Mutex<Vec<u64>>,
     next: AtomicU64,
 }
@@ -57,6 +59,9 @@ impl Subscriber for Sub {
             .lock()
             .unwrap()
             .insert(id, attrs.metadata().name().to_string());
+        let mut fields = BTreeMap::new();
+        attrs.record(&mut Fields(&mut fields));
+        self.0.span_fields.lock().unwrap().insert(id, fields);
         Id::from_u64(id)
     }
     fn record(&self, _: &Id, _: &Record<'_>) {}
@@ -161,8 +166,8 @@ fn hits_are_traced_when_asked() {
             s("discard", "4096", "shared/"),
             s("miss", "1024", "pool_empty/new"),
             s("discard", "1024", "oversize/"),
-            s("miss", "0", "above_max_class/unpooled"),
-            s("discard", "0", "unpooled/"),
+            s("miss", "unpooled", "above_max_class/unpooled"),
+            s("discard", "unpooled", "unpooled/"),
         ]
     );
 }
@@ -241,4 +246,15 @@ fn maintenance_passes_run_in_a_debug_span() {
     assert_eq!(freed, 2 * 4096);
     let names: Vec<_> = sub.0.spans.lock().unwrap().values().cloned().collect();
     assert_eq!(names, vec!["pool_maintenance".to_string()]);
+    // With the pool's name (it had none before).
+    let fields: Vec<_> = sub
+        .0
+        .span_fields
+        .lock()
+        .unwrap()
+        .values()
+        .cloned()
+        .collect();
+    assert_eq!(fields[0]["pool"], "default");
+    assert_eq!(fields[0]["kind"], "trim");
 }

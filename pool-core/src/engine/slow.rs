@@ -15,7 +15,7 @@ impl<T: Send + 'static> Engine<T> {
     /// down or its slot is still held by an exiting thread that had the
     /// same `thread_local` id. Makes it the fast pointer's target.
     #[inline]
-    pub(super) fn slot(self: &Arc<Self>) -> Option<&Slot<T>> {
+    pub(super) fn slot<'a>(self: &'a Arc<Self>) -> Option<&'a Slot<T>> {
         match cache::fast(self.id, &**self) {
             Some(slot) => Some(slot),
             None => self.slot_slow(),
@@ -24,7 +24,7 @@ impl<T: Send + 'static> Engine<T> {
 
     #[cold]
     #[inline(never)]
-    fn slot_slow(self: &Arc<Self>) -> Option<&Slot<T>> {
+    fn slot_slow<'a>(self: &'a Arc<Self>) -> Option<&'a Slot<T>> {
         // First: a thread tearing down never touches `thread_local` again.
         let token = exit::token()?;
         let slot = match self.slots.get() {

@@ -303,6 +303,70 @@ impl LengthDelimitedBuilder {
         self.num_skip
             .unwrap_or(self.length_field_offset + self.length_field_len)
     }
+
+    /// [`new_codec`](LengthDelimitedBuilder::new_codec) in a pooled
+    /// `Framed` over `io` ([`BytesPool::framed`]), as tokio-util's
+    /// `new_framed`; fails as `new_codec` does.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use futures_util::{SinkExt, StreamExt};
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let (a, b) = tokio::io::duplex(1024);
+    /// let builder = pool_tokio::LengthDelimitedBuilder::new();
+    /// let mut left = builder.new_framed(&pool, a)?;
+    /// let mut right = builder.new_framed(&pool, b)?;
+    /// left.send(bytes::Bytes::from_static(b"hi")).await?;
+    /// assert_eq!(right.next().await.unwrap()?, &b"hi"[..]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new_framed<T>(
+        &self,
+        pool: &BytesPool,
+        io: T,
+    ) -> io::Result<super::PooledFramed<T, PooledLengthDelimitedCodec>> {
+        Ok(pool.framed(io, self.new_codec(pool)?))
+    }
+
+    /// [`new_codec`](LengthDelimitedBuilder::new_codec) in a pooled
+    /// `FramedRead` over `io` ([`BytesPool::framed_read`], a read buffer of
+    /// [`DEFAULT_FRAME_BUFFER`](super::DEFAULT_FRAME_BUFFER)), as
+    /// tokio-util's `new_read`; fails as `new_codec` does.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let read = pool_tokio::LengthDelimitedBuilder::new().new_read(&pool, tokio::io::empty())?;
+    /// # drop(read);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new_read<T>(
+        &self,
+        pool: &BytesPool,
+        io: T,
+    ) -> io::Result<super::PooledFramedRead<T, PooledLengthDelimitedCodec>> {
+        Ok(pool.framed_read(io, self.new_codec(pool)?, super::DEFAULT_FRAME_BUFFER))
+    }
+
+    /// [`new_codec`](LengthDelimitedBuilder::new_codec) in a pooled
+    /// `FramedWrite` over `io` ([`BytesPool::framed_write`], a write buffer
+    /// of [`DEFAULT_FRAME_BUFFER`](super::DEFAULT_FRAME_BUFFER)), as
+    /// tokio-util's `new_write`; fails as `new_codec` does.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// let write = pool_tokio::LengthDelimitedBuilder::new().new_write(&pool, tokio::io::sink())?;
+    /// # drop(write);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new_write<T>(
+        &self,
+        pool: &BytesPool,
+        io: T,
+    ) -> io::Result<super::PooledFramedWrite<T, PooledLengthDelimitedCodec>> {
+        Ok(pool.framed_write(io, self.new_codec(pool)?, super::DEFAULT_FRAME_BUFFER))
+    }
 }
 
 /// Where the decoder is in the stream.
