@@ -4,7 +4,7 @@
 //! cargo run --release -p benches --bin compare -- [--quick] [--threads 1,2,4,8,16]
 //!     [--workloads w1,w1f,w2,w3,w4,w5] [--sizes 256,4k,64k,1m]
 //!     [--contenders pool-core,tls-floor,...] [--bins PATH,PATH]
-//!     [--tracing-bin PATH] [--out DIR]
+//!     [--tracing-bin PATH] [--out DIR] [--rounds N]
 //! cargo run --release -p benches --bin compare -- --instructions
 //!     [--contenders ...] [--sizes ...] [--bins PATH,PATH] [--out DIR]
 //! ```
@@ -15,6 +15,8 @@
 //! `--bins` names other builds of this binary (built with `--features
 //! jemalloc` or `--features mimalloc`): each point runs under every build
 //! in the same run, interleaved, and rows carry the allocator.
+//! `--rounds N` runs every point N times, each round visiting every
+//! contender in turn, and keeps the median child.
 //! `--tracing-bin` names a build with `--features tracing`, which W6 runs
 //! against this one (pool-tokio's `tracing` feature off). Prints one
 //! markdown table per workload plus a target check, and writes
@@ -66,6 +68,7 @@ struct Args {
     tracing_bin: Option<PathBuf>,
     out: PathBuf,
     instructions: bool,
+    rounds: usize,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -102,6 +105,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         tracing_bin: None,
         out: PathBuf::from("target/compare"),
         instructions: false,
+        rounds: 1,
     };
     let mut it = argv.iter();
     while let Some(a) = it.next() {
@@ -132,6 +136,12 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--tracing-bin" => args.tracing_bin = Some(PathBuf::from(value()?)),
             "--out" => args.out = PathBuf::from(value()?),
             "--instructions" => args.instructions = true,
+            "--rounds" => {
+                args.rounds = match value()?.parse::<usize>() {
+                    Ok(r) if (1..=100).contains(&r) => r,
+                    _ => return Err("--rounds needs a count from 1 to 100".into()),
+                }
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -484,8 +494,8 @@ fn this_project<'a>(rows: &'a [Row], r: &Row) -> Option<&'a Row> {
 }
 
 const DESCRIPTIONS: &[(&str, &str)] = &[
-    ("w1", "W1: one thread, checkout + write 64 B and the last byte + return; ns/op per operation"),
-    ("w1f", "W1f: one thread, checkout + fill the whole buffer + return; ns/op per operation"),
+    ("w1", "W1: one thread, checkout + write 64 B and the last byte + return; ns/op: the fastest of many 2 ms samples (median beside it), median child of --rounds"),
+    ("w1f", "W1f: one thread, checkout + fill the whole buffer + return; ns/op as in W1"),
     ("w2", "W2: T threads on one shared pool doing W1 at 4 KiB behind a Barrier; ns/op per thread, Mops/s aggregate"),
     ("w3", "W3: T producers -> bounded channels (256) -> T consumers, 4 KiB, every return remote; ns/op = wall ns per message; RSS growth = peak over baseline"),
     ("w4", "W4: tokio multi-thread runtime with T workers, 4 tasks per worker, 4 KiB held across yield_now().await then written and returned; ns/op = wall ns per operation"),
@@ -868,7 +878,7 @@ fn main() -> ExitCode {
             if !e.is_empty() {
                 eprintln!("error: {e}");
             }
-            eprintln!("usage: compare [--quick] [--threads 1,2,4] [--workloads {}] [--sizes 256,4k,64k,1m] [--contenders {}] [--bins PATH,...] [--tracing-bin PATH] [--out DIR] [--instructions]", WORKLOADS.join(","), CONTENDERS.join(","));
+            eprintln!("usage: compare [--quick] [--threads 1,2,4] [--workloads {}] [--sizes 256,4k,64k,1m] [--contenders {}] [--bins PATH,...] [--tracing-bin PATH] [--out DIR] [--rounds N] [--instructions]", WORKLOADS.join(","), CONTENDERS.join(","));
             return ExitCode::from(2);
         }
     };
@@ -915,25 +925,44 @@ fn main() -> ExitCode {
             bins.iter().map(|b| (b.as_path(), w.as_str(), "")).collect()
         };
         for &(size, threads) in &points {
-            for c in &args.contenders {
-                if c == "pool-core-burst" && w != "w5" && !args.contenders_given {
-                    continue; // a W5 configuration; run elsewhere only on request
-                }
-                if w == "w6" && !args.contenders_given && c != THIS_PROJECT && c != "pool-tokio" {
-                    continue; // the tracing cost is pool-tokio's
-                }
-                for &(bin, child_w, suffix) in &runs {
-                    match run_child(bin, child_w, c, size, threads, args.quick) {
-                        Ok(mut r) => {
-                            r.workload = w.clone();
-                            r.allocator.push_str(suffix);
-                            rows.push(r);
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            eprintln!("error: {e}");
-                        }
+            // Every round runs each contender (and build) once, in turn, so
+            // that a disturbed moment hits one child, not one contender;
+            // the row kept is the median child by ns/op.
+            let mut per_point: Vec<Vec<Row>> = Vec::new();
+            for _ in 0..args.rounds {
+                let mut i = 0;
+                for c in &args.contenders {
+                    if c == "pool-core-burst" && w != "w5" && !args.contenders_given {
+                        continue; // a W5 configuration; run elsewhere only on request
                     }
+                    if w == "w6" && !args.contenders_given && c != THIS_PROJECT && c != "pool-tokio"
+                    {
+                        continue; // the tracing cost is pool-tokio's
+                    }
+                    for &(bin, child_w, suffix) in &runs {
+                        if per_point.len() <= i {
+                            per_point.push(Vec::new());
+                        }
+                        match run_child(bin, child_w, c, size, threads, args.quick) {
+                            Ok(mut r) => {
+                                r.workload = w.clone();
+                                r.allocator.push_str(suffix);
+                                per_point[i].push(r);
+                            }
+                            Err(e) => {
+                                failures += 1;
+                                eprintln!("error: {e}");
+                            }
+                        }
+                        i += 1;
+                    }
+                }
+            }
+            for mut children in per_point {
+                children.sort_by(|a, b| a.ns.total_cmp(&b.ns));
+                if !children.is_empty() {
+                    let mid = children.len() / 2;
+                    rows.push(children.swap_remove(mid));
                 }
             }
         }
