@@ -9,6 +9,7 @@
 
 use std::cell::{RefCell, UnsafeCell};
 use std::hint::black_box;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::sync::{LazyLock, Mutex};
 
 use bytes::BytesMut;
@@ -87,19 +88,45 @@ pub trait Contender: Sync + 'static {
     }
 }
 
-/// Writes into a `BytesMut` as the workloads ask.
+/// Writes into a `BytesMut` as the workloads ask: 64 bytes and the byte at
+/// `n - 1` (length 64 after), or all `n` bytes when `full` (length `n`).
+///
+/// Straight into the spare capacity, which every contender hands out at
+/// `n` bytes or more: no `reserve`, no reallocation and no panic path, so
+/// nothing takes the buffer's address (an unwinding path would, to drop
+/// it) and an inlined checkout-write-return can keep the `BytesMut` in
+/// registers, as a server's own code may.
 #[inline(always)]
 fn write_bytes(buf: &mut BytesMut, n: usize, full: bool) {
-    if buf.capacity() < n {
-        *buf = BytesMut::with_capacity(n);
+    let len = buf.len();
+    let spare = buf.spare_capacity_mut();
+    if n <= PAYLOAD.len() || spare.len() < n {
+        too_small(n, spare.len());
     }
-    if full {
-        buf.resize(n, 0xa5);
+    let written = if full {
+        spare[..n].fill(MaybeUninit::new(0xa5));
+        n
     } else {
-        buf.extend_from_slice(&PAYLOAD);
-        buf.spare_capacity_mut()[n - 1 - PAYLOAD.len()].write(1);
-    }
+        for (dst, &src) in spare[..PAYLOAD.len()].iter_mut().zip(&PAYLOAD) {
+            dst.write(src);
+        }
+        spare[n - 1].write(1);
+        PAYLOAD.len()
+    };
+    // SAFETY: the `written` bytes after the old length were initialised
+    // just above (the check above keeps them within capacity).
+    unsafe { buf.set_len(len + written) };
     black_box(buf.as_ptr());
+}
+
+/// A contender handed out a buffer with less room than asked: a broken
+/// adapter. `extern "C"`, so it cannot unwind (a panic aborts) and the
+/// loops need no unwinding path around the write.
+#[cold]
+#[inline(never)]
+extern "C" fn too_small(n: usize, room: usize) -> ! {
+    eprintln!("W1 wants {n} bytes (more than 64) of spare capacity; the buffer has {room}");
+    std::process::abort()
 }
 
 #[inline(always)]
@@ -107,13 +134,39 @@ fn read_bytes(buf: &BytesMut) -> u8 {
     black_box(buf[0])
 }
 
-/// A `BytesMut` of at least `n` bytes, cleared, from whatever a
-/// single-type pool handed out.
+/// A `BytesMut` of at least `n` bytes, from whatever a single-type pool
+/// handed out (cleared by the pool).
 #[inline(always)]
-fn fit(buf: &mut BytesMut, n: usize) {
-    if buf.capacity() < n {
-        *buf = BytesMut::with_capacity(n);
+fn fit(buf: BytesMut, n: usize) -> BytesMut {
+    if buf.capacity() >= n {
+        buf
+    } else {
+        refit(buf, n)
     }
+}
+
+/// [`fit`] in place, for pools that hand out guards.
+#[inline(always)]
+fn fit_mut(buf: &mut BytesMut, n: usize) {
+    if buf.capacity() < n {
+        refit_mut(buf, n);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn refit_mut(buf: &mut BytesMut, n: usize) {
+    *buf = BytesMut::with_capacity(n);
+}
+
+/// Replaces a buffer too small for the request (only while a single-type
+/// pool warms up). Out of line and by value, so that the common path of
+/// [`fit`] never takes the buffer's address.
+#[cold]
+#[inline(never)]
+fn refit(buf: BytesMut, n: usize) -> BytesMut {
+    drop(buf);
+    BytesMut::with_capacity(n)
 }
 
 /// Size the single-type pools create new buffers at (set by the runner
@@ -298,8 +351,72 @@ impl Contender for FreshVec {
 
 // ---------------------------------------------------------------- the floor
 
+/// A floor stack: the buffers of one thread, in a destructor-free
+/// thread-local (`ManuallyDrop`), so that reaching it is a plain TLS access
+/// with no lazy destructor registration, which could unwind (and would then
+/// force the buffer being pushed out of registers into memory, to drop it).
+/// [`FloorExit`] frees the buffers at thread exit.
+type FloorStack = ManuallyDrop<Vec<BytesMut>>;
+
 thread_local! {
-    static FLOOR: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static FLOOR: RefCell<FloorStack> = const { RefCell::new(ManuallyDrop::new(Vec::new())) };
+    static RAW_FLOOR: UnsafeCell<FloorStack> = const { UnsafeCell::new(ManuallyDrop::new(Vec::new())) };
+    static FLOOR_EXIT: FloorExit = const { FloorExit };
+}
+
+/// Frees both floor stacks' buffers when its thread exits (armed by every
+/// floor checkout, before a buffer is in hand).
+struct FloorExit;
+
+impl Drop for FloorExit {
+    fn drop(&mut self) {
+        let _ = FLOOR.try_with(|s| {
+            if let Ok(mut stack) = s.try_borrow_mut() {
+                drop(std::mem::take(&mut **stack));
+            }
+        });
+        // SAFETY: this thread's stack; no floor operation is running on
+        // this thread while its thread-locals are destroyed.
+        let _ = RAW_FLOOR.try_with(|s| drop(std::mem::take(unsafe { &mut **s.get() })));
+    }
+}
+
+#[inline(always)]
+fn arm_floor_exit() {
+    FLOOR_EXIT.with(|_| {});
+}
+
+/// Pushes onto a floor stack, growing it out of line first if full: no
+/// panic path while `buf` is alive (see [`write_bytes`]).
+#[inline(always)]
+fn push(stack: &mut Vec<BytesMut>, buf: BytesMut) {
+    if stack.len() == stack.capacity() {
+        grow(stack);
+    }
+    let len = stack.len();
+    // SAFETY: `len < capacity` (ensured just above: `grow` leaves room or
+    // aborts), so slot `len` is inside the allocation; `set_len` makes the
+    // vector the owner of the value written there.
+    unsafe {
+        stack.as_mut_ptr().add(len).write(buf);
+        stack.set_len(len + 1);
+    }
+}
+
+/// Makes room in a full floor stack; `extern "C"`: aborts rather than
+/// unwinds.
+#[cold]
+#[inline(never)]
+extern "C" fn grow(stack: &mut Vec<BytesMut>) {
+    stack.reserve(64);
+}
+
+/// The `RefCell` floor stack was re-entered: a broken adapter.
+#[cold]
+#[inline(never)]
+extern "C" fn floor_broken() -> ! {
+    eprintln!("the thread-local floor stack was re-entered");
+    std::process::abort()
 }
 
 /// The floor: a bare `thread_local!` `RefCell<Vec<BytesMut>>` stack with no
@@ -313,11 +430,12 @@ impl Contender for ThreadLocalFloor {
     const NAME: &'static str = "tls-floor";
     #[inline(always)]
     fn checkout(&'static self, n: usize) -> BytesMut {
-        let mut buf = FLOOR
+        arm_floor_exit();
+        // No `fit`: the stack holds only buffers this adapter created at
+        // the one size its process measures (the write checks it).
+        FLOOR
             .with(|s| s.borrow_mut().pop())
-            .unwrap_or_else(|| BytesMut::with_capacity(n));
-        fit(&mut buf, n);
-        buf
+            .unwrap_or_else(|| BytesMut::with_capacity(n))
     }
     #[inline(always)]
     fn write(&'static self, buf: &mut BytesMut, n: usize, full: bool) {
@@ -330,12 +448,27 @@ impl Contender for ThreadLocalFloor {
     #[inline(always)]
     fn put(&'static self, mut buf: BytesMut) {
         buf.clear();
-        FLOOR.with(|s| s.borrow_mut().push(buf));
+        // The cell's address, so that the closure does not capture the
+        // buffer (a closure that does is not inlined).
+        let cell: *const RefCell<FloorStack> = FLOOR.with(|s| s as *const _);
+        // SAFETY: this thread's `FLOOR`, which lives as long as the thread;
+        // the reference ends with this call.
+        match unsafe { &*cell }.try_borrow_mut() {
+            Ok(mut stack) => push(&mut stack, buf),
+            Err(_) => floor_broken(),
+        }
     }
 }
 
-thread_local! {
-    static RAW_FLOOR: std::cell::UnsafeCell<Vec<BytesMut>> = const { std::cell::UnsafeCell::new(Vec::new()) };
+/// This thread's [`ThreadLocalUnsafeCell`] stack. The pointer stays valid
+/// for the life of the thread (thread-local storage never moves); only this
+/// thread uses it, and no reference made from it outlives one pop or push.
+#[inline(always)]
+fn raw_floor() -> *mut Vec<BytesMut> {
+    RAW_FLOOR.with(|s| {
+        let stack: *mut FloorStack = s.get();
+        stack.cast::<Vec<BytesMut>>()
+    })
 }
 
 /// The lower floor: the same stack in an `UnsafeCell` (no borrow flag),
@@ -349,12 +482,12 @@ impl Contender for ThreadLocalUnsafeCell {
     const NAME: &'static str = "tls-unsafecell";
     #[inline(always)]
     fn checkout(&'static self, n: usize) -> BytesMut {
-        // SAFETY: the stack is this thread's own and no reference to it
-        // outlives this call; nothing here re-enters it.
-        let popped = RAW_FLOOR.with(|s| unsafe { (*s.get()).pop() });
-        let mut buf = popped.unwrap_or_else(|| BytesMut::with_capacity(n));
-        fit(&mut buf, n);
-        buf
+        arm_floor_exit();
+        // No `fit`, as in `ThreadLocalFloor`.
+        // SAFETY: see `raw_floor`: this thread's stack, alive, and no other
+        // reference to it exists while this `&mut` does (nothing here
+        // re-enters it).
+        unsafe { (*raw_floor()).pop() }.unwrap_or_else(|| BytesMut::with_capacity(n))
     }
     #[inline(always)]
     fn write(&'static self, buf: &mut BytesMut, n: usize, full: bool) {
@@ -368,7 +501,7 @@ impl Contender for ThreadLocalUnsafeCell {
     fn put(&'static self, mut buf: BytesMut) {
         buf.clear();
         // SAFETY: as in `checkout`.
-        RAW_FLOOR.with(|s| unsafe { (*s.get()).push(buf) });
+        push(unsafe { &mut *raw_floor() }, buf);
     }
 }
 
@@ -386,9 +519,10 @@ impl Contender for MutexVec {
     #[inline(always)]
     fn checkout(&'static self, n: usize) -> BytesMut {
         let popped = MUTEX_VEC.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut buf = popped.unwrap_or_else(|| BytesMut::with_capacity(n));
-        fit(&mut buf, n);
-        buf
+        match popped {
+            Some(buf) => fit(buf, n),
+            None => BytesMut::with_capacity(n),
+        }
     }
     #[inline(always)]
     fn write(&'static self, buf: &mut BytesMut, n: usize, full: bool) {
@@ -421,11 +555,10 @@ impl Contender for ArrayQueuePool {
     const NAME: &'static str = "arrayqueue";
     #[inline(always)]
     fn checkout(&'static self, n: usize) -> BytesMut {
-        let mut buf = ARRAY_QUEUE
-            .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(n));
-        fit(&mut buf, n);
-        buf
+        match ARRAY_QUEUE.pop() {
+            Some(buf) => fit(buf, n),
+            None => BytesMut::with_capacity(n),
+        }
     }
     #[inline(always)]
     fn write(&'static self, buf: &mut BytesMut, n: usize, full: bool) {
@@ -460,7 +593,7 @@ guard_contender!(
     |n| {
         let mut g = OBJECT_POOL.pull(new_buf);
         g.clear();
-        fit(&mut g, n);
+        fit_mut(&mut g, n);
         g
     }
 );
@@ -478,7 +611,7 @@ guard_contender!(
     lockfree_object_pool::LinearReusable<'static, BytesMut>,
     |n| {
         let mut g = LOCKFREE_LINEAR.pull();
-        fit(&mut g, n);
+        fit_mut(&mut g, n);
         g
     }
 );
@@ -496,7 +629,7 @@ guard_contender!(
     lockfree_object_pool::SpinLockReusable<'static, BytesMut>,
     |n| {
         let mut g = LOCKFREE_SPIN.pull();
-        fit(&mut g, n);
+        fit_mut(&mut g, n);
         g
     }
 );
@@ -531,7 +664,7 @@ guard_contender!(
     opool::RefGuard<'static, OpoolAlloc, BytesMut>,
     |n| {
         let mut g = OPOOL.get();
-        fit(&mut g, n);
+        fit_mut(&mut g, n);
         g
     }
 );
@@ -575,7 +708,7 @@ impl Contender for ShardedSlab {
         let Some(mut slot) = SHARDED_SLAB.create() else {
             panic!("sharded-slab pool is full");
         };
-        fit(slot.0.get_mut(), n);
+        fit_mut(slot.0.get_mut(), n);
         SlabKey(slot.key())
     }
     #[inline(always)]

@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::config::{BufferConfig, ConfigError, BUFFER_CLASSES, BUFFER_SLOTS};
-use crate::engine::{CountOnUnwind, Engine};
+use crate::engine::{unmerged, CountOnUnwind, Engine};
 use crate::loom::{lock, Mutex};
 use crate::stats::{Discard, Returned, Source, Stats};
 
@@ -489,7 +489,7 @@ impl<B: Buffer> BufferPool<B> {
         if class < BUFFER_CLASSES {
             self.engine.take_or(class, || new_buffer(class))
         } else {
-            (self.take_unpooled(min_capacity), Source::Unpooled)
+            (unmerged(self.take_unpooled(min_capacity)), Source::Unpooled)
         }
     }
 
@@ -574,14 +574,20 @@ impl<B: Buffer> BufferPool<B> {
         if self.keep_fast(src, slot, origin) {
             return Returned::Kept;
         }
-        self.give_back_cold(src, slot, origin)
+        // SAFETY: the caller never uses `src` again, so the buffer is moved
+        // out of it exactly once, here.
+        let buf = unsafe { ManuallyDrop::take(src) };
+        self.give_back_cold(unmerged(buf), slot, origin)
     }
 
     /// Everything but the common return: unpooled buffers, buffers to
-    /// reclaim, zero or discard, full caches.
+    /// reclaim, zero or discard, full caches. Takes the buffer by value: a
+    /// pointer to the caller's guard would make the guard's storage escape,
+    /// and keep the common return from holding the buffer in registers.
     #[cold]
     #[inline(never)]
-    fn give_back_cold(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> Returned {
+    fn give_back_cold(&self, buf: B, slot: u8, origin: usize) -> Returned {
+        let src = &mut ManuallyDrop::new(buf);
         let class = slot as usize;
         if class >= BUFFER_CLASSES {
             return self.give_back_unpooled(src);

@@ -4,7 +4,9 @@
 //! cargo run --release -p benches --bin compare -- [--quick] [--threads 1,2,4,8,16]
 //!     [--workloads w1,w1f,w2,w3,w4,w5] [--sizes 256,4k,64k,1m]
 //!     [--contenders pool-core,tls-floor,...] [--bins PATH,PATH]
-//!     [--tracing-bin PATH] [--out DIR]
+//!     [--tracing-bin PATH] [--out DIR] [--rounds N]
+//! cargo run --release -p benches --bin compare -- --instructions
+//!     [--contenders ...] [--sizes ...] [--bins PATH,PATH] [--out DIR]
 //! ```
 //!
 //! Every point (workload, contender, size, threads) runs in a fresh child
@@ -13,11 +15,21 @@
 //! `--bins` names other builds of this binary (built with `--features
 //! jemalloc` or `--features mimalloc`): each point runs under every build
 //! in the same run, interleaved, and rows carry the allocator.
+//! `--rounds N` runs every point N times, each round visiting every
+//! contender in turn, and keeps the median child.
 //! `--tracing-bin` names a build with `--features tracing`, which W6 runs
 //! against this one (pool-tokio's `tracing` feature off). Prints one
 //! markdown table per workload plus a target check, and writes
 //! `results.csv`, `report.md` and `w2-scaling.svg` under `--out`
 //! (default `target/compare`).
+//!
+//! `--instructions` times nothing: it counts the instructions of one W1
+//! operation per contender, size and build under valgrind's callgrind
+//! (deterministic, so it sees what timing noise hides). Each point runs
+//! `--profile` twice, with 100,000 and with 200,000 operations, and the
+//! figure is the difference of the two programs' totals divided by
+//! 100,000, so start-up, warm-up and tear-down cancel out. Prints a
+//! markdown table and writes `instructions.md` under `--out`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -55,6 +67,8 @@ struct Args {
     bins: Vec<PathBuf>,
     tracing_bin: Option<PathBuf>,
     out: PathBuf,
+    instructions: bool,
+    rounds: usize,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -90,6 +104,8 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         bins: Vec::new(),
         tracing_bin: None,
         out: PathBuf::from("target/compare"),
+        instructions: false,
+        rounds: 1,
     };
     let mut it = argv.iter();
     while let Some(a) = it.next() {
@@ -119,6 +135,13 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--bins" => args.bins = list(&value()?).into_iter().map(PathBuf::from).collect(),
             "--tracing-bin" => args.tracing_bin = Some(PathBuf::from(value()?)),
             "--out" => args.out = PathBuf::from(value()?),
+            "--instructions" => args.instructions = true,
+            "--rounds" => {
+                args.rounds = match value()?.parse::<usize>() {
+                    Ok(r) if (1..=100).contains(&r) => r,
+                    _ => return Err("--rounds needs a count from 1 to 100".into()),
+                }
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -256,7 +279,8 @@ fn profile(argv: &[String]) -> ExitCode {
     match for_contender(contender, Fixed { size, iters }) {
         Some(t) => {
             println!(
-                "{contender}: {:.1} ns/op",
+                "{contender} ({}): {:.1} ns/op",
+                benches::build_label(),
                 t.as_nanos() as f64 / iters as f64
             );
             ExitCode::SUCCESS
@@ -266,6 +290,104 @@ fn profile(argv: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Operations of the shorter and the longer `--profile` run of
+/// `--instructions`; the figure is their difference in instructions over
+/// the difference in operations.
+const COUNT_RUNS: (u64, u64) = (100_000, 200_000);
+
+/// Total instructions callgrind counted for `bin --profile c size iters`,
+/// and the build label the run printed.
+fn callgrind_total(
+    bin: &Path,
+    c: &str,
+    size: usize,
+    iters: u64,
+    scratch: &Path,
+) -> Result<(u64, String), String> {
+    let file = scratch.join(format!("callgrind.{c}.{size}.{iters}.out"));
+    let out = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", file.display()))
+        .arg(bin)
+        .args(["--profile", c, &size.to_string(), &iters.to_string()])
+        .output()
+        .map_err(|e| format!("cannot run valgrind (is it installed?): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "callgrind {c} {size} {iters}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let label = String::from_utf8_lossy(&out.stdout)
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map_or("?".to_string(), |(label, _)| label.to_string());
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let _ = std::fs::remove_file(&file);
+    let total = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or(format!("no instruction total in {}", file.display()))?;
+    Ok((total, label))
+}
+
+/// `--instructions`: instructions per W1 operation for every build,
+/// contender and size; see the module docs.
+fn instructions(args: &Args, bins: &[PathBuf]) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(&args.out) {
+        eprintln!("error: cannot create {}: {e}", args.out.display());
+        return ExitCode::FAILURE;
+    }
+    let (short, long) = COUNT_RUNS;
+    let mut table = format!(
+        "\n### Instructions per W1 operation (callgrind: (I({long}) - I({short})) / {})\n\n| contender | allocator | size | instructions |\n|---|---|---:|---:|\n",
+        long - short
+    );
+    let mut failures = 0;
+    for &size in &args.sizes {
+        for c in &args.contenders {
+            if c == "pool-core-burst" && !args.contenders_given {
+                continue;
+            }
+            for bin in bins {
+                let counted =
+                    callgrind_total(bin, c, size, short, &args.out).and_then(|(a, label)| {
+                        let (b, _) = callgrind_total(bin, c, size, long, &args.out)?;
+                        Ok((b.saturating_sub(a) as f64 / (long - short) as f64, label))
+                    });
+                match counted {
+                    Ok((per_op, label)) => {
+                        let row =
+                            format!("| {c} | {label} | {} | {per_op:.1} |\n", human_size(size));
+                        print!("{row}");
+                        table.push_str(&row);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+        }
+    }
+    let p = args.out.join("instructions.md");
+    match std::fs::write(&p, &table) {
+        Ok(()) => eprintln!("wrote {}", p.display()),
+        Err(e) => eprintln!("error: cannot write {}: {e}", p.display()),
+    }
+    if failures > 0 {
+        eprintln!("{failures} point(s) failed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 // ------------------------------------------------------------------ parent
@@ -372,8 +494,8 @@ fn this_project<'a>(rows: &'a [Row], r: &Row) -> Option<&'a Row> {
 }
 
 const DESCRIPTIONS: &[(&str, &str)] = &[
-    ("w1", "W1: one thread, checkout + write 64 B and the last byte + return; ns/op per operation"),
-    ("w1f", "W1f: one thread, checkout + fill the whole buffer + return; ns/op per operation"),
+    ("w1", "W1: one thread, checkout + write 64 B and the last byte + return; ns/op: the fastest of many 2 ms samples (median beside it), median child of --rounds"),
+    ("w1f", "W1f: one thread, checkout + fill the whole buffer + return; ns/op as in W1"),
     ("w2", "W2: T threads on one shared pool doing W1 at 4 KiB behind a Barrier; ns/op per thread, Mops/s aggregate"),
     ("w3", "W3: T producers -> bounded channels (256) -> T consumers, 4 KiB, every return remote; ns/op = wall ns per message; RSS growth = peak over baseline"),
     ("w4", "W4: tokio multi-thread runtime with T workers, 4 tasks per worker, 4 KiB held across yield_now().await then written and returned; ns/op = wall ns per operation"),
@@ -472,7 +594,7 @@ fn verdict(met: bool) -> &'static str {
 
 /// The issue-4 targets that this run's rows can decide.
 fn targets(rows: &[Row]) -> String {
-    let mut s = String::from("\n### Issue-4 targets in this run\n\n| target | allocator | measured | verdict |\n|---|---|---|---|\n");
+    let mut s = String::from("\n### Targets in this run (issues 4 and 15)\n\n| target | allocator | measured | verdict |\n|---|---|---|---|\n");
     let ours = |r: &&Row| r.contender == THIS_PROJECT;
     let find = |w: &str, c: &str, a: &str, size: usize, t: usize| {
         rows.iter().find(|r| {
@@ -496,11 +618,18 @@ fn targets(rows: &[Row]) -> String {
                     w.to_uppercase(), human_size(p.size), f.allocator, p.allocator, p.ns, f.ns, p.ns / f.ns, verdict(p.ns <= f.ns)
                 );
             }
-            if let Some(f) = find(w, "tls-floor", &p.allocator, p.size, p.threads) {
+            if let Some(f) = find(w, "fresh-bytesmut", &p.allocator, p.size, p.threads) {
                 let _ = writeln!(
                     s,
-                    "| {} {}: no slower than the thread-local floor | {} | {:.1} ns vs {:.1} ns: ratio {:.2} | {} |",
+                    "| {} {}: at most 1.0x a fresh BytesMut of the same build (issue 15) | {} | {:.1} ns vs {:.1} ns: ratio {:.2} | {} |",
                     w.to_uppercase(), human_size(p.size), p.allocator, p.ns, f.ns, p.ns / f.ns, verdict(p.ns <= f.ns)
+                );
+            }
+            if let Some(f) = find(w, "tls-unsafecell", &p.allocator, p.size, p.threads) {
+                let _ = writeln!(
+                    s,
+                    "| {} {}: at most 1.5x the `UnsafeCell` thread-local stack (issue 15) | {} | {:.1} ns vs {:.1} ns: ratio {:.2} | {} |",
+                    w.to_uppercase(), human_size(p.size), p.allocator, p.ns, f.ns, p.ns / f.ns, verdict(p.ns <= 1.5 * f.ns)
                 );
             }
         }
@@ -749,7 +878,7 @@ fn main() -> ExitCode {
             if !e.is_empty() {
                 eprintln!("error: {e}");
             }
-            eprintln!("usage: compare [--quick] [--threads 1,2,4] [--workloads {}] [--sizes 256,4k,64k,1m] [--contenders {}] [--bins PATH,...] [--tracing-bin PATH] [--out DIR]", WORKLOADS.join(","), CONTENDERS.join(","));
+            eprintln!("usage: compare [--quick] [--threads 1,2,4] [--workloads {}] [--sizes 256,4k,64k,1m] [--contenders {}] [--bins PATH,...] [--tracing-bin PATH] [--out DIR] [--rounds N] [--instructions]", WORKLOADS.join(","), CONTENDERS.join(","));
             return ExitCode::from(2);
         }
     };
@@ -762,6 +891,9 @@ fn main() -> ExitCode {
     };
     let mut bins = vec![me];
     bins.extend(args.bins.iter().cloned());
+    if args.instructions {
+        return instructions(&args, &bins);
+    }
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
     let mut report = format!(
@@ -793,25 +925,44 @@ fn main() -> ExitCode {
             bins.iter().map(|b| (b.as_path(), w.as_str(), "")).collect()
         };
         for &(size, threads) in &points {
-            for c in &args.contenders {
-                if c == "pool-core-burst" && w != "w5" && !args.contenders_given {
-                    continue; // a W5 configuration; run elsewhere only on request
-                }
-                if w == "w6" && !args.contenders_given && c != THIS_PROJECT && c != "pool-tokio" {
-                    continue; // the tracing cost is pool-tokio's
-                }
-                for &(bin, child_w, suffix) in &runs {
-                    match run_child(bin, child_w, c, size, threads, args.quick) {
-                        Ok(mut r) => {
-                            r.workload = w.clone();
-                            r.allocator.push_str(suffix);
-                            rows.push(r);
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            eprintln!("error: {e}");
-                        }
+            // Every round runs each contender (and build) once, in turn, so
+            // that a disturbed moment hits one child, not one contender;
+            // the row kept is the median child by ns/op.
+            let mut per_point: Vec<Vec<Row>> = Vec::new();
+            for _ in 0..args.rounds {
+                let mut i = 0;
+                for c in &args.contenders {
+                    if c == "pool-core-burst" && w != "w5" && !args.contenders_given {
+                        continue; // a W5 configuration; run elsewhere only on request
                     }
+                    if w == "w6" && !args.contenders_given && c != THIS_PROJECT && c != "pool-tokio"
+                    {
+                        continue; // the tracing cost is pool-tokio's
+                    }
+                    for &(bin, child_w, suffix) in &runs {
+                        if per_point.len() <= i {
+                            per_point.push(Vec::new());
+                        }
+                        match run_child(bin, child_w, c, size, threads, args.quick) {
+                            Ok(mut r) => {
+                                r.workload = w.clone();
+                                r.allocator.push_str(suffix);
+                                per_point[i].push(r);
+                            }
+                            Err(e) => {
+                                failures += 1;
+                                eprintln!("error: {e}");
+                            }
+                        }
+                        i += 1;
+                    }
+                }
+            }
+            for mut children in per_point {
+                children.sort_by(|a, b| a.ns.total_cmp(&b.ns));
+                if !children.is_empty() {
+                    let mid = children.len() / 2;
+                    rows.push(children.swap_remove(mid));
                 }
             }
         }

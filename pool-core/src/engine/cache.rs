@@ -78,6 +78,12 @@ impl<T> Class<T> {
         self.items.with_mut(|items| unsafe { &mut *items })
     }
 
+    /// The top value, moved out; `None`, touching nothing, when empty.
+    #[inline(always)]
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.items().pop()
+    }
+
     /// Moves the top value into `dst`. False, touching nothing, when empty.
     #[inline(always)]
     pub(crate) fn pop_into(&self, dst: &mut MaybeUninit<T>) -> bool {

@@ -1,10 +1,13 @@
 //! The engine behind both pool types: per-thread caches in front of one
 //! bounded depot per class.
 //!
-//! The whole checkout/return fast path is [`Engine::take`] and
+//! The whole checkout/return fast path is [`Engine::take_or`] and
 //! [`Engine::put`] below: one thread-local load, one relaxed load of the
-//! pool's epoch, a length check and a whole-value copy. Everything else is
-//! out of line, one job per module:
+//! pool's epoch, a length check and a whole-value copy. Values cross the
+//! out-of-line paths by value through [`unmerged`], so that an inlined
+//! checkout-use-return keeps the value in registers (no whole-value copy
+//! out of memory just written field by field: no store-forwarding stall).
+//! Everything else is out of line, one job per module:
 //!
 //! - `cache.rs`: a thread's slot (stacks, counters, the claim) and the fast
 //!   pointer; all of the crate's `unsafe`.
@@ -94,6 +97,21 @@ impl Hot {
         self.zero
             .store(limits.zero_on_return as usize, Ordering::Relaxed);
     }
+}
+
+/// `value`, moved through a place of its own that the optimiser may not
+/// merge with the caller's. For values that come out of (or go into) an
+/// out-of-line slow path: a by-value result or argument is passed through
+/// memory, and if the compiler makes that memory the caller's guard itself,
+/// the guard lives in memory on the fast path too, where whole-value copies
+/// right after field stores stall on store forwarding. Free on the fast
+/// path (only the slow path's own copy is read back).
+#[inline(always)]
+pub(crate) fn unmerged<V>(value: V) -> V {
+    let place = ManuallyDrop::new(value);
+    // SAFETY: a plain move out of `place`, which is never used or dropped
+    // again; volatile only so that the read stays a read of `place`.
+    unsafe { std::ptr::read_volatile(&*place) }
 }
 
 /// Pool ids, never reused, so that a stale fast pointer never matches.
@@ -199,26 +217,6 @@ impl<T: Send + 'static> Engine<T> {
         }
     }
 
-    /// Checkout: moves a value of `class` into `dst` from this thread's
-    /// cache, or else from a batch of the depot. `Source::New` means `dst`
-    /// is untouched: the caller creates a value and calls
-    /// [`Engine::count_miss`] once it exists.
-    #[inline(always)]
-    pub(crate) fn take(self: &Arc<Self>, class: usize, dst: &mut MaybeUninit<T>) -> Source {
-        if let Some(slot) = cache::fast(self.id, &**self) {
-            // Relaxed: a stale epoch only delays catching up by one
-            // operation; `catch_up` reads the generations with Acquire.
-            if slot.epoch() == self.gens.epoch.load(Ordering::Relaxed) {
-                let c = slot.class(class);
-                if c.pop_into(dst) {
-                    c.counters.local_hits.bump();
-                    return Source::Local;
-                }
-            }
-        }
-        self.take_slow(class, dst)
-    }
-
     /// Return: moves the value in `src` (already reset by the caller) into
     /// this thread's cache, pushing a batch to the depot when it is full
     /// (after catching up).
@@ -286,19 +284,42 @@ impl<T: Send + 'static> Engine<T> {
         r
     }
 
-    /// Checkout as a value: [`Engine::take`], or `create` (user code, run
-    /// outside the engine) on a miss, counted once it returned.
+    /// Checkout: a value of `class` from this thread's cache, or else (out
+    /// of line) from a batch of the depot, or else made by `create` (user
+    /// code, run outside the engine) and counted as a miss once it exists.
+    ///
+    /// The value comes back by value, never through a pointer the caller
+    /// passed in, so that an inlined checkout can keep it in registers.
     #[inline(always)]
     pub(crate) fn take_or(
         self: &Arc<Self>,
         class: usize,
         create: impl FnOnce() -> T,
     ) -> (T, Source) {
+        if let Some(slot) = cache::fast(self.id, &**self) {
+            // Relaxed: a stale epoch only delays catching up by one
+            // operation; `catch_up` reads the generations with Acquire.
+            if slot.epoch() == self.gens.epoch.load(Ordering::Relaxed) {
+                let c = slot.class(class);
+                if let Some(value) = c.pop() {
+                    c.counters.local_hits.bump();
+                    return (value, Source::Local);
+                }
+            }
+        }
+        unmerged(self.take_or_slow(class, create))
+    }
+
+    /// Everything but a hit in this thread's cache, for [`Engine::take_or`].
+    #[cold]
+    #[inline(never)]
+    fn take_or_slow(self: &Arc<Self>, class: usize, create: impl FnOnce() -> T) -> (T, Source) {
         let mut dst = MaybeUninit::uninit();
-        let source = self.take(class, &mut dst);
+        let source = self.take_slow(class, &mut dst);
         if source != Source::New {
-            // SAFETY: `take` wrote a value into `dst` whenever it returned a
-            // source other than `New` (`Class::pop_into` returned true).
+            // SAFETY: `take_slow` wrote a value into `dst` whenever it
+            // returned a source other than `New` (`Class::pop_into`
+            // returned true).
             return (unsafe { dst.assume_init() }, source);
         }
         let value = create();
