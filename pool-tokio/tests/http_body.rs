@@ -158,6 +158,10 @@ where
         });
         let server = tokio::spawn(
             hyper::server::conn::http1::Builder::new()
+                // hyper renders its cached `Date` header anew once a
+                // second, which allocates: a measurement that spans a
+                // second boundary would count one more (seen under load).
+                .auto_date_header(false)
                 .serve_connection(TokioIo::new(server_io), service),
         );
         let (mut sender, conn) =
