@@ -27,7 +27,7 @@ mod framed_io;
 mod length_delimited;
 mod pooled_decoder;
 
-pub(crate) use framed_io::{queue_body, Body};
+pub(crate) use framed_io::{lend_direct, queue_body, take_direct, Body, Direct};
 use framed_io::{Owned, ReadSide, WriteSide};
 
 pub use length_delimited::{
@@ -536,7 +536,7 @@ impl<T, U> PooledFramed<T, U> {
         PooledParts {
             io: self.io,
             codec: self.codec,
-            read_buf: Some(self.read.buf.into_buf()),
+            read_buf: Some(self.read.into_buf()),
             write_buf: Some(self.write.into_buf()),
         }
     }
@@ -609,7 +609,7 @@ impl<T, D> PooledFramedRead<T, D> {
         PooledParts {
             io: self.io,
             codec: self.decoder,
-            read_buf: Some(self.read.buf.into_buf()),
+            read_buf: Some(self.read.into_buf()),
             write_buf: None,
         }
     }

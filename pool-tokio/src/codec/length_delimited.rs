@@ -60,6 +60,8 @@ const READ_BUFFER: usize = 8 * 1024;
 /// Bodies at least this long are read straight into the frame buffer by a
 /// [`FrameReader`] once the read buffer is drained; smaller ones go through
 /// the read buffer, where one read can bring many frames.
+/// The same bound applies in a pooled framed value ([`BytesPool::framed`],
+/// [`BytesPool::framed_read`]).
 const DIRECT_READ: usize = 4 * 1024;
 
 mod sealed {
@@ -378,6 +380,11 @@ enum State {
     Sized(usize),
     /// Filling `frame` up to `len` bytes.
     Body { frame: PooledBytes, len: usize },
+    /// The frame of `len` bytes is lent to the pooled framed value reading
+    /// its body straight into it; it comes back at the next `decode`. If it
+    /// does not (the framed value was taken apart, and put the body so far
+    /// back in front of its read buffer), this is `Sized(len)`.
+    Lent(usize),
 }
 
 /// A length-delimited `Decoder` and `Encoder`, wire-compatible with
@@ -452,6 +459,7 @@ impl fmt::Debug for PooledLengthDelimitedCodec {
             State::Head => "head".to_string(),
             State::Sized(len) => format!("sized({len})"),
             State::Body { frame, len } => format!("body({}/{len})", frame.len()),
+            State::Lent(len) => format!("lent({len})"),
         };
         f.debug_struct("PooledLengthDelimitedCodec")
             .field("config", &self.config)
@@ -640,6 +648,7 @@ impl PooledLengthDelimitedCodec {
     fn step(&mut self, src: &mut BytesMut, wait: bool) -> io::Result<Step> {
         loop {
             match self.state {
+                State::Lent(len) => self.state = State::Sized(len),
                 State::Head => match self.decode_head(src)? {
                     Some(len) => self.state = State::Sized(len),
                     None => return Ok(Step::More),
@@ -750,9 +759,16 @@ impl Decoder for PooledLengthDelimitedCodec {
     type Error = io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<PooledBytes>> {
+        // A body a pooled framed value read into since the last call.
+        if let Some(super::Direct { frame, len }) = super::take_direct(self, src) {
+            self.state = State::Body { frame, len };
+        }
         match self.step(src, false)? {
             Step::Frame(frame) => Ok(Some(frame)),
-            Step::More => Ok(None),
+            Step::More => {
+                self.lend_body(src);
+                Ok(None)
+            }
             Step::Budget(_) => unreachable!("a sync step never waits"),
         }
     }
@@ -780,6 +796,26 @@ impl Encoder<&[u8]> for PooledLengthDelimitedCodec {
 }
 
 impl PooledLengthDelimitedCodec {
+    /// `src` is drained into a frame that lacks at least `DIRECT_READ`
+    /// bytes: lend the frame to the pooled framed value decoding from
+    /// `src`, if one is, to read the rest straight into it.
+    #[inline]
+    fn lend_body(&mut self, src: &BytesMut) {
+        match &self.state {
+            State::Body { frame, len } if src.is_empty() && *len - frame.len() >= DIRECT_READ => {}
+            _ => return,
+        }
+        let State::Body { frame, len } = std::mem::replace(&mut self.state, State::Head) else {
+            unreachable!("matched above")
+        };
+        self.state = State::Lent(len);
+        if let Err(super::Direct { frame, len }) =
+            super::lend_direct(self, src, super::Direct { frame, len })
+        {
+            self.state = State::Body { frame, len };
+        }
+    }
+
     /// Header into `dst`, then the body: queued by value when a pooled
     /// framed value is encoding into its own write buffer, else copied.
     fn encode_body(&mut self, body: super::Body, dst: &mut BytesMut) -> io::Result<()> {
