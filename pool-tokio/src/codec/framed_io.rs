@@ -173,6 +173,9 @@ impl ReadLend {
 impl Drop for ReadLend {
     fn drop(&mut self) {
         READ_LENT.with(|l| l.set(self.prev));
+        // A body left in transit by a `decode` that panicked is dropped, not
+        // taken by the next framed value on this thread.
+        drop(DIRECT.with(Cell::take));
     }
 }
 
