@@ -27,7 +27,7 @@ mod framed_io;
 mod length_delimited;
 mod pooled_decoder;
 
-pub(crate) use framed_io::{queue_body, Body};
+pub(crate) use framed_io::{lend_direct, queue_body, take_direct, Body, Direct};
 use framed_io::{Owned, ReadSide, WriteSide};
 
 pub use length_delimited::{
@@ -53,7 +53,11 @@ impl BytesPool {
     /// Which path copies: with [`PooledLengthDelimitedCodec`], frames sent
     /// as `PooledBytes`, `Bytes` or `BytesMut` are queued by value and
     /// written vectored, never copied; any other codec or item is copied
-    /// into the write buffer by `Encoder::encode`, as in tokio-util.
+    /// into the write buffer by `Encoder::encode`, as in tokio-util. On the
+    /// read side, the same codec's large bodies (4 KiB or more left once the
+    /// read buffer is drained) are read straight into the frame's pooled
+    /// buffer; only headers, small frames and the bytes that came in with
+    /// a header are copied out of the read buffer.
     ///
     /// ```
     /// use futures_util::{SinkExt, StreamExt};
@@ -274,6 +278,16 @@ pub struct PooledParts<T, U> {
 ///   read's worth) and the old one goes back to the pool. A codec that
 ///   grows the buffer inside `decode` gets a pooled buffer of that size the
 ///   same way; once empty, a grown buffer goes back for one of its class.
+///   With [`PooledLengthDelimitedCodec`], a body that still lacks 4 KiB or
+///   more once the read buffer is drained is read **straight into the
+///   frame's own pooled buffer** (as [`FrameReader`] does): the read buffer
+///   carries only headers, small frames and what arrived with a header,
+///   so it stays at its class and large bodies are not copied. The body in
+///   progress is kept in the framed value, so a `next()` future dropped
+///   mid-body loses nothing; [`into_parts`](Self::into_parts) puts it back
+///   in front of the read buffer, where the codec (which still knows the
+///   frame's length) reads it. Other codecs read through the read buffer
+///   as in tokio-util.
 ///
 /// `Unpin` I/O objects and codecs only (pin a `!Unpin` one with `Box::pin`
 /// first). Dropping it returns both buffers and any queued frames.
@@ -536,7 +550,7 @@ impl<T, U> PooledFramed<T, U> {
         PooledParts {
             io: self.io,
             codec: self.codec,
-            read_buf: Some(self.read.buf.into_buf()),
+            read_buf: Some(self.read.into_buf()),
             write_buf: Some(self.write.into_buf()),
         }
     }
@@ -609,7 +623,7 @@ impl<T, D> PooledFramedRead<T, D> {
         PooledParts {
             io: self.io,
             codec: self.decoder,
-            read_buf: Some(self.read.buf.into_buf()),
+            read_buf: Some(self.read.into_buf()),
             write_buf: None,
         }
     }

@@ -25,8 +25,9 @@
 //!   into them) and `write_frame` on the write half (one vectored write of
 //!   header + body).
 //! - `framed`: `pool.framed(tcp, PooledLengthDelimitedCodec)`, the drop-in
-//!   path; each frame echoed with `send(frame)`, which queues the pooled
-//!   frame by value and writes header and body vectored (no copy).
+//!   path; large bodies are read straight into the frame (as `pooled`
+//!   does), and each frame is echoed with `send(frame)`, which queues the
+//!   pooled frame by value and writes header and body vectored (no copy).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;

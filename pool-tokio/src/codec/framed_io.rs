@@ -10,6 +10,19 @@
 //! view left the allocation the guard was checked out with) and the bytes
 //! move into a pooled checkout of that size.
 //!
+//! Large bodies of the pooled length-delimited codec skip the read buffer:
+//! when [`PooledLengthDelimitedCodec`](super::PooledLengthDelimitedCodec)
+//! has drained the read buffer into a frame that still lacks at least
+//! 4 KiB, it hands the frame (a body in progress) to the framed value
+//! through [`lend_direct`], which keeps it in its [`ReadSide`] and reads the
+//! rest of the body straight into the frame's own pooled buffer. The frame
+//! goes back to the codec at the start of the next `decode` call
+//! ([`take_direct`]), so the codec yields it as usual. The same kind of
+//! thread-local hand-off as the write side's (below), keyed by the codec's
+//! and the read buffer's addresses; a codec that does not look never sees
+//! it, so every other `Decoder` reads as before. The body in progress lives
+//! in the framed value, so a dropped `next()` future loses nothing.
+//!
 //! Write side ([`WriteSide`]): the write buffer plus a queue of bodies
 //! taken by value. An `Encoder` writes into the write buffer as usual;
 //! [`PooledLengthDelimitedCodec`](super::PooledLengthDelimitedCodec) writes
@@ -33,7 +46,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -81,6 +94,89 @@ thread_local! {
     /// The body the pooled codec queued during that call, with the write
     /// buffer's length right after its header.
     static QUEUED: Cell<Option<(usize, Body)>> = const { Cell::new(None) };
+}
+
+/// A frame whose body is being read: `frame` holds the bytes so far, `len`
+/// is the frame's full length.
+#[derive(Debug)]
+pub(crate) struct Direct {
+    pub(crate) frame: PooledBytes,
+    pub(crate) len: usize,
+}
+
+thread_local! {
+    /// `(codec address, read buffer address, lending allowed)` of the
+    /// framed value whose `decode` call is running on this thread;
+    /// `(0, 0, false)` when none is.
+    static READ_LENT: Cell<(usize, usize, bool)> = const { Cell::new((0, 0, false)) };
+    /// The body in progress, in transit between the framed value and the
+    /// codec for the length of one `decode` call.
+    static DIRECT: Cell<Option<Direct>> = const { Cell::new(None) };
+}
+
+#[inline]
+fn read_key<C>(codec: &C, src: &BytesMut) -> (usize, usize) {
+    (codec as *const C as usize, src as *const BytesMut as usize)
+}
+
+/// Called by the pooled codec at the start of `decode`: the body in
+/// progress that the framed value decoding with `codec` from `src` read
+/// into since the last call, if any.
+pub(crate) fn take_direct<C>(codec: &C, src: &BytesMut) -> Option<Direct> {
+    let key = read_key(codec, src);
+    match READ_LENT.try_with(Cell::get) {
+        Ok((c, b, _)) if (c, b) == key && c != 0 => DIRECT.with(Cell::take),
+        _ => None,
+    }
+}
+
+/// Called by the pooled codec when `decode` leaves a large body in progress
+/// with `src` drained: hands it to the framed value decoding with `codec`
+/// from `src`, to read the rest straight into it; gives it back if no such
+/// value is asking (tokio-util's `Framed`, a direct `decode` call, the end
+/// of the stream).
+pub(crate) fn lend_direct<C>(codec: &C, src: &BytesMut, body: Direct) -> Result<(), Direct> {
+    let key = read_key(codec, src);
+    match READ_LENT.try_with(Cell::get) {
+        Ok((c, b, true)) if (c, b) == key && c != 0 => {}
+        _ => return Err(body),
+    }
+    // One body per lent call.
+    READ_LENT.with(|l| l.set((0, 0, false)));
+    DIRECT.with(|d| d.set(Some(body)));
+    Ok(())
+}
+
+/// Lends the read side to `codec` for one `decode` from `src`, carrying
+/// the body in progress there; restores the previous lender when dropped,
+/// even if `decode` panics.
+struct ReadLend {
+    prev: (usize, usize, bool),
+}
+
+impl ReadLend {
+    fn new<C>(codec: &C, src: &BytesMut, allow: bool, body: Option<Direct>) -> ReadLend {
+        let (c, b) = read_key(codec, src);
+        let prev = READ_LENT.with(|l| l.replace((c, b, allow)));
+        if body.is_some() {
+            DIRECT.with(|d| d.set(body));
+        }
+        ReadLend { prev }
+    }
+
+    /// The body the codec handed over (or did not pick up).
+    fn take(self) -> Option<Direct> {
+        DIRECT.with(Cell::take)
+    }
+}
+
+impl Drop for ReadLend {
+    fn drop(&mut self) {
+        READ_LENT.with(|l| l.set(self.prev));
+        // A body left in transit by a `decode` that panicked is dropped, not
+        // taken by the next framed value on this thread.
+        drop(DIRECT.with(Cell::take));
+    }
 }
 
 /// Called by the pooled codec's `Encoder` impls: if `codec` is encoding
@@ -255,6 +351,10 @@ impl Owned {
 /// The read half of a pooled framed value.
 pub(crate) struct ReadSide {
     pub(crate) buf: Owned,
+    /// A body in progress that the pooled length-delimited codec lent to
+    /// be read into directly; the read buffer is empty while it is here
+    /// (unless a caller filled it through `read_buffer_mut`).
+    direct: Option<Direct>,
     eof: bool,
     is_readable: bool,
     has_errored: bool,
@@ -264,6 +364,7 @@ impl ReadSide {
     pub(crate) fn new(buf: Owned) -> ReadSide {
         ReadSide {
             buf,
+            direct: None,
             eof: false,
             is_readable: false,
             has_errored: false,
@@ -289,7 +390,7 @@ impl ReadSide {
             }
             if self.is_readable {
                 let eof = self.eof;
-                let decoded = self.decode(|buf| {
+                let decoded = self.decode(codec, |codec, buf| {
                     if eof {
                         codec.decode_eof(buf)
                     } else {
@@ -308,6 +409,31 @@ impl ReadSide {
                     }
                     Ok(None) => self.is_readable = false,
                 }
+            }
+            if let Some(d) = self.direct.as_mut().filter(|_| self.buf.buf.is_empty()) {
+                // The rest of a large body, straight into the frame.
+                let want = d.len - d.frame.len();
+                let mut dst = (&mut *d.frame).limit(want);
+                let read = tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut dst);
+                match ready!(read) {
+                    Ok(0) => {
+                        // `decode_eof` takes the frame back and says the
+                        // stream ended inside it.
+                        self.eof = true;
+                        self.is_readable = true;
+                    }
+                    Ok(_) => {
+                        self.eof = false;
+                        // Complete: the codec takes it back and yields it.
+                        self.is_readable = d.frame.len() == d.len;
+                    }
+                    Err(e) => {
+                        self.direct = None;
+                        self.has_errored = true;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                }
+                continue;
             }
             self.make_room();
             let read = tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut *self.buf.buf);
@@ -331,8 +457,14 @@ impl ReadSide {
     }
 
     /// Runs one `decode` and keeps the buffer pooled if the codec moved it.
+    /// The body in progress (if any) goes to the codec for the call, and
+    /// the one it lends (if any) comes back.
     #[inline]
-    fn decode<R>(&mut self, decode: impl FnOnce(&mut BytesMut) -> R) -> R {
+    fn decode<D, R>(
+        &mut self,
+        codec: &mut D,
+        decode: impl FnOnce(&mut D, &mut BytesMut) -> R,
+    ) -> R {
         // On a pool with a budget, a zero-length handle keeps the checked-out
         // allocation reachable during the call: if the codec's `reserve`
         // moves the buffer while frames share it, the old guard still holds
@@ -343,7 +475,10 @@ impl ReadSide {
         } else {
             None
         };
-        let out = decode(&mut self.buf.buf);
+        let dst: &mut BytesMut = &mut self.buf.buf;
+        let lend = ReadLend::new(&*codec, dst, !self.eof, self.direct.take());
+        let out = decode(codec, dst);
+        self.direct = lend.take();
         if !self.buf.same_allocation() {
             self.adopt(anchor);
         }
@@ -367,6 +502,18 @@ impl ReadSide {
             handle,
         ));
         drop(moved);
+    }
+
+    /// The read buffer with any data not yet decoded (for `into_parts`): a
+    /// body in progress goes back in front of it, for the codec (which
+    /// still knows the frame's length) to read it from there.
+    pub(crate) fn into_buf(self) -> PooledBytes {
+        let Some(d) = self.direct else {
+            return self.buf.into_buf();
+        };
+        let mut flat = self.buf.fresh(d.frame.len() + self.buf.buf.len(), &d.frame);
+        flat.extend_from_slice(&self.buf.buf);
+        flat
     }
 
     /// Room for the next read: the whole class where possible, taken back

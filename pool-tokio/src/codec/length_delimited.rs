@@ -5,15 +5,22 @@
 //! bounds the frame length both ways, where tokio-util's decoder bounds
 //! the raw length field), but each decoded frame
 //! is a [`PooledBytes`] of the frame's own size class: the header gives the
-//! size, a buffer of that class is checked out, and body bytes are copied
-//! into it as they arrive. The read buffer never holds a frame alive (no
+//! size, a buffer of that class is checked out, and the body goes into it:
+//! read straight into it (bodies of 4 KiB or more, once the read buffer is
+//! drained) in a [`FrameReader`] and in a pooled framed value
+//! ([`BytesPool::framed`], [`BytesPool::framed_read`]), copied from the
+//! read buffer as it arrives everywhere else (tokio-util's own `Framed`,
+//! small bodies, the part of a body that came in with its header). The
+//! read buffer never holds a frame alive (no
 //! `split_to` view of it escapes), so it stays one small reusable buffer
 //! whatever the frame sizes are, and every frame is its own allocation that
 //! the pool takes back whole when the frame drops, on whatever thread.
 //!
 //! Two ways to read:
 //! - [`PooledLengthDelimitedCodec`] is a tokio-util `Decoder`/`Encoder`, for
-//!   `Framed`, `FramedRead` and [`BytesPool::framed`]. Decoding cannot wait,
+//!   `Framed`, `FramedRead` and [`BytesPool::framed`] (which reads large
+//!   bodies straight into the frame, as `FrameReader` does; tokio-util's
+//!   `Framed` copies them through its read buffer). Decoding cannot wait,
 //!   so on a pool with a budget a frame the budget cannot cover is served
 //!   as an overdraft (counted, traced at WARN).
 //! - [`FrameReader`] (from [`PooledLengthDelimitedCodec::new_reader`]) is a
@@ -60,6 +67,8 @@ const READ_BUFFER: usize = 8 * 1024;
 /// Bodies at least this long are read straight into the frame buffer by a
 /// [`FrameReader`] once the read buffer is drained; smaller ones go through
 /// the read buffer, where one read can bring many frames.
+/// The same bound applies in a pooled framed value ([`BytesPool::framed`],
+/// [`BytesPool::framed_read`]).
 const DIRECT_READ: usize = 4 * 1024;
 
 mod sealed {
@@ -378,6 +387,11 @@ enum State {
     Sized(usize),
     /// Filling `frame` up to `len` bytes.
     Body { frame: PooledBytes, len: usize },
+    /// The frame of `len` bytes is lent to the pooled framed value reading
+    /// its body straight into it; it comes back at the next `decode`. If it
+    /// does not (the framed value was taken apart, and put the body so far
+    /// back in front of its read buffer), this is `Sized(len)`.
+    Lent(usize),
 }
 
 /// A length-delimited `Decoder` and `Encoder`, wire-compatible with
@@ -387,7 +401,7 @@ enum State {
 /// [`new`](PooledLengthDelimitedCodec::new).
 ///
 /// The header gives the frame's size; a buffer of that class is checked
-/// out and body bytes are copied into it as they arrive, so the read
+/// out and the body goes into it (see *Reading*), so the read
 /// buffer never holds a frame alive and stays one small reusable buffer
 /// whatever the frame sizes, and each frame goes back to the pool whole
 /// when dropped, on whatever thread. Frames larger than the pool's largest
@@ -396,7 +410,13 @@ enum State {
 /// Reading:
 /// - as a `Decoder` (in `Framed`, `FramedRead`, [`BytesPool::framed`]):
 ///   decoding cannot wait, so on a pool with a budget a frame the budget
-///   cannot cover is an overdraft (counted, traced at WARN);
+///   cannot cover is an overdraft (counted, traced at WARN). In a pooled
+///   framed value ([`BytesPool::framed`], [`BytesPool::framed_read`]), once
+///   the read buffer is drained into a frame that lacks 4 KiB or more, the
+///   framed value reads the rest of the body **straight into the frame**
+///   (no copy; only the header and what came in with it pass through the
+///   read buffer). In tokio-util's own `Framed`/`FramedRead`, body bytes
+///   are **copied** from the read buffer into the frame as they arrive;
 /// - through [`new_reader`](Self::new_reader), a [`FrameReader`] that reads
 ///   large bodies straight into the frame and waits for the budget.
 ///
@@ -452,6 +472,7 @@ impl fmt::Debug for PooledLengthDelimitedCodec {
             State::Head => "head".to_string(),
             State::Sized(len) => format!("sized({len})"),
             State::Body { frame, len } => format!("body({}/{len})", frame.len()),
+            State::Lent(len) => format!("lent({len})"),
         };
         f.debug_struct("PooledLengthDelimitedCodec")
             .field("config", &self.config)
@@ -640,6 +661,7 @@ impl PooledLengthDelimitedCodec {
     fn step(&mut self, src: &mut BytesMut, wait: bool) -> io::Result<Step> {
         loop {
             match self.state {
+                State::Lent(len) => self.state = State::Sized(len),
                 State::Head => match self.decode_head(src)? {
                     Some(len) => self.state = State::Sized(len),
                     None => return Ok(Step::More),
@@ -750,9 +772,16 @@ impl Decoder for PooledLengthDelimitedCodec {
     type Error = io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<PooledBytes>> {
+        // A body a pooled framed value read into since the last call.
+        if let Some(super::Direct { frame, len }) = super::take_direct(self, src) {
+            self.state = State::Body { frame, len };
+        }
         match self.step(src, false)? {
             Step::Frame(frame) => Ok(Some(frame)),
-            Step::More => Ok(None),
+            Step::More => {
+                self.lend_body(src);
+                Ok(None)
+            }
             Step::Budget(_) => unreachable!("a sync step never waits"),
         }
     }
@@ -780,6 +809,26 @@ impl Encoder<&[u8]> for PooledLengthDelimitedCodec {
 }
 
 impl PooledLengthDelimitedCodec {
+    /// `src` is drained into a frame that lacks at least `DIRECT_READ`
+    /// bytes: lend the frame to the pooled framed value decoding from
+    /// `src`, if one is, to read the rest straight into it.
+    #[inline]
+    fn lend_body(&mut self, src: &BytesMut) {
+        match &self.state {
+            State::Body { frame, len } if src.is_empty() && *len - frame.len() >= DIRECT_READ => {}
+            _ => return,
+        }
+        let State::Body { frame, len } = std::mem::replace(&mut self.state, State::Head) else {
+            unreachable!("matched above")
+        };
+        self.state = State::Lent(len);
+        if let Err(super::Direct { frame, len }) =
+            super::lend_direct(self, src, super::Direct { frame, len })
+        {
+            self.state = State::Body { frame, len };
+        }
+    }
+
     /// Header into `dst`, then the body: queued by value when a pooled
     /// framed value is encoding into its own write buffer, else copied.
     fn encode_body(&mut self, body: super::Body, dst: &mut BytesMut) -> io::Result<()> {
@@ -841,10 +890,11 @@ fn wait_for(pool: &BytesPool, charge: usize) -> BudgetWait {
 /// A `Stream` of length-delimited frames as [`PooledBytes`], from
 /// [`PooledLengthDelimitedCodec::new_reader`].
 ///
-/// Compared with the codec in a `FramedRead`:
+/// Compared with the codec in tokio-util's `FramedRead`:
 /// - bodies of 4 KiB or more are read straight into the frame's own
 ///   buffer once the read buffer is drained: no copy, and a read per
-///   socket-buffer-full rather than per read buffer;
+///   socket-buffer-full rather than per read buffer (a pooled framed value,
+///   [`BytesPool::framed`], does the same);
 /// - on a pool with a budget it waits (asynchronously, first come first
 ///   served) until the budget covers the next frame instead of overdrawing
 ///   it. Cancel-safe: a reader dropped while waiting gives back what was
