@@ -25,6 +25,10 @@ use crate::PooledBytes;
 /// of `http_body_util` does the same job (a `PooledBytes` is a `Buf`); this
 /// type spares the dependency and names the intent.
 ///
+/// With feature `axum` it is also an axum response (`IntoResponse`, and
+/// `From<PooledBody>` for `axum_core::body::Body`): its data is then frozen
+/// into `Bytes`, which costs one small owner box per response.
+///
 /// ```
 /// use http_body::Body;
 ///
@@ -127,5 +131,102 @@ impl Body for PooledBody {
     #[inline]
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.data.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
+
+/// The body axum sends for a [`PooledBody`] (feature `axum`): the same
+/// single frame, its data frozen into [`Bytes`](bytes::Bytes) when hyper
+/// polls it, and the same exact length.
+#[cfg(feature = "axum")]
+struct FrozenBody(PooledBody);
+
+#[cfg(feature = "axum")]
+impl Body for FrozenBody {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, Infallible>>> {
+        // `FrozenBody` is `Unpin`: its field is. `freeze` is no copy: the
+        // `Bytes` owns the pooled buffer, which goes back to the pool when
+        // the last clone of it drops (one small owner box, bytes' cost).
+        Poll::Ready(
+            self.get_mut()
+                .0
+                .data
+                .take()
+                .map(|buf| Ok(Frame::data(buf.freeze()))),
+        )
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl From<PooledBody> for axum_core::body::Body {
+    /// An axum [`Body`](axum_core::body::Body) that sends the pooled buffer
+    /// as [`Bytes`](bytes::Bytes) with no copy (feature `axum`).
+    ///
+    /// axum's `Body` needs `Data = Bytes`, so the buffer is frozen
+    /// ([`PooledBytes::freeze`]) when hyper polls the body: one small owner
+    /// box, and the buffer goes back to the pool when hyper has written
+    /// and dropped it. The exact length is kept, so hyper sends
+    /// `content-length`. axum boxes every body (`Body::new`), a static
+    /// one too; with that, a pooled response costs one allocation more
+    /// than a static one (`tests/axum.rs` counts it).
+    ///
+    /// ```
+    /// use http_body::Body as _;
+    ///
+    /// let mut buf = pool_tokio::checkout(4096);
+    /// buf.extend_from_slice(b"hello");
+    /// let body = axum_core::body::Body::from(pool_tokio::PooledBody::new(buf));
+    /// assert_eq!(body.size_hint().exact(), Some(5));
+    /// ```
+    fn from(body: PooledBody) -> Self {
+        axum_core::body::Body::new(FrozenBody(body))
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for PooledBody {
+    /// A `200 OK` response with this body and no headers of its own (add a
+    /// `content-type` with a tuple, as for any axum body); hyper adds
+    /// `content-length` from the exact length (feature `axum`). The body
+    /// is `Body::from(self)`, which says what it allocates: one small owner
+    /// box more than a static body.
+    ///
+    /// ```
+    /// use axum_core::response::{IntoResponse, Response};
+    /// use http_body::Body as _;
+    ///
+    /// // An axum handler: `async fn hello() -> PooledBody` or, with a
+    /// // content type, `-> impl IntoResponse`.
+    /// async fn hello() -> impl IntoResponse {
+    ///     let mut buf = pool_tokio::checkout(4096);
+    ///     buf.extend_from_slice(b"hello");
+    ///     ([("content-type", "text/plain")], pool_tokio::PooledBody::new(buf))
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let response: Response = hello().await.into_response();
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.headers()["content-type"], "text/plain");
+    /// assert_eq!(response.body().size_hint().exact(), Some(5));
+    /// # });
+    /// ```
+    fn into_response(self) -> axum_core::response::Response {
+        axum_core::response::Response::new(self.into())
     }
 }

@@ -74,6 +74,11 @@
 //! - `http-body` (off): `PooledBody`, an `http_body::Body` whose data is
 //!   the pooled buffer itself, so hyper sends it and drops it back into the
 //!   pool with no allocation per response (`freeze` costs one).
+//! - `axum` (off; turns on `http-body`): `PooledBody` implements axum's
+//!   `IntoResponse` and converts into `axum_core::body::Body`, so a handler
+//!   returns it with no adapter; the buffer is frozen into `Bytes` without a
+//!   copy (one small owner box per response), the exact length is kept for
+//!   `content-length`, and the buffer comes back to the pool once sent.
 //! - `metrics` (off): `BytesPool::export_metrics` and
 //!   `BytesPool::spawn_metrics` (`export_metrics_for` and
 //!   `spawn_metrics_for` for several pools at once) record per pool and
