@@ -377,6 +377,12 @@ impl<B: Buffer> BufferPool<B> {
     pub fn take(&self, min_capacity: usize) -> (B, Ticket) {
         let slot = self.slot_for(min_capacity);
         let (buf, source) = self.fill(slot, min_capacity);
+        self.lend(buf, slot, source)
+    }
+
+    /// `buf` with the ticket that brings it back to `slot`.
+    #[inline(always)]
+    fn lend(&self, buf: B, slot: u8, source: Source) -> (B, Ticket) {
         let origin = self.origin(&buf, slot);
         (
             buf,
@@ -417,15 +423,7 @@ impl<B: Buffer> BufferPool<B> {
         } else {
             (self.take_unpooled(min_capacity), Source::Unpooled)
         };
-        let origin = self.origin(&buf, slot);
-        (
-            buf,
-            Ticket {
-                slot,
-                source,
-                origin,
-            },
-        )
+        self.lend(buf, slot, source)
     }
 
     /// The size of the class that would serve a request of `min_capacity`

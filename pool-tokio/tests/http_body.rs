@@ -3,8 +3,6 @@
 //! hyper over an in-memory connection. `freeze()` is measured beside it to
 //! show the count can tell one allocation apart.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::{ready, Future};
 
@@ -17,49 +15,11 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use pool_tokio::{BytesPool, PooledBody};
 
-/// Counts allocations made by the current thread (every test here runs
-/// client and server on one current-thread runtime).
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    // `try_with`: the allocator also runs during thread teardown.
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: forwards every call to `System` unchanged; counting touches only a
-// thread-local `Cell` that needs no allocation (`const` initialised).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract for `alloc` is `System`'s.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
+// Counts the allocations of the current thread (every request here runs
+// on one current-thread runtime).
+#[path = "support/thread_allocations.rs"]
+mod thread_allocations;
+use thread_allocations::allocations;
 
 const BODY: usize = 4096;
 static STATIC_BODY: [u8; BODY] = [b'x'; BODY];

@@ -2,57 +2,16 @@
 //! per request once warm: pooled `Framed` buffers, a pooled scratch buffer
 //! per request, frames split off the read buffer and echoed frozen.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use bytes::{BufMut, Bytes};
 use futures_util::{SinkExt, StreamExt};
 use pool_tokio::BytesPool;
 use tokio_util::codec::LengthDelimitedCodec;
 
-/// Counts allocations made by the current thread (the test's runtime is
-/// single-threaded, so that is all of the echo path's).
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    // `try_with`: the allocator also runs during thread teardown.
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: forwards every call to `System` unchanged; counting touches only a
-// thread-local `Cell` that needs no allocation (`const` initialised).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract for `alloc` is `System`'s.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
+// Counts the allocations of the current thread (every request here runs
+// on one current-thread runtime).
+#[path = "support/thread_allocations.rs"]
+mod thread_allocations;
+use thread_allocations::allocations;
 
 #[test]
 fn echo_path_allocates_nothing_per_request_at_steady_state() {
