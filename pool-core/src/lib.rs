@@ -92,15 +92,17 @@ mod buffer;
 mod config;
 mod engine;
 mod loom;
+mod outcome;
 mod pool;
 mod recycle;
 mod stats;
 
 pub use buffer::{Buffer, BufferPool, CheckoutError, OwnedPooledBuf, PooledBuf, Ticket};
 pub use config::{BufferConfig, ConfigError, PoolConfig, MAX_CLASS_SIZE, MAX_THREAD_CAPACITY};
+pub use outcome::{Discard, Returned, Source};
 pub use pool::{OwnedPooled, Pool, Pooled};
 pub use recycle::{DefaultRecycle, Keep, Recycle, Recycler, Reset};
-pub use stats::{ClassStats, Discard, Discards, Returned, Source, Stats};
+pub use stats::{ClassStats, Discards, Stats};
 
 #[cfg(all(test, loom))]
 mod loom_tests;
