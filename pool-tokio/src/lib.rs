@@ -61,8 +61,9 @@
 //!   miss (`outcome = "miss"`, `reason` `pool_empty` or `above_max_class`)
 //!   and per discard (`outcome = "discard"`, `reason`), with fields `pool`
 //!   (the pool's name), `class` (the class size in bytes, or `unpooled`
-//!   above the largest class, as in the metrics; a string either way),
-//!   `source` and `bytes`; hits only with `Builder::trace_hits`. Overdrafts
+//!   above the largest class, as in the metrics; a string either way) and
+//!   `bytes`, and on checkouts `source`; hits only with
+//!   `Builder::trace_hits`. Overdrafts
 //!   of a budget at WARN, at most one a second per pool (field
 //!   `suppressed`: the overdrafts since the previous WARN). Debug spans
 //!   `pool_report` (field `pool`) and `pool_maintenance` (fields `pool`

@@ -1,4 +1,6 @@
-//! A thread's cache for one pool: the only module with `unsafe`.
+//! A thread's cache for one pool, with the slot's `unsafe` (its cells, the
+//! fast pointer, `unsafe impl Sync`); the engine's other `unsafe` moves
+//! values in and out of the fast path in `engine/mod.rs`.
 //!
 //! A [`Slot`] lives in the pool's `thread_local::ThreadLocal`, which owns
 //! it. A thread *claims* a slot (an atomic owner word) before it uses it and
