@@ -354,9 +354,9 @@ type CacheState = (usize, usize, usize);
 /// `bump` has returned (an Acquire flag), the owner catches up as its next
 /// slow-path operation would and `check`s its cache. (The bump waits for
 /// the fill so that what it asks of the owner concerns a full cache: a
-/// cache filled after a trim or a decay tick legitimately keeps it.) Then both threads exit (their
-/// exit flushes) and every value alive must be kept exactly once, with
-/// the depot within its bound.
+/// cache filled after a trim or a decay tick legitimately keeps it.) Then
+/// both threads exit (their exit flushes) and every value alive must be
+/// kept exactly once, with the depot within its bound.
 fn fast_path_against(config: crate::PoolConfig, bump: fn(&TrackedPool), check: fn(CacheState)) {
     use loom::sync::atomic::{AtomicBool, Ordering};
 

@@ -9,7 +9,10 @@
 //!
 //! - [`checkout`] serves from a lazily built process-wide pool whose
 //!   guards hold a `&'static` reference: no reference count per checkout.
-//!   [`BytesPool`] builds your own (settings, an optional byte budget).
+//!   [`BytesPool`] builds your own (settings, an optional byte budget),
+//!   reached through an `Arc` (one reference-count increment per checkout,
+//!   one decrement per return) unless [`BytesPool::leak`] makes it
+//!   `&'static` too.
 //! - [`PooledBytes`] derefs to `BytesMut` and is `BufMut`, `Buf` and
 //!   `io::Write`; it compares equal to byte slices and `str`, and clones
 //!   into the pool;
@@ -25,7 +28,8 @@
 //!   serve.
 //! - Runtime hooks ([`BytesPool::install`]), a maintenance task
 //!   ([`BytesPool::spawn_maintenance`]) and, with the default `tracing`
-//!   feature, trace events per checkout and discard (target `pool_tokio`)
+//!   feature, trace events per miss (per hit too with
+//!   `Builder::trace_hits`) and per discard (target `pool_tokio`)
 //!   and a periodic report (`BytesPool::spawn_reporter`).
 //!
 //! # Usage
