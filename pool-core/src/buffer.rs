@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::config::{BufferConfig, ConfigError, BUFFER_CLASSES, BUFFER_SLOTS};
-use crate::engine::{unmerged, CountOnUnwind, Engine};
+use crate::engine::{unmerged, CountOnUnwind, Engine, FastPut};
 use crate::loom::{lock, Mutex};
 use crate::stats::{Discard, Returned, Source, Stats};
 
@@ -179,6 +179,20 @@ pub struct Ticket {
     source: Source,
     /// Where the lent allocation starts.
     origin: usize,
+}
+
+/// How far the fast return got with a buffer it did not keep, so that
+/// the full return does not repeat it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tried {
+    /// Nothing done: an unpooled buffer.
+    No,
+    /// Cleared, and not exactly the allocation lent (or to be zeroed):
+    /// `reclaim` and the checks are left, then the whole put.
+    Refused,
+    /// Cleared and exactly the allocation lent, but this thread's cache had
+    /// no room: only the slow put is left.
+    NoRoom,
 }
 
 impl Ticket {
@@ -523,9 +537,12 @@ impl<B: Buffer> BufferPool<B> {
     /// The common case of [`give_back`](BufferPool::give_back) alone: keeps
     /// the buffer if that takes nothing but the fast path (the exact
     /// allocation lent, room in this thread's cache, no zeroing), and
-    /// otherwise hands both back untouched for a full `give_back`. For
-    /// crates whose guards do more work on the rare path, so that the common
-    /// return stays a leaf function.
+    /// otherwise hands both back (the buffer cleared) for a full
+    /// `give_back`, which then clears and checks it again and retries the
+    /// fast put. For crates whose guards do more work on the rare path, so
+    /// that the common return stays a leaf function; where the rare path
+    /// ends in `give_back` anyway, calling `give_back` alone runs each
+    /// [`Buffer`] hook at most once per return.
     ///
     /// ```
     /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
@@ -541,19 +558,20 @@ impl<B: Buffer> BufferPool<B> {
     #[inline(always)]
     pub fn try_give_back_fast(&self, buf: B, ticket: Ticket) -> Result<(), (B, Ticket)> {
         let mut src = ManuallyDrop::new(buf);
-        if self.keep_fast(&mut src, ticket.slot, ticket.origin) {
-            return Ok(());
+        match self.keep_fast(&mut src, ticket.slot, ticket.origin) {
+            Ok(()) => Ok(()),
+            Err(_) => Err((ManuallyDrop::into_inner(src), ticket)),
         }
-        Err((ManuallyDrop::into_inner(src), ticket))
     }
 
-    /// The fast return: true if the buffer in `src` was kept (moved out).
-    /// False, with nothing done or counted, when it needs the full path.
+    /// The fast return: `Ok` if the buffer in `src` was kept (moved out).
+    /// Otherwise nothing is moved or counted, and the error says what is
+    /// left for the full path.
     #[inline(always)]
-    fn keep_fast(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> bool {
+    fn keep_fast(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> Result<(), Tried> {
         let class = slot as usize;
         if class >= BUFFER_CLASSES {
-            return false;
+            return Err(Tried::No);
         }
         let zero = self.engine.hot.zero_on_return();
         let whole = |buf: &mut B| {
@@ -561,7 +579,11 @@ impl<B: Buffer> BufferPool<B> {
             let size = 1usize << class;
             !zero && buf.capacity() == size && buf.as_ptr() as usize == origin
         };
-        self.engine.put_fast_if(class, src, whole)
+        match self.engine.put_fast_if(class, src, whole) {
+            FastPut::Kept => Ok(()),
+            FastPut::Refused => Err(Tried::Refused),
+            FastPut::NoRoom => Err(Tried::NoRoom),
+        }
     }
 
     /// Returns the buffer in `src` to class `slot`; the caller never uses
@@ -569,28 +591,35 @@ impl<B: Buffer> BufferPool<B> {
     /// at `origin`, the class size): not grown, not moved, not shared.
     #[inline(always)]
     fn give_back_slot(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> Returned {
-        if self.keep_fast(src, slot, origin) {
-            return Returned::Kept;
-        }
+        let tried = match self.keep_fast(src, slot, origin) {
+            Ok(()) => return Returned::Kept,
+            Err(tried) => tried,
+        };
         // SAFETY: the caller never uses `src` again, so the buffer is moved
         // out of it exactly once, here.
         let buf = unsafe { ManuallyDrop::take(src) };
-        self.give_back_cold(unmerged(buf), slot, origin)
+        self.give_back_cold(unmerged(buf), slot, origin, tried)
     }
 
     /// Everything but the common return: unpooled buffers, buffers to
     /// reclaim, zero or discard, full caches. Takes the buffer by value: a
     /// pointer to the caller's guard would make the guard's storage escape,
     /// and keep the common return from holding the buffer in registers.
+    /// `tried` is what the fast return already did, which is not repeated.
     #[cold]
     #[inline(never)]
-    fn give_back_cold(&self, buf: B, slot: u8, origin: usize) -> Returned {
+    fn give_back_cold(&self, buf: B, slot: u8, origin: usize, tried: Tried) -> Returned {
         let src = &mut ManuallyDrop::new(buf);
         let class = slot as usize;
         if class >= BUFFER_CLASSES {
             return self.give_back_unpooled(src);
         }
         let zero = self.engine.hot.zero_on_return();
+        if tried == Tried::NoRoom {
+            // Cleared and checked by the fast return, which found no room:
+            // only the slow put is left.
+            return self.engine.put_slow_or_drop(class, src);
+        }
         self.engine.put_or_drop(class, src, |buf| {
             let size = 1usize << class;
             if !buf.reclaim(size) {

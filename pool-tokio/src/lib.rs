@@ -105,8 +105,11 @@
 //! On docs.rs every item is documented with all features on, and items
 //! that need a feature say which.
 
+mod background;
 #[cfg(feature = "http-body")]
 mod body;
+mod budget;
+mod builder;
 mod codec;
 mod diagnostics;
 mod error;
@@ -122,6 +125,8 @@ use std::sync::LazyLock;
 
 #[cfg(feature = "http-body")]
 pub use body::PooledBody;
+pub use budget::{BudgetStats, Reservation};
+pub use builder::Builder;
 pub use codec::{
     FrameReader, LengthDelimitedBuilder, LengthFieldType, PooledDecoder, PooledFramed,
     PooledFramedRead, PooledFramedWrite, PooledLengthDelimitedCodec, PooledParts,
@@ -130,7 +135,7 @@ pub use codec::{
 #[cfg(feature = "diagnostics")]
 pub use diagnostics::{Diagnostics, LeakReport, Outstanding};
 pub use error::{BuildError, TryCheckoutError};
-pub use pool::{BudgetStats, Builder, BytesPool, Reservation, DEFAULT_NAME};
+pub use pool::{BytesPool, DEFAULT_NAME};
 pub use pooled::PooledBytes;
 pub use runtime::RuntimeHooks;
 
@@ -147,7 +152,7 @@ static DEFAULT_INNER: LazyLock<pool::Inner> = LazyLock::new(|| {
 
 static DEFAULT: LazyLock<BytesPool> = LazyLock::new(|| {
     let pool = BytesPool::from_static(&DEFAULT_INNER);
-    runtime::start_decay_thread(&pool);
+    background::start_decay_thread(&pool);
     pool
 });
 

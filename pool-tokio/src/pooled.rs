@@ -1,7 +1,10 @@
 //! `PooledBytes`, the checkout guard, and the owner behind a frozen one.
 //!
 //! The whole return path is [`give_back`]: the guard's `Drop`, a frozen
-//! buffer's last `Bytes` clone and a taken-apart `Framed` all end there.
+//! buffer's last `Bytes` clone and a taken-apart `Framed` all end there,
+//! except the guard's common return (uncharged, untracked, on a thread that
+//! caches), which is one `BufferPool::give_back` and, for a discard, its
+//! event.
 
 use std::fmt;
 use std::io;
@@ -10,7 +13,7 @@ use std::ops::{Deref, DerefMut};
 
 use bytes::buf::UninitSlice;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use pool_core::{Source, Ticket};
+use pool_core::{Returned, Source, Ticket};
 
 use crate::diagnostics::{self, Track};
 use crate::pool::{BytesPool, Handle, Inner};
@@ -440,19 +443,21 @@ impl Drop for PooledBytes {
             let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
             let inner = self.handle.inner();
             // The common return: nothing charged, nothing tracked, a thread
-            // that keeps a cache, and pool-core's fast path. No event: only
-            // discards are traced.
-            let (buf, ticket) = if self.charge == 0
+            // that keeps a cache. Then pool-core's return is all there is
+            // to do, in one pass (its fast path, else its full one, each
+            // `Buffer` hook run once), and the only event is a discard's.
+            if self.charge == 0
                 && !diagnostics::tracking(&self.track)
                 && crate::runtime::keeps_cache(inner)
             {
-                match inner.pool.try_give_back_fast(buf, ticket) {
-                    Ok(()) => return,
-                    Err(back) => back,
+                let class = ticket.class_size();
+                let capacity = buf.capacity();
+                let returned = inner.pool.give_back(buf, ticket);
+                if returned != Returned::Kept {
+                    crate::tracing::returned(&inner.settings, class, capacity, returned);
                 }
-            } else {
-                (buf, ticket)
-            };
+                return;
+            }
             give_back_cold(&self.handle, buf, ticket, self.charge, self.track);
         }
     }

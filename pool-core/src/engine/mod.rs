@@ -114,6 +114,18 @@ pub(crate) fn unmerged<V>(value: V) -> V {
     unsafe { std::ptr::read_volatile(&*place) }
 }
 
+/// What [`Engine::put_fast_if`] did with a returning value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FastPut {
+    /// Moved into this thread's cache.
+    Kept,
+    /// The check said no: nothing moved, the full return path must run.
+    Refused,
+    /// The check accepted it, but this thread's cache was not at hand or
+    /// was full: nothing moved; only the slow put is left to try.
+    NoRoom,
+}
+
 /// Pool ids, never reused, so that a stale fast pointer never matches.
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -257,8 +269,32 @@ impl<T: Send + 'static> Engine<T> {
         class: usize,
         src: &mut ManuallyDrop<T>,
         check: impl FnOnce(&mut T) -> bool,
-    ) -> bool {
-        self.guarded(class, src, check) && self.put_fast(class, src)
+    ) -> FastPut {
+        if !self.guarded(class, src, check) {
+            FastPut::Refused
+        } else if self.put_fast(class, src) {
+            FastPut::Kept
+        } else {
+            FastPut::NoRoom
+        }
+    }
+
+    /// The rest of a return that [`Engine::put_fast_if`] accepted but found
+    /// no room for: the slow put alone (the fast one was just tried), or a
+    /// drop counted as stale. The caller never uses `src` again.
+    #[cold]
+    pub(crate) fn put_slow_or_drop(
+        self: &Arc<Self>,
+        class: usize,
+        src: &mut ManuallyDrop<T>,
+    ) -> Returned {
+        if self.put_slow(class, src) {
+            return Returned::Kept;
+        }
+        // SAFETY: `put_slow` returned false, so it left `src` in place; the
+        // caller never uses it again.
+        unsafe { ManuallyDrop::drop(src) };
+        Returned::Discarded(Discard::Stale)
     }
 
     /// Runs `f` (user code) on the returning value in `src`. If it panics,

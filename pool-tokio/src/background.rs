@@ -1,0 +1,272 @@
+//! A pool's background threads: the park hook's idle thread, the decay
+//! thread (`Builder::decay_thread`), and the runtime it reaches idle
+//! workers through (`RuntimeSeen`).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::pool::{BytesPool, Handle, Inner};
+
+/// The tokio runtime a pool last allocated under, for the decay thread to
+/// reach idle workers through (see `Builder::decay_thread`).
+/// Also holds the pool's idle thread (see `BytesPool::thread_parking`).
+#[derive(Default)]
+pub(crate) struct RuntimeSeen {
+    handle: Mutex<Option<tokio::runtime::Handle>>,
+    /// When the last capture ran, in ms since `started` plus one (0: never),
+    /// so that misses capture at most every `CAPTURE_EVERY`.
+    last: AtomicU64,
+    started: OnceLock<Instant>,
+    idle: Arc<IdleThread>,
+}
+
+impl Drop for RuntimeSeen {
+    /// The pool is gone: its idle thread ends.
+    fn drop(&mut self) {
+        let mut state = lock(&self.idle.state);
+        state.closed = true;
+        self.idle.wake.notify_all();
+    }
+}
+
+/// The park hook's timer. Depot batches age only with time, and a worker
+/// that stays parked runs no pool code again, so a park that leaves more
+/// than the idle floor in the depot arms this thread: it runs decay steps
+/// until the depot is down to the floor, then waits, without waking, until
+/// a park arms it again.
+#[derive(Debug, Default)]
+struct IdleThread {
+    state: Mutex<IdleState>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct IdleState {
+    /// Steps are due: the depot held more than the floor at the last check.
+    armed: bool,
+    /// A thread was started (or its start failed: not tried again).
+    started: bool,
+    /// The pool was dropped.
+    closed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// After a park's flush and decay step: arms the pool's idle thread (and
+/// starts it, the first time) if the depot holds more than the idle floor.
+/// Pools with a decay thread need none. Cost while armed or at the floor:
+/// one uncontended lock.
+pub(crate) fn arm_idle_thread(pool: &BytesPool) {
+    let inner = pool.handle.inner();
+    if inner.settings.decay_thread {
+        return;
+    }
+    let idle = &inner.runtime.idle;
+    let mut state = lock(&idle.state);
+    // Read under the lock: the idle thread disarms under it after its own
+    // read, so a push this park made is seen by one of the two.
+    if state.armed || state.closed || inner.pool.depot_bytes() <= inner.settings.idle_floor {
+        return;
+    }
+    state.armed = true;
+    if state.started {
+        idle.wake.notify_one();
+        return;
+    }
+    state.started = true;
+    let weak = WeakPool::of(pool);
+    let shared = idle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("pool-tokio-idle".into())
+        .spawn(move || run_idle_thread(weak, &shared));
+    if spawned.is_err() {
+        // Resource limits: decay is left to parks and tasks.
+        state.armed = false;
+    }
+}
+
+/// The idle thread: while armed, a decay step every quarter decay interval
+/// (pool-core runs one at most that often); disarmed once the depot holds
+/// no more than the floor. Ends with the pool.
+fn run_idle_thread(weak: WeakPool, idle: &IdleThread) {
+    let mut state = lock(&idle.state);
+    loop {
+        while !state.armed && !state.closed {
+            state = idle.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.closed {
+            return;
+        }
+        drop(state);
+        let Some(pool) = weak.upgrade() else { return };
+        let period = (pool.config().get_decay_interval() / 4).max(Duration::from_millis(1));
+        drop(pool);
+        state = lock(&idle.state);
+        state = idle
+            .wake
+            .wait_timeout_while(state, period, |s| !s.closed)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        if state.closed {
+            return;
+        }
+        drop(state);
+        let Some(pool) = weak.upgrade() else { return };
+        let _span = crate::tracing::maintenance_span(pool.name(), "idle");
+        pool.decay_to_floor();
+        {
+            let mut state = lock(&idle.state);
+            if pool.buffer_pool().depot_bytes() <= pool.idle_floor() {
+                state.armed = false;
+            }
+        }
+        // Without the lock: dropping the last handle takes it
+        // (`RuntimeSeen::drop`).
+        drop(pool);
+        state = lock(&idle.state);
+    }
+}
+
+/// How often a miss may refresh the captured runtime: a service that builds
+/// a new runtime is followed within this time.
+const CAPTURE_EVERY: Duration = Duration::from_millis(100);
+
+impl RuntimeSeen {
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.handle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// After a miss (a new allocation, the slow path anyway): on a pool with a
+/// decay thread, remembers the current runtime, at most every
+/// `CAPTURE_EVERY`.
+#[inline]
+pub(crate) fn on_miss(inner: &Inner) {
+    if inner.settings.decay_thread {
+        capture_runtime(&inner.runtime);
+    }
+}
+
+#[cold]
+fn capture_runtime(seen: &RuntimeSeen) {
+    let started = *seen.started.get_or_init(Instant::now);
+    let now = started.elapsed().as_millis() as u64 + 1;
+    let last = seen.last.load(Relaxed);
+    if last != 0 && now.saturating_sub(last) < CAPTURE_EVERY.as_millis() as u64 {
+        return;
+    }
+    // Relaxed: only elects which miss refreshes; the mutex orders the handle.
+    if seen
+        .last
+        .compare_exchange(last, now, Relaxed, Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        *seen.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    }
+}
+
+/// Tries after which the decay thread stops asking workers to flush until
+/// the pool sees traffic again.
+const FLUSH_TRIES: u32 = 5;
+/// How long a flush task waits for the other workers' tasks.
+const FLUSH_WAIT: Duration = Duration::from_millis(5);
+
+/// Starts a pool's decay thread (see `Builder::decay_thread`). It holds a
+/// weak reference to a pool built by a builder and ends with it. A failure
+/// to spawn (resource limits) leaves decay to the hooks and tasks.
+pub(crate) fn start_decay_thread(pool: &BytesPool) {
+    let weak = WeakPool::of(pool);
+    let _ = std::thread::Builder::new()
+        .name("pool-tokio-decay".into())
+        .spawn(move || {
+            let mut last_checkouts = u64::MAX;
+            let mut tries = 0;
+            loop {
+                let Some(pool) = weak.upgrade() else { return };
+                // A quarter interval: pool-core runs a step at most that often.
+                let period = (pool.config().get_decay_interval() / 4).max(Duration::from_millis(1));
+                drop(pool);
+                std::thread::sleep(period);
+                let Some(pool) = weak.upgrade() else { return };
+                pool.decay_to_floor();
+                let stats = pool.stats();
+                if stats.checkouts() != last_checkouts {
+                    last_checkouts = stats.checkouts();
+                    tries = 0;
+                    continue; // traffic in this step: not idle
+                }
+                let cached: u64 = stats
+                    .classes
+                    .iter()
+                    .map(|c| c.retained_local * c.class_size.unwrap_or(0) as u64)
+                    .sum();
+                if cached == 0
+                    || stats.retained_bytes() <= pool.idle_floor() as u64
+                    || tries >= FLUSH_TRIES
+                {
+                    continue;
+                }
+                if let Some(handle) = pool.handle.inner().runtime.handle() {
+                    tries += 1;
+                    flush_workers(&handle, &pool);
+                }
+            }
+        });
+}
+
+/// A pool reference that does not keep a built pool alive.
+enum WeakPool {
+    Static(&'static Inner),
+    Shared(std::sync::Weak<Inner>),
+}
+
+impl WeakPool {
+    fn of(pool: &BytesPool) -> WeakPool {
+        match &pool.handle {
+            Handle::Static(inner) => WeakPool::Static(inner),
+            Handle::Shared(arc) => WeakPool::Shared(Arc::downgrade(arc)),
+        }
+    }
+
+    fn upgrade(&self) -> Option<BytesPool> {
+        match self {
+            WeakPool::Static(inner) => Some(BytesPool::from_static(inner)),
+            WeakPool::Shared(weak) => weak.upgrade().map(|arc| BytesPool {
+                handle: Handle::Shared(arc),
+            }),
+        }
+    }
+}
+
+/// Spawns one task per worker of `handle`'s runtime; each flushes its
+/// worker's cache, then waits up to `FLUSH_WAIT` for the others, so that
+/// the tasks (stolen by idle workers while one waits) land on distinct
+/// workers. Best effort: a busy worker may be missed, never blocked for
+/// more than `FLUSH_WAIT`.
+fn flush_workers(handle: &tokio::runtime::Handle, pool: &BytesPool) {
+    let workers = handle.metrics().num_workers().max(1);
+    let done = Arc::new((Mutex::new(0usize), Condvar::new()));
+    for _ in 0..workers {
+        let (pool, done) = (pool.clone(), done.clone());
+        // Dropped at once, unrun, if that runtime has shut down.
+        drop(handle.spawn(async move {
+            pool.flush_thread();
+            let (count, all) = &*done;
+            let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+            *n += 1;
+            all.notify_all();
+            let _ = all
+                .wait_timeout_while(n, FLUSH_WAIT, |n| *n < workers)
+                .unwrap_or_else(|e| e.into_inner());
+        }));
+    }
+}
