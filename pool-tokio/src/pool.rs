@@ -282,9 +282,9 @@ fn check_size(n: usize) -> Result<(), TryCheckoutError> {
 ///
 /// ```
 /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build()?;
-/// let held = pool.checkout(3000); // charges its 4 KiB class
+/// let held = pool.checkout(3000); // charges its 3 KiB class
 /// let budget = pool.budget().unwrap();
-/// assert_eq!((budget.limit, budget.charged, budget.available()), (1 << 20, 4096, (1 << 20) - 4096));
+/// assert_eq!((budget.limit, budget.charged, budget.available()), (1 << 20, 3072, (1 << 20) - 3072));
 /// # drop(held);
 /// # Ok::<(), pool_tokio::BuildError>(())
 /// ```
@@ -417,8 +417,8 @@ impl Reservation {
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build().unwrap();
     /// let mut r = pool.try_reserve(4096)?;
-    /// assert!(r.checkout(5000).is_none()); // an 8 KiB class
-    /// assert_eq!(r.checkout(3000).unwrap().budget_charge(), 4096);
+    /// assert!(r.checkout(5000).is_none()); // a 5 KiB class
+    /// assert_eq!(r.checkout(3000).unwrap().budget_charge(), 3072);
     /// # Ok::<(), pool_tokio::TryCheckoutError>(())
     /// ```
     pub fn checkout(&mut self, min_capacity: usize) -> Option<PooledBytes> {
@@ -450,7 +450,8 @@ impl Drop for Reservation {
     }
 }
 
-/// A pool of [`BytesMut`] buffers in power-of-two size classes, with an
+/// A pool of [`BytesMut`] buffers in size classes (four per power of two
+/// by default, see [`BufferConfig::classes_per_doubling`]), with an
 /// optional budget on the bytes checked out.
 ///
 /// A cheap handle: clones share one pool. Checking out and returning on one
@@ -510,9 +511,9 @@ impl Drop for Reservation {
 /// let pool = BytesPool::with_config(BufferConfig::new().max_class(64 << 10))?;
 /// let mut buf = pool.checkout(1500);
 /// buf.extend_from_slice(b"GET / HTTP/1.1\r\n");
-/// assert_eq!(buf.capacity(), 2048);
+/// assert_eq!(buf.capacity(), 1536); // four classes per doubling
 /// drop(buf);
-/// assert_eq!(pool.checkout(2048).len(), 0); // reused, cleared
+/// assert_eq!(pool.checkout(1536).len(), 0); // reused, cleared
 /// assert_eq!(pool.stats().hits(), 1);
 /// # Ok::<(), pool_core::ConfigError>(())
 /// ```
@@ -636,7 +637,7 @@ impl BytesPool {
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
     /// let mut buf = pool.checkout(600);
-    /// assert!(buf.is_empty() && buf.capacity() == 1024);
+    /// assert!(buf.is_empty() && buf.capacity() == 640);
     /// buf.extend_from_slice(b"hello");
     /// ```
     #[inline(always)]
