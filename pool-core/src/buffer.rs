@@ -250,9 +250,12 @@ pub struct BufferPool<B: Buffer> {
     /// The class spacing, fixed at build.
     spacing: Spacing,
     /// The size of each class index (the class table's size column, which
-    /// no reconfigure changes); its length is the engine's index of the
-    /// unpooled counters.
-    sizes: Box<[usize]>,
+    /// no reconfigure changes), 0 past the last class: indexed by any `u8`
+    /// slot without a bounds check.
+    sizes: [usize; 256],
+    /// How many classes there are; also the engine's index of the unpooled
+    /// counters.
+    classes: usize,
 }
 
 impl<B: Buffer> fmt::Debug for BufferPool<B> {
@@ -294,40 +297,36 @@ impl<B: Buffer> BufferPool<B> {
     pub fn with_config(config: BufferConfig) -> Result<Self, ConfigError> {
         let limits = config.limits()?;
         let spacing = limits.spacing;
-        let sizes = limits.classes[..spacing.count()]
-            .iter()
-            .map(|c| c.size)
-            .collect();
-        debug_assert!(spacing.count() < UNPOOLED as usize);
+        let classes = spacing.count();
+        debug_assert!(classes < UNPOOLED as usize);
+        let mut sizes = [0; 256];
+        for (size, class) in sizes.iter_mut().zip(&limits.classes[..classes]) {
+            *size = class.size;
+        }
         Ok(BufferPool {
             engine: Arc::new(Engine::new(limits)),
             config: Mutex::new(config),
             spacing,
             sizes,
+            classes,
         })
     }
 
-    /// The engine's index of the counters of `slot` (the unpooled slot
-    /// maps to the last class entry).
+    /// The engine's index of the counters of `slot` (the unpooled slot,
+    /// and any slot this pool does not have, map to the last entry).
     #[inline(always)]
     fn counter_index(&self, slot: u8) -> usize {
-        if slot == UNPOOLED {
-            self.sizes.len()
-        } else {
-            slot as usize
-        }
+        (slot as usize).min(self.classes)
     }
 
-    /// `ticket`'s slot and class size as this pool knows them: a ticket
-    /// from another pool (a misuse) whose slot this pool does not have
-    /// counts as unpooled, and the size always comes from this pool's
-    /// table, so that nothing is ever kept in a class it does not fit.
+    /// `ticket`'s slot and class size as this pool knows them: the size
+    /// always comes from this pool's table (one load, no bounds check), so
+    /// that a ticket from another pool (a misuse) never puts a buffer in a
+    /// class it does not fit, and a slot this pool does not have has size
+    /// 0, which every return path treats as unpooled.
     #[inline(always)]
     fn own(&self, ticket: &Ticket) -> (u8, usize) {
-        match self.sizes.get(ticket.slot as usize) {
-            Some(&size) => (ticket.slot, size),
-            None => (UNPOOLED, 0),
-        }
+        (ticket.slot, self.sizes[ticket.slot as usize])
     }
 
     /// Checks out an empty buffer of at least `min_capacity` bytes.
@@ -346,8 +345,7 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline(always)]
     pub fn checkout(&self, min_capacity: usize) -> PooledBuf<'_, B> {
-        let (slot, size) = self.slot_for(min_capacity);
-        let (buf, _) = self.fill(slot, size, min_capacity);
+        let (buf, slot, size, _) = self.fill(min_capacity);
         PooledBuf {
             origin: self.origin(&buf, slot),
             buf: ManuallyDrop::new(buf),
@@ -388,8 +386,7 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline(always)]
     pub fn checkout_owned(self: &Arc<Self>, min_capacity: usize) -> OwnedPooledBuf<B> {
-        let (slot, size) = self.slot_for(min_capacity);
-        let (buf, _) = self.fill(slot, size, min_capacity);
+        let (buf, slot, size, _) = self.fill(min_capacity);
         OwnedPooledBuf {
             origin: self.origin(&buf, slot),
             buf: ManuallyDrop::new(buf),
@@ -416,8 +413,7 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline(always)]
     pub fn take(&self, min_capacity: usize) -> (B, Ticket) {
-        let (slot, size) = self.slot_for(min_capacity);
-        let (buf, source) = self.fill(slot, size, min_capacity);
+        let (buf, slot, size, source) = self.fill(min_capacity);
         self.lend(buf, slot, size, source)
     }
 
@@ -458,12 +454,19 @@ impl<B: Buffer> BufferPool<B> {
     /// pool.give_back(buf, ticket);
     /// ```
     pub fn take_uncached(&self, min_capacity: usize) -> (B, Ticket) {
-        let (slot, size) = self.slot_for(min_capacity);
-        let (buf, source) = if slot != UNPOOLED {
-            self.engine
-                .take_or_uncached(slot as usize, min_capacity, || new_buffer(size))
-        } else {
-            (self.take_unpooled(min_capacity), Source::Unpooled)
+        let (buf, slot, size, source) = match self.slot_for(min_capacity) {
+            Some((slot, size)) => {
+                let (buf, source) =
+                    self.engine
+                        .take_or_uncached(slot as usize, min_capacity, || new_buffer(size));
+                (buf, slot, size, source)
+            }
+            None => (
+                self.take_unpooled(min_capacity),
+                UNPOOLED,
+                0,
+                Source::Unpooled,
+            ),
         };
         self.lend(buf, slot, size, source)
     }
@@ -480,24 +483,21 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.class_size_for(2 << 20), None);
     /// ```
     pub fn class_size_for(&self, min_capacity: usize) -> Option<usize> {
-        let (slot, size) = self.slot_for(min_capacity);
-        (slot != UNPOOLED).then_some(size)
+        self.slot_for(min_capacity).map(|(_, size)| size)
     }
 
-    /// The class slot serving `min_capacity` bytes and its size, or
-    /// `(UNPOOLED, 0)`. No branch but the clamp to the range: see
-    /// [`Spacing::index_and_size`].
+    /// The class slot serving `min_capacity` bytes and its size, or `None`
+    /// above the largest class. No branch but the clamp to the range and
+    /// that test: see [`Spacing::index_and_size`].
     #[inline(always)]
-    fn slot_for(&self, min_capacity: usize) -> (u8, usize) {
-        let (min_shift, max_index) = self.engine.hot.range();
-        let (index, size) = self
-            .spacing
-            .index_and_size(min_capacity.max(1 << min_shift));
-        if index > max_index {
-            (UNPOOLED, 0)
-        } else {
+    fn slot_for(&self, min_capacity: usize) -> Option<(u8, usize)> {
+        let (min_class, max_index) = self.engine.hot.range();
+        let (index, size) = self.spacing.index_and_size(min_capacity.max(min_class));
+        if index <= max_index {
             debug_assert_eq!(size, self.sizes[index]);
-            (index as u8, size)
+            Some((index as u8, size))
+        } else {
+            None
         }
     }
 
@@ -521,15 +521,21 @@ impl<B: Buffer> BufferPool<B> {
         origin
     }
 
-    /// A buffer of `slot`. The hit path is forced inline; misses and
-    /// unpooled requests are out of line.
+    /// A buffer for `min_capacity` bytes, its slot and class size. The hit
+    /// path is forced inline; misses and unpooled requests are out of line.
     #[inline(always)]
-    fn fill(&self, slot: u8, size: usize, min_capacity: usize) -> (B, Source) {
-        if slot != UNPOOLED {
-            self.engine
-                .take_or(slot as usize, Some(min_capacity), || new_buffer(size))
-        } else {
-            (unmerged(self.take_unpooled(min_capacity)), Source::Unpooled)
+    fn fill(&self, min_capacity: usize) -> (B, u8, usize, Source) {
+        match self.slot_for(min_capacity) {
+            Some((slot, size)) => {
+                let (buf, source) = self
+                    .engine
+                    .take_or(slot as usize, Some(min_capacity), || new_buffer(size));
+                (buf, slot, size, source)
+            }
+            None => {
+                let buf = unmerged(self.take_unpooled(min_capacity));
+                (buf, UNPOOLED, 0, Source::Unpooled)
+            }
         }
     }
 
@@ -540,7 +546,7 @@ impl<B: Buffer> BufferPool<B> {
             panic!("{e}");
         }
         let buf = B::with_capacity(min_capacity);
-        self.engine.count_miss(self.sizes.len(), min_capacity);
+        self.engine.count_miss(self.classes, min_capacity);
         buf
     }
 
@@ -594,10 +600,13 @@ impl<B: Buffer> BufferPool<B> {
     /// The fast return: true if the buffer in `src` was kept (moved out).
     /// False, with nothing done or counted, when it needs the full path.
     #[inline(always)]
+    /// `size` is 0 for unpooled buffers (and slots this pool does not
+    /// have): only then may `slot` be past the last class.
     fn keep_fast(&self, src: &mut ManuallyDrop<B>, slot: u8, size: usize, origin: usize) -> bool {
-        if slot == UNPOOLED {
+        if size == 0 {
             return false;
         }
+        debug_assert!((slot as usize) < self.classes);
         let zero = self.engine.hot.zero_on_return();
         let whole = |buf: &mut B| {
             buf.clear();
@@ -635,7 +644,7 @@ impl<B: Buffer> BufferPool<B> {
     #[inline(never)]
     fn give_back_cold(&self, buf: B, slot: u8, size: usize, origin: usize) -> Returned {
         let src = &mut ManuallyDrop::new(buf);
-        if slot == UNPOOLED {
+        if size == 0 {
             return self.give_back_unpooled(src);
         }
         let zero = self.engine.hot.zero_on_return();
@@ -656,8 +665,7 @@ impl<B: Buffer> BufferPool<B> {
     #[cold]
     #[inline(never)]
     fn give_back_unpooled(&self, src: &mut ManuallyDrop<B>) -> Returned {
-        self.engine
-            .count_discard(self.sizes.len(), Discard::Unpooled);
+        self.engine.count_discard(self.classes, Discard::Unpooled);
         // SAFETY: the caller never uses `src` again.
         unsafe { ManuallyDrop::drop(src) };
         Returned::Discarded(Discard::Unpooled)
@@ -692,8 +700,8 @@ impl<B: Buffer> BufferPool<B> {
     /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
     pub fn prewarm(&self, count: usize) -> usize {
-        let (min_shift, max_index) = self.engine.hot.range();
-        let min_index = self.spacing.index(1 << min_shift);
+        let (min_class, max_index) = self.engine.hot.range();
+        let min_index = self.spacing.index(min_class);
         (min_index..=max_index)
             .map(|index| self.prewarm_class(self.sizes[index], count))
             .sum()
@@ -709,10 +717,9 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.prewarm_class(1 << 30, 8), 0);
     /// ```
     pub fn prewarm_class(&self, size: usize, count: usize) -> usize {
-        let (slot, size) = self.slot_for(size);
-        if slot == UNPOOLED {
+        let Some((slot, size)) = self.slot_for(size) else {
             return 0;
-        }
+        };
         self.engine
             .prewarm(slot as usize, count, || B::with_capacity(size))
     }
@@ -823,13 +830,13 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!((class.checkouts, class.local_hits, class.misses), (2, 1, 1));
     /// ```
     pub fn stats(&self) -> Stats {
-        let (min_shift, max_index) = self.engine.hot.range();
-        let min_index = self.spacing.index(1 << min_shift);
+        let (min_class, max_index) = self.engine.hot.range();
+        let min_index = self.spacing.index(min_class);
         let sums = self.engine.sums();
         let in_range = |slot: usize| (min_index..=max_index).contains(&slot);
         Stats::from_sums(
             sums,
-            |slot| self.sizes.get(slot).map(|&size| (size, in_range(slot))),
+            |slot| (slot < self.classes).then(|| (self.sizes[slot], in_range(slot))),
             self.engine.depot_bytes(),
             true,
         )

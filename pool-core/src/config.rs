@@ -1,6 +1,7 @@
 //! Builders, their validation, and the resolved limits the pool runs on.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// Largest size class, in bytes: 1 GiB.
@@ -29,19 +30,18 @@ pub const MAX_THREAD_CAPACITY: usize = 1 << 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Spacing {
     log2: u32,
-    /// `usize::BITS - 1 - log2`, precomputed for the index.
-    top: u32,
-    /// `1 << log2`.
-    n: usize,
+    /// `1 << log2`; non-zero, so that `x | n` is too and its top bit
+    /// needs no zero check.
+    n: NonZeroUsize,
 }
 
 impl Spacing {
     pub(crate) const fn new(log2: u32) -> Self {
-        Spacing {
-            log2,
-            top: usize::BITS - 1 - log2,
-            n: 1 << log2,
-        }
+        let n = match NonZeroUsize::new(1 << log2) {
+            Some(n) => n,
+            None => panic!("1 << log2 is not zero"),
+        };
+        Spacing { log2, n }
     }
 
     /// Classes per doubling.
@@ -54,7 +54,7 @@ impl Spacing {
     /// doubling, the next `log2` bits of `x` the class within it (an exact
     /// power of two is the last class of the doubling below it).
     #[inline(always)]
-    pub(crate) const fn index(self, size: usize) -> usize {
+    pub(crate) fn index(self, size: usize) -> usize {
         let (index, _) = self.index_and_size(size);
         index
     }
@@ -62,14 +62,14 @@ impl Spacing {
     /// [`index`](Self::index) and that class's size, computed together (two
     /// more instructions than the index alone).
     #[inline(always)]
-    pub(crate) const fn index_and_size(self, size: usize) -> (usize, usize) {
+    pub(crate) fn index_and_size(self, size: usize) -> (usize, usize) {
         debug_assert!(size >= 1);
         let x = size - 1;
         // The top bit of `x | n` is at least `log2`, so the shift is at
         // least 0; `m = x >> shift` is in `n..2n` (or `x` itself below `n`).
-        let shift = self.top - (x | self.n).leading_zeros();
+        let shift = (self.n | x).ilog2() - self.log2;
         let m = x >> shift;
-        (((shift as usize) << self.log2) + m, (m + 1) << shift)
+        (shift as usize * self.n.get() + m, (m + 1) << shift)
     }
 
     /// The size of class `index` (the inverse of [`index`](Self::index) on
@@ -81,7 +81,7 @@ impl Spacing {
     }
 
     /// How many classes there are from size 1 to [`MAX_CLASS_SIZE`].
-    pub(crate) const fn count(self) -> usize {
+    pub(crate) fn count(self) -> usize {
         self.index(MAX_CLASS_SIZE) + 1
     }
 }

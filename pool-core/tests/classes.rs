@@ -245,3 +245,30 @@ fn power_of_two_classes_come_back_with_one_per_doubling() {
     drop(pool.checkout(3000));
     assert_eq!(pool.stats().class(4096).unwrap().requested_bytes, 6000);
 }
+
+#[test]
+fn a_ticket_given_to_another_pool_never_lands_in_a_class_it_does_not_fit() {
+    use pool_core::{Discard, Returned};
+    let four = BufferConfig::new().min_class(1).build::<Vec<u8>>().unwrap();
+    let pow2 = BufferConfig::new()
+        .min_class(1)
+        .classes_per_doubling(1)
+        .build::<Vec<u8>>()
+        .unwrap();
+    // Index 9 is 12 B with four classes per doubling, 512 B with one.
+    let (buf, ticket) = four.take(12);
+    assert_eq!((buf.capacity(), ticket.class_size()), (12, Some(12)));
+    // Dropped, not kept in the 512 B class (a 12 B `Vec` cannot reclaim
+    // 512 bytes).
+    assert_eq!(
+        pow2.give_back(buf, ticket),
+        Returned::Discarded(Discard::Shared)
+    );
+    // An index past the other pool's classes is treated as unpooled.
+    let (buf, ticket) = four.take(1 << 20);
+    assert_eq!(
+        pow2.give_back(buf, ticket),
+        Returned::Discarded(Discard::Unpooled)
+    );
+    assert_eq!(pow2.stats().retained_objects(), 0);
+}

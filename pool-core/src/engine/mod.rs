@@ -63,9 +63,10 @@ struct Gens {
 /// Read-mostly settings needed outside the caches (by `buffer.rs`).
 #[derive(Debug)]
 pub(crate) struct Hot {
-    /// `max_index << 8 | min_shift` of the class range: the index of the
-    /// largest class and `log2` of the smallest.
-    range: AtomicUsize,
+    /// The class range: the smallest class's size and the largest class's
+    /// index. Two words, read separately: each is a hint (see `range`).
+    min_class: AtomicUsize,
+    max_index: AtomicUsize,
     /// Whether returned buffers are zeroed.
     zero: AtomicUsize,
 }
@@ -78,23 +79,26 @@ impl Hot {
         self.zero.load(Ordering::Relaxed) != 0
     }
 
-    /// The configured class range as `(log2(min_class), max_index)`.
+    /// The configured class range as `(min_class, max_index)`.
     #[inline]
-    pub(crate) fn range(&self) -> (u32, usize) {
-        // Relaxed: a slightly stale range only means one buffer is served
-        // from (or returned to) the range in force a moment ago; the caches
-        // still check each class against their own limits.
-        let r = self.range.load(Ordering::Relaxed);
-        ((r & 0xff) as u32, r >> 8)
+    pub(crate) fn range(&self) -> (usize, usize) {
+        // Relaxed: a slightly stale range (or one word of the old range
+        // and one of the new) only means one buffer is served from (or
+        // returned to) a class of the range in force a moment ago; the
+        // caches still check each class against their own limits, and
+        // every index up to either range's `max_index` is a class.
+        (
+            self.min_class.load(Ordering::Relaxed),
+            self.max_index.load(Ordering::Relaxed),
+        )
     }
 
     fn set(&self, limits: &Limits) {
         // Relaxed: hints, as above; the caches' own limits change through
         // `catch_up`, ordered by the generation counters.
-        self.range.store(
-            (limits.max_index << 8) | limits.min_shift as usize,
-            Ordering::Relaxed,
-        );
+        self.min_class
+            .store(1 << limits.min_shift, Ordering::Relaxed);
+        self.max_index.store(limits.max_index, Ordering::Relaxed);
         self.zero
             .store(limits.zero_on_return as usize, Ordering::Relaxed);
     }
@@ -192,7 +196,8 @@ impl<T: Send + 'static> Engine<T> {
     pub(crate) fn new(limits: Limits) -> Self {
         let classes = limits.classes.len();
         let hot = Hot {
-            range: AtomicUsize::new(0),
+            min_class: AtomicUsize::new(1),
+            max_index: AtomicUsize::new(0),
             zero: AtomicUsize::new(0),
         };
         hot.set(&limits);
