@@ -488,14 +488,16 @@ impl<B: Buffer> BufferPool<B> {
 
     /// The class slot serving `min_capacity` bytes and its size, or `None`
     /// above the largest class. No branch but the clamp to the range and
-    /// that test: see [`Spacing::index_and_size`].
+    /// that test: see [`Spacing::index`]; the size is one load from the
+    /// class table.
     #[inline(always)]
     fn slot_for(&self, min_capacity: usize) -> Option<(u8, usize)> {
         let (min_class, max_index) = self.engine.hot.range();
-        let (index, size) = self.spacing.index_and_size(min_capacity.max(min_class));
+        let index = self.spacing.index(min_capacity.max(min_class));
         if index <= max_index {
-            debug_assert_eq!(size, self.sizes[index]);
-            Some((index as u8, size))
+            // `max_index` < 255: the `u8` indexes the table unchecked.
+            let slot = index as u8;
+            Some((slot, self.sizes[slot as usize]))
         } else {
             None
         }

@@ -55,21 +55,15 @@ impl Spacing {
     /// power of two is the last class of the doubling below it).
     #[inline(always)]
     pub(crate) fn index(self, size: usize) -> usize {
-        let (index, _) = self.index_and_size(size);
-        index
-    }
-
-    /// [`index`](Self::index) and that class's size, computed together (two
-    /// more instructions than the index alone).
-    #[inline(always)]
-    pub(crate) fn index_and_size(self, size: usize) -> (usize, usize) {
         debug_assert!(size >= 1);
         let x = size - 1;
         // The top bit of `x | n` is at least `log2`, so the shift is at
         // least 0; `m = x >> shift` is in `n..2n` (or `x` itself below `n`).
+        // The class's size is `(m + 1) << shift`; the pool reads it from
+        // its table instead, off the index's critical path.
         let shift = (self.n | x).ilog2() - self.log2;
         let m = x >> shift;
-        (shift as usize * self.n.get() + m, (m + 1) << shift)
+        shift as usize * self.n.get() + m
     }
 
     /// The size of class `index` (the inverse of [`index`](Self::index) on

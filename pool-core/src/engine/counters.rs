@@ -72,18 +72,20 @@ macro_rules! counters {
     };
 }
 
+// The first three are the fast path's: with `Class`'s `repr(C)` they
+// share the stack's cache line.
 counters! {
     /// Checkouts served from the thread's own cache.
     local_hits,
+    /// Values handed back, kept or not.
+    returns,
+    /// Bytes asked for by this class's checkouts (the sum of their
+    /// `min_capacity`; 0 for generic pools).
+    requested,
     /// Checkouts served from a batch just taken from the depot.
     depot_hits,
     /// Checkouts that allocated (counted once the value exists).
     misses,
-    /// Bytes asked for by this class's checkouts (the sum of their
-    /// `min_capacity`; 0 for generic pools).
-    requested,
-    /// Values handed back, kept or not.
-    returns,
     /// Values taken out of the pool for good.
     detached,
     /// Returns refused by the reset or keep policy (or whose reset panicked).
