@@ -5,13 +5,14 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use crate::config::{BufferConfig, ConfigError, BUFFER_CLASSES, BUFFER_SLOTS};
+use crate::config::{BufferConfig, ConfigError, Spacing};
 use crate::engine::{unmerged, CountOnUnwind, Engine, FastPut};
 use crate::loom::{lock, Mutex};
 use crate::stats::{Discard, Returned, Source, Stats};
 
-/// The counter slot of checkouts above the largest class.
-const UNPOOLED: usize = BUFFER_CLASSES;
+/// The slot of a checkout above the largest class, in tickets and guards.
+/// The engine counts those in its last class entry (`BufferPool::unpooled`).
+const UNPOOLED: u8 = u8::MAX;
 
 /// A growable byte buffer that a [`BufferPool`] can hold.
 ///
@@ -179,6 +180,8 @@ pub struct Ticket {
     source: Source,
     /// Where the lent allocation starts.
     origin: usize,
+    /// The class size (0 when unpooled).
+    size: usize,
 }
 
 /// How far the fast return got with a buffer it did not keep, so that
@@ -217,17 +220,24 @@ impl Ticket {
     /// let (buf, ticket) = pool.take(1000);
     /// assert_eq!(ticket.class_size(), Some(1024));
     /// pool.give_back(buf, ticket);
+    /// let (buf, ticket) = pool.take(1100);
+    /// assert_eq!(ticket.class_size(), Some(1280));
+    /// pool.give_back(buf, ticket);
     /// ```
     pub fn class_size(&self) -> Option<usize> {
-        let slot = self.slot as usize;
-        (slot < BUFFER_CLASSES).then(|| 1 << slot)
+        (self.slot != UNPOOLED).then_some(self.size)
     }
 }
 
-/// A pool of byte buffers in power-of-two size classes.
+/// A pool of byte buffers in size classes, four per power of two by
+/// default (512, 640, 768, 896, 1024, 1280, ... bytes; see
+/// [`BufferConfig::classes_per_doubling`]).
 ///
 /// A checkout of `n` bytes gets a buffer of the smallest class of at least
-/// `n` bytes (a 0-byte request gets the smallest class). A request above
+/// `n` bytes (a 0-byte request gets the smallest class), so with the
+/// default spacing no buffer is more than 25% larger than its request (or
+/// than the smallest class). [`Stats::waste`] reports what the rounding
+/// costs. A request above
 /// the largest class gets a plain allocation of exactly `n` bytes, counted
 /// as unpooled and dropped on return. Each returned buffer is cleared
 /// (length 0: no stale bytes are readable) and kept only if it is exactly
@@ -241,16 +251,25 @@ impl Ticket {
 ///
 /// let pool = BufferPool::<Vec<u8>>::new();
 /// let mut buf = pool.checkout(3000);
-/// assert_eq!(buf.capacity(), 4096);
+/// assert_eq!(buf.capacity(), 3072);
 /// buf.extend_from_slice(b"request body");
-/// drop(buf); // back into this thread's 4 KiB cache
-/// let again = pool.checkout(4096);
+/// drop(buf); // back into this thread's 3 KiB cache
+/// let again = pool.checkout(2900);
 /// assert!(again.is_empty());
 /// assert_eq!(pool.stats().hits(), 1);
 /// ```
 pub struct BufferPool<B: Buffer> {
     engine: Arc<Engine<B>>,
     config: Mutex<BufferConfig>,
+    /// The class spacing, fixed at build.
+    spacing: Spacing,
+    /// The size of each class index (the class table's size column, which
+    /// no reconfigure changes), 0 past the last class: indexed by any `u8`
+    /// slot without a bounds check.
+    sizes: [usize; 256],
+    /// How many classes there are; also the engine's index of the unpooled
+    /// counters.
+    classes: usize,
 }
 
 impl<B: Buffer> fmt::Debug for BufferPool<B> {
@@ -265,14 +284,6 @@ impl<B: Buffer> fmt::Debug for BufferPool<B> {
 impl<B: Buffer> Default for BufferPool<B> {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-fn class_bytes(slot: usize) -> usize {
-    if slot < BUFFER_CLASSES {
-        1 << slot
-    } else {
-        0
     }
 }
 
@@ -299,10 +310,37 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     pub fn with_config(config: BufferConfig) -> Result<Self, ConfigError> {
         let limits = config.limits()?;
+        let spacing = limits.spacing;
+        let classes = spacing.count();
+        debug_assert!(classes < UNPOOLED as usize);
+        let mut sizes = [0; 256];
+        for (size, class) in sizes.iter_mut().zip(&limits.classes[..classes]) {
+            *size = class.size;
+        }
         Ok(BufferPool {
-            engine: Arc::new(Engine::new(BUFFER_SLOTS, limits, class_bytes)),
+            engine: Arc::new(Engine::new(limits)),
             config: Mutex::new(config),
+            spacing,
+            sizes,
+            classes,
         })
+    }
+
+    /// The engine's index of the counters of `slot` (the unpooled slot,
+    /// and any slot this pool does not have, map to the last entry).
+    #[inline(always)]
+    fn counter_index(&self, slot: u8) -> usize {
+        (slot as usize).min(self.classes)
+    }
+
+    /// `ticket`'s slot and class size as this pool knows them: the size
+    /// always comes from this pool's table (one load, no bounds check), so
+    /// that a ticket from another pool (a misuse) never puts a buffer in a
+    /// class it does not fit, and a slot this pool does not have has size
+    /// 0, which every return path treats as unpooled.
+    #[inline(always)]
+    fn own(&self, ticket: &Ticket) -> (u8, usize) {
+        (ticket.slot, self.sizes[ticket.slot as usize])
     }
 
     /// Checks out an empty buffer of at least `min_capacity` bytes.
@@ -317,16 +355,16 @@ impl<B: Buffer> BufferPool<B> {
     /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
     /// let buf = pool.checkout(600);
     /// assert!(buf.is_empty());
-    /// assert_eq!(buf.capacity(), 1024);
+    /// assert_eq!(buf.capacity(), 640);
     /// ```
     #[inline(always)]
     pub fn checkout(&self, min_capacity: usize) -> PooledBuf<'_, B> {
-        let slot = self.slot_for(min_capacity);
-        let (buf, _) = self.fill(slot, min_capacity);
+        let (buf, slot, size, _) = self.fill(min_capacity);
         PooledBuf {
             origin: self.origin(&buf, slot),
             buf: ManuallyDrop::new(buf),
             slot,
+            size,
             pool: self,
         }
     }
@@ -362,12 +400,12 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline(always)]
     pub fn checkout_owned(self: &Arc<Self>, min_capacity: usize) -> OwnedPooledBuf<B> {
-        let slot = self.slot_for(min_capacity);
-        let (buf, _) = self.fill(slot, min_capacity);
+        let (buf, slot, size, _) = self.fill(min_capacity);
         OwnedPooledBuf {
             origin: self.origin(&buf, slot),
             buf: ManuallyDrop::new(buf),
             slot,
+            size,
             pool: Arc::clone(self),
         }
     }
@@ -389,14 +427,13 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline(always)]
     pub fn take(&self, min_capacity: usize) -> (B, Ticket) {
-        let slot = self.slot_for(min_capacity);
-        let (buf, source) = self.fill(slot, min_capacity);
-        self.lend(buf, slot, source)
+        let (buf, slot, size, source) = self.fill(min_capacity);
+        self.lend(buf, slot, size, source)
     }
 
     /// `buf` with the ticket that brings it back to `slot`.
     #[inline(always)]
-    fn lend(&self, buf: B, slot: u8, source: Source) -> (B, Ticket) {
+    fn lend(&self, buf: B, slot: u8, size: usize, source: Source) -> (B, Ticket) {
         let origin = self.origin(&buf, slot);
         (
             buf,
@@ -404,6 +441,7 @@ impl<B: Buffer> BufferPool<B> {
                 slot,
                 source,
                 origin,
+                size,
             },
         )
     }
@@ -430,14 +468,21 @@ impl<B: Buffer> BufferPool<B> {
     /// pool.give_back(buf, ticket);
     /// ```
     pub fn take_uncached(&self, min_capacity: usize) -> (B, Ticket) {
-        let slot = self.slot_for(min_capacity);
-        let class = slot as usize;
-        let (buf, source) = if class < BUFFER_CLASSES {
-            self.engine.take_or_uncached(class, || new_buffer(class))
-        } else {
-            (self.take_unpooled(min_capacity), Source::Unpooled)
+        let (buf, slot, size, source) = match self.slot_for(min_capacity) {
+            Some((slot, size)) => {
+                let (buf, source) =
+                    self.engine
+                        .take_or_uncached(slot as usize, min_capacity, || new_buffer(size));
+                (buf, slot, size, source)
+            }
+            None => (
+                self.take_unpooled(min_capacity),
+                UNPOOLED,
+                0,
+                Source::Unpooled,
+            ),
         };
-        self.lend(buf, slot, source)
+        self.lend(buf, slot, size, source)
     }
 
     /// The size of the class that would serve a request of `min_capacity`
@@ -448,27 +493,27 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
     /// assert_eq!(pool.class_size_for(0), Some(512));
-    /// assert_eq!(pool.class_size_for(3000), Some(4096));
+    /// assert_eq!(pool.class_size_for(3000), Some(3072));
     /// assert_eq!(pool.class_size_for(2 << 20), None);
     /// ```
     pub fn class_size_for(&self, min_capacity: usize) -> Option<usize> {
-        let slot = self.slot_for(min_capacity) as usize;
-        (slot < BUFFER_CLASSES).then(|| 1 << slot)
+        self.slot_for(min_capacity).map(|(_, size)| size)
     }
 
-    /// The class slot serving `min_capacity` bytes, or `UNPOOLED`.
-    #[inline]
-    fn slot_for(&self, min_capacity: usize) -> u8 {
-        let (min_shift, max_shift) = self.engine.hot.range();
-        let shift = if min_capacity <= 1 << min_shift {
-            min_shift
+    /// The class slot serving `min_capacity` bytes and its size, or `None`
+    /// above the largest class. No branch but the clamp to the range and
+    /// that test: see [`Spacing::index`]; the size is one load from the
+    /// class table.
+    #[inline(always)]
+    fn slot_for(&self, min_capacity: usize) -> Option<(u8, usize)> {
+        let (min_class, max_index) = self.engine.hot.range();
+        let index = self.spacing.index(min_capacity.max(min_class));
+        if index <= max_index {
+            // `max_index` < 255: the `u8` indexes the table unchecked.
+            let slot = index as u8;
+            Some((slot, self.sizes[slot as usize]))
         } else {
-            usize::BITS - (min_capacity - 1).leading_zeros()
-        };
-        if shift > max_shift {
-            UNPOOLED as u8
-        } else {
-            shift as u8
+            None
         }
     }
 
@@ -477,15 +522,14 @@ impl<B: Buffer> BufferPool<B> {
     /// and the checkout balanced by a counted return.
     #[inline(always)]
     fn origin(&self, buf: &B, slot: u8) -> usize {
-        let class = slot as usize;
-        let why = if class < BUFFER_CLASSES {
+        let why = if slot != UNPOOLED {
             Discard::Rejected
         } else {
             Discard::Unpooled
         };
         let unwind = CountOnUnwind {
             engine: &self.engine,
-            class,
+            class: self.counter_index(slot),
             why,
         };
         let origin = buf.as_ptr() as usize;
@@ -493,15 +537,21 @@ impl<B: Buffer> BufferPool<B> {
         origin
     }
 
-    /// A buffer of `slot`. The hit path is forced inline; misses and
-    /// unpooled requests are out of line.
+    /// A buffer for `min_capacity` bytes, its slot and class size. The hit
+    /// path is forced inline; misses and unpooled requests are out of line.
     #[inline(always)]
-    fn fill(&self, slot: u8, min_capacity: usize) -> (B, Source) {
-        let class = slot as usize;
-        if class < BUFFER_CLASSES {
-            self.engine.take_or(class, || new_buffer(class))
-        } else {
-            (unmerged(self.take_unpooled(min_capacity)), Source::Unpooled)
+    fn fill(&self, min_capacity: usize) -> (B, u8, usize, Source) {
+        match self.slot_for(min_capacity) {
+            Some((slot, size)) => {
+                let (buf, source) = self
+                    .engine
+                    .take_or(slot as usize, Some(min_capacity), || new_buffer(size));
+                (buf, slot, size, source)
+            }
+            None => {
+                let buf = unmerged(self.take_unpooled(min_capacity));
+                (buf, UNPOOLED, 0, Source::Unpooled)
+            }
         }
     }
 
@@ -512,7 +562,7 @@ impl<B: Buffer> BufferPool<B> {
             panic!("{e}");
         }
         let buf = B::with_capacity(min_capacity);
-        self.engine.count_miss(UNPOOLED);
+        self.engine.count_miss(self.classes, min_capacity);
         buf
     }
 
@@ -531,7 +581,8 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline(always)]
     pub fn give_back(&self, buf: B, ticket: Ticket) -> Returned {
-        self.give_back_slot(&mut ManuallyDrop::new(buf), ticket.slot, ticket.origin)
+        let (slot, size) = self.own(&ticket);
+        self.give_back_slot(&mut ManuallyDrop::new(buf), slot, size, ticket.origin)
     }
 
     /// The common case of [`give_back`](BufferPool::give_back) alone: keeps
@@ -558,7 +609,8 @@ impl<B: Buffer> BufferPool<B> {
     #[inline(always)]
     pub fn try_give_back_fast(&self, buf: B, ticket: Ticket) -> Result<(), (B, Ticket)> {
         let mut src = ManuallyDrop::new(buf);
-        match self.keep_fast(&mut src, ticket.slot, ticket.origin) {
+        let (slot, size) = self.own(&ticket);
+        match self.keep_fast(&mut src, slot, size, ticket.origin) {
             Ok(()) => Ok(()),
             Err(_) => Err((ManuallyDrop::into_inner(src), ticket)),
         }
@@ -568,37 +620,51 @@ impl<B: Buffer> BufferPool<B> {
     /// Otherwise nothing is moved or counted, and the error says what is
     /// left for the full path.
     #[inline(always)]
-    fn keep_fast(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> Result<(), Tried> {
-        let class = slot as usize;
-        if class >= BUFFER_CLASSES {
+    /// `size` is 0 for unpooled buffers (and slots this pool does not
+    /// have): only then may `slot` be past the last class.
+    fn keep_fast(
+        &self,
+        src: &mut ManuallyDrop<B>,
+        slot: u8,
+        size: usize,
+        origin: usize,
+    ) -> Result<(), Tried> {
+        if size == 0 {
             return Err(Tried::No);
         }
+        debug_assert!((slot as usize) < self.classes);
         let zero = self.engine.hot.zero_on_return();
         let whole = |buf: &mut B| {
             buf.clear();
-            let size = 1usize << class;
             !zero && buf.capacity() == size && buf.as_ptr() as usize == origin
         };
-        match self.engine.put_fast_if(class, src, whole) {
+        match self.engine.put_fast_if(slot as usize, src, whole) {
             FastPut::Kept => Ok(()),
             FastPut::Refused => Err(Tried::Refused),
             FastPut::NoRoom => Err(Tried::NoRoom),
         }
     }
 
-    /// Returns the buffer in `src` to class `slot`; the caller never uses
-    /// `src` again. Kept only if it is exactly the allocation lent (starting
-    /// at `origin`, the class size): not grown, not moved, not shared.
+    /// Returns the buffer in `src` to class `slot` of `size` bytes (as this
+    /// pool lent it); the caller never uses `src` again. Kept only if it is
+    /// exactly the allocation lent (starting at `origin`, the class size):
+    /// not grown, not moved, not shared.
     #[inline(always)]
-    fn give_back_slot(&self, src: &mut ManuallyDrop<B>, slot: u8, origin: usize) -> Returned {
-        let tried = match self.keep_fast(src, slot, origin) {
+    fn give_back_slot(
+        &self,
+        src: &mut ManuallyDrop<B>,
+        slot: u8,
+        size: usize,
+        origin: usize,
+    ) -> Returned {
+        let tried = match self.keep_fast(src, slot, size, origin) {
             Ok(()) => return Returned::Kept,
             Err(tried) => tried,
         };
         // SAFETY: the caller never uses `src` again, so the buffer is moved
         // out of it exactly once, here.
         let buf = unsafe { ManuallyDrop::take(src) };
-        self.give_back_cold(unmerged(buf), slot, origin, tried)
+        self.give_back_cold(unmerged(buf), slot, size, origin, tried)
     }
 
     /// Everything but the common return: unpooled buffers, buffers to
@@ -608,20 +674,18 @@ impl<B: Buffer> BufferPool<B> {
     /// `tried` is what the fast return already did, which is not repeated.
     #[cold]
     #[inline(never)]
-    fn give_back_cold(&self, buf: B, slot: u8, origin: usize, tried: Tried) -> Returned {
+    fn give_back_cold(&self, buf: B, slot: u8, size: usize, origin: usize, tried: Tried) -> Returned {
         let src = &mut ManuallyDrop::new(buf);
-        let class = slot as usize;
-        if class >= BUFFER_CLASSES {
+        if size == 0 {
             return self.give_back_unpooled(src);
         }
         let zero = self.engine.hot.zero_on_return();
         if tried == Tried::NoRoom {
             // Cleared and checked by the fast return, which found no room:
             // only the slow put is left.
-            return self.engine.put_slow_or_drop(class, src);
+            return self.engine.put_slow_or_drop(slot as usize, src);
         }
-        self.engine.put_or_drop(class, src, |buf| {
-            let size = 1usize << class;
+        self.engine.put_or_drop(slot as usize, src, |buf| {
             if !buf.reclaim(size) {
                 return Err(Discard::Shared);
             }
@@ -638,7 +702,7 @@ impl<B: Buffer> BufferPool<B> {
     #[cold]
     #[inline(never)]
     fn give_back_unpooled(&self, src: &mut ManuallyDrop<B>) -> Returned {
-        self.engine.count_discard(UNPOOLED, Discard::Unpooled);
+        self.engine.count_discard(self.classes, Discard::Unpooled);
         // SAFETY: the caller never uses `src` again.
         unsafe { ManuallyDrop::drop(src) };
         Returned::Discarded(Discard::Unpooled)
@@ -656,7 +720,8 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.stats().outstanding(), 0);
     /// ```
     pub fn forget(&self, ticket: Ticket) {
-        self.engine.count_detach(ticket.slot as usize);
+        let (slot, _) = self.own(&ticket);
+        self.engine.count_detach(self.counter_index(slot));
     }
 
     /// Creates `count` buffers in every class of the configured range and
@@ -666,15 +731,16 @@ impl<B: Buffer> BufferPool<B> {
     ///
     /// ```
     /// let pool = pool_core::BufferConfig::new().min_class(1024).max_class(4096).build::<Vec<u8>>()?;
-    /// assert_eq!(pool.prewarm(10), 30);
+    /// assert_eq!(pool.prewarm(10), 90); // 9 classes: 1024, 1280, ..., 3584, 4096
     /// drop(pool.checkout(2000));
     /// assert_eq!(pool.stats().misses(), 0);
     /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
     pub fn prewarm(&self, count: usize) -> usize {
-        let (min_shift, max_shift) = self.engine.hot.range();
-        (min_shift..=max_shift)
-            .map(|shift| self.prewarm_class(1 << shift, count))
+        let (min_class, max_index) = self.engine.hot.range();
+        let min_index = self.spacing.index(min_class);
+        (min_index..=max_index)
+            .map(|index| self.prewarm_class(self.sizes[index], count))
             .sum()
     }
 
@@ -688,12 +754,11 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.prewarm_class(1 << 30, 8), 0);
     /// ```
     pub fn prewarm_class(&self, size: usize, count: usize) -> usize {
-        let slot = self.slot_for(size) as usize;
-        if slot >= BUFFER_CLASSES {
+        let Some((slot, size)) = self.slot_for(size) else {
             return 0;
-        }
+        };
         self.engine
-            .prewarm(slot, count, || B::with_capacity(1 << slot))
+            .prewarm(slot as usize, count, || B::with_capacity(size))
     }
 
     /// Drops every buffer the depot holds and asks every thread's
@@ -734,6 +799,17 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     pub fn reconfigure(&self, config: BufferConfig) -> Result<(), ConfigError> {
         let limits = config.limits()?;
+        if limits.spacing != self.spacing {
+            return Err(ConfigError::new(
+                "classes_per_doubling",
+                config.get_classes_per_doubling(),
+                format!(
+                    "{}, the spacing this pool was built with (it cannot change on a live pool: \
+                     build a new pool)",
+                    self.spacing.per_doubling()
+                ),
+            ));
+        }
         let released = {
             let mut current = lock(&self.config);
             *current = config;
@@ -791,23 +867,24 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!((class.checkouts, class.local_hits, class.misses), (2, 1, 1));
     /// ```
     pub fn stats(&self) -> Stats {
-        let (min_shift, max_shift) = self.engine.hot.range();
+        let (min_class, max_index) = self.engine.hot.range();
+        let min_index = self.spacing.index(min_class);
         let sums = self.engine.sums();
-        let in_range = |slot: usize| (min_shift as usize..=max_shift as usize).contains(&slot);
+        let in_range = |slot: usize| (min_index..=max_index).contains(&slot);
         Stats::from_sums(
             sums,
-            |slot| (slot < BUFFER_CLASSES).then(|| (1usize << slot, in_range(slot))),
+            |slot| (slot < self.classes).then(|| (self.sizes[slot], in_range(slot))),
             self.engine.depot_bytes(),
             true,
         )
     }
 }
 
-/// A new buffer of class `class`, on a miss.
+/// A new buffer of a class of `size` bytes, on a miss.
 #[cold]
 #[inline(never)]
-fn new_buffer<B: Buffer>(class: usize) -> B {
-    B::with_capacity(1 << class)
+fn new_buffer<B: Buffer>(size: usize) -> B {
+    B::with_capacity(size)
 }
 
 fn check_size(n: usize) -> Result<(), CheckoutError> {
@@ -826,6 +903,7 @@ pub struct PooledBuf<'a, B: Buffer> {
     buf: ManuallyDrop<B>,
     origin: usize,
     slot: u8,
+    size: usize,
     pool: &'a BufferPool<B>,
 }
 
@@ -835,6 +913,7 @@ pub struct OwnedPooledBuf<B: Buffer> {
     buf: ManuallyDrop<B>,
     origin: usize,
     slot: u8,
+    size: usize,
     pool: Arc<BufferPool<B>>,
 }
 
@@ -851,7 +930,7 @@ macro_rules! buf_guard_impls {
             /// assert_eq!(pool.stats().outstanding(), 0);
             /// ```
             pub fn detach(this: Self) -> B {
-                this.pool.engine.count_detach(this.slot as usize);
+                this.pool.engine.count_detach(this.pool.counter_index(this.slot));
                 let mut this = ManuallyDrop::new(this);
                 // SAFETY: `this` is never dropped (`ManuallyDrop`), so the
                 // buffer is moved out exactly once and the pool handle is
@@ -872,7 +951,7 @@ macro_rules! buf_guard_impls {
             /// assert!(!pool.checkout(4 << 20).is_pooled());
             /// ```
             pub fn is_pooled(&self) -> bool {
-                (self.slot as usize) < BUFFER_CLASSES
+                self.slot != UNPOOLED
             }
         }
 
@@ -894,7 +973,7 @@ macro_rules! buf_guard_impls {
         impl<$($lt,)? B: Buffer> Drop for $guard<$($lt,)? B> {
             #[inline(always)]
             fn drop(&mut self) {
-                let _ = self.pool.give_back_slot(&mut self.buf, self.slot, self.origin);
+                let _ = self.pool.give_back_slot(&mut self.buf, self.slot, self.size, self.origin);
             }
         }
 

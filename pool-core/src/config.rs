@@ -1,20 +1,84 @@
 //! Builders, their validation, and the resolved limits the pool runs on.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// Largest size class, in bytes: 1 GiB.
 pub const MAX_CLASS_SIZE: usize = 1 << MAX_SHIFT;
 /// `log2(MAX_CLASS_SIZE)`.
 pub(crate) const MAX_SHIFT: u32 = 30;
-/// Size-classed pools keep one cache slot per power of two up to 1 GiB, so
-/// that a runtime change of the class range needs no re-indexing.
-pub(crate) const BUFFER_CLASSES: usize = MAX_SHIFT as usize + 1;
-/// Class slots plus one slot counting requests above the largest class.
-pub(crate) const BUFFER_SLOTS: usize = BUFFER_CLASSES + 1;
+/// Most classes per doubling [`BufferConfig::classes_per_doubling`]
+/// accepts: 8 keeps the worst-case rounding at 1/8 of a request and every
+/// class index of the 1 GiB range below 255 (a ticket stores it in a `u8`).
+///
+/// ```
+/// let config = pool_core::BufferConfig::new().classes_per_doubling(pool_core::MAX_CLASSES_PER_DOUBLING);
+/// assert!(config.validate().is_ok());
+/// ```
+pub const MAX_CLASSES_PER_DOUBLING: usize = 8;
 /// Most objects a thread may cache per class. Far above any useful value;
 /// it keeps a typo (an extra few zeros) from pinning gigabytes per thread.
 pub const MAX_THREAD_CAPACITY: usize = 1 << 16;
+
+/// How a size-classed pool spaces its classes: `n = 2^log2` classes per
+/// power of two. Sizes in `(2^k, 2^(k+1)]` (for `2^k >= n`) fall into `n`
+/// classes of sizes `2^k + (j+1) * 2^(k-log2)`, `j` in `0..n`; sizes up to
+/// `2n` are each a class of their own. The index of a class counts every
+/// class from size 1 up, whatever the configured range, so that a runtime
+/// change of `min_class` or `max_class` needs no re-indexing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Spacing {
+    log2: u32,
+    /// `1 << log2`; non-zero, so that `x | n` is too and its top bit
+    /// needs no zero check.
+    n: NonZeroUsize,
+}
+
+impl Spacing {
+    pub(crate) const fn new(log2: u32) -> Self {
+        let n = match NonZeroUsize::new(1 << log2) {
+            Some(n) => n,
+            None => panic!("1 << log2 is not zero"),
+        };
+        Spacing { log2, n }
+    }
+
+    /// Classes per doubling.
+    pub(crate) const fn per_doubling(self) -> usize {
+        1 << self.log2
+    }
+
+    /// The index of the smallest class of at least `size` bytes, `size >= 1`.
+    /// Branch-free: with `x = size - 1`, the top bit of `x | n` gives the
+    /// doubling, the next `log2` bits of `x` the class within it (an exact
+    /// power of two is the last class of the doubling below it).
+    #[inline(always)]
+    pub(crate) fn index(self, size: usize) -> usize {
+        debug_assert!(size >= 1);
+        let x = size - 1;
+        // The top bit of `x | n` is at least `log2`, so the shift is at
+        // least 0; `m = x >> shift` is in `n..2n` (or `x` itself below `n`).
+        // The class's size is `(m + 1) << shift`; the pool reads it from
+        // its table instead, off the index's critical path.
+        let shift = (self.n | x).ilog2() - self.log2;
+        let m = x >> shift;
+        shift as usize * self.n.get() + m
+    }
+
+    /// The size of class `index` (the inverse of [`index`](Self::index) on
+    /// class sizes).
+    pub(crate) const fn size(self, index: usize) -> usize {
+        let n = 1usize << self.log2;
+        let shift = (index >> self.log2).saturating_sub(1);
+        (index - shift * n + 1) << shift
+    }
+
+    /// How many classes there are from size 1 to [`MAX_CLASS_SIZE`].
+    pub(crate) fn count(self) -> usize {
+        self.index(MAX_CLASS_SIZE) + 1
+    }
+}
 
 /// A setting rejected by a builder: which one, the value given, and what
 /// would be accepted.
@@ -37,7 +101,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(setting: &'static str, value: impl fmt::Display, expected: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        setting: &'static str,
+        value: impl fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
         ConfigError {
             setting,
             value: value.to_string(),
@@ -282,11 +350,15 @@ impl PoolConfig {
     pub(crate) fn limits(&self) -> Result<Limits, ConfigError> {
         check_common(self.thread_capacity, self.batch, self.decay_interval)?;
         Ok(Limits {
+            classes: Box::new([ClassLimits {
+                size: 0,
+                cap: self.thread_capacity,
+                batch: self.get_batch(),
+                depot_objects: self.depot_capacity,
+            }]),
+            spacing: Spacing::new(0),
             min_shift: 0,
-            max_shift: 0,
-            cap: vec![self.thread_capacity],
-            batch: vec![self.get_batch()],
-            depot_objects: vec![self.depot_capacity],
+            max_index: 0,
             depot_bytes: usize::MAX,
             zero_on_return: false,
             decay_interval: self.decay_interval,
@@ -305,13 +377,18 @@ const fn default_batch(cap: usize) -> usize {
 /// Settings of a size-classed buffer pool ([`BufferPool`](crate::BufferPool));
 /// also its builder.
 ///
-/// Classes are the powers of two from `min_class` to `max_class`. A checkout
-/// of `n` bytes gets a buffer from the smallest class of at least `n` bytes.
+/// Classes run from `min_class` to `max_class` (both powers of two), with
+/// [`classes_per_doubling`](Self::classes_per_doubling) classes per power of
+/// two (default 4: 512, 640, 768, 896, 1024, 1280, ...). A checkout of `n`
+/// bytes gets a buffer from the smallest class of at least `n` bytes, so a
+/// request is rounded up by at most a quarter of the power of two below it
+/// (at most 25% of the request, 20% of the class), where power-of-two
+/// classes round up by as much as the request itself.
 /// A thread caches, per class, at most `thread_capacity` buffers and at most
 /// `thread_bytes` bytes (but always at least one buffer), so a thread holds
 /// many small buffers and few large ones.
 ///
-/// Defaults: classes 512 B ..= 1 MiB; per thread and class 64 buffers and
+/// Defaults: classes 512 B ..= 1 MiB, four per doubling; per thread and class 64 buffers and
 /// 256 KiB; depot 1024 buffers per class and 64 MiB in all; a
 /// buffer whose capacity passed 1 MiB is dropped on return; buffers unused
 /// for 500 ms are freed by idle decay.
@@ -324,7 +401,8 @@ const fn default_batch(cap: usize) -> usize {
 ///     .max_class(64 * 1024)
 ///     .depot_bytes(16 << 20)
 ///     .build::<Vec<u8>>()?;
-/// assert_eq!(pool.checkout(1500).capacity(), 2048);
+/// assert_eq!(pool.checkout(1500).capacity(), 1536);
+/// assert_eq!(pool.checkout(1537).capacity(), 1792);
 /// # Ok::<(), pool_core::ConfigError>(())
 /// ```
 ///
@@ -342,6 +420,7 @@ const fn default_batch(cap: usize) -> usize {
 pub struct BufferConfig {
     min_class: usize,
     max_class: usize,
+    classes_per_doubling: usize,
     thread_capacity: usize,
     thread_bytes: usize,
     batch: Option<usize>,
@@ -369,6 +448,7 @@ impl BufferConfig {
         BufferConfig {
             min_class: 512,
             max_class: 1 << 20,
+            classes_per_doubling: 4,
             thread_capacity: 64,
             thread_bytes: 256 << 10,
             batch: None,
@@ -407,6 +487,31 @@ impl BufferConfig {
     #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn max_class(mut self, bytes: usize) -> Self {
         self.max_class = bytes;
+        self
+    }
+
+    /// Classes per power of two: 1, 2, 4 or 8 (default 4). With `n`
+    /// classes per doubling, the sizes from `2^k` (exclusive) to `2^(k+1)`
+    /// are split into `n` equal steps, so a request is rounded up by less
+    /// than `2^k / n` bytes: at most 1/n of the request. 1 gives the
+    /// power-of-two classes of earlier releases (up to twice the request).
+    /// More classes waste less memory per buffer but spread reuse over more
+    /// caches. Fixed when the pool is built: a
+    /// [`reconfigure`](crate::BufferPool::reconfigure) that changes it fails.
+    ///
+    /// ```
+    /// use pool_core::BufferConfig;
+    /// let four = BufferConfig::new().build::<Vec<u8>>()?;
+    /// assert_eq!(four.checkout(3000).capacity(), 3072);
+    /// let pow2 = BufferConfig::new().classes_per_doubling(1).build::<Vec<u8>>()?;
+    /// assert_eq!(pow2.checkout(3000).capacity(), 4096);
+    /// let err = BufferConfig::new().classes_per_doubling(3).validate().unwrap_err();
+    /// assert_eq!(err.setting(), "classes_per_doubling");
+    /// # Ok::<(), pool_core::ConfigError>(())
+    /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
+    pub const fn classes_per_doubling(mut self, classes: usize) -> Self {
+        self.classes_per_doubling = classes;
         self
     }
 
@@ -543,6 +648,32 @@ impl BufferConfig {
         self.max_class
     }
 
+    /// The classes per doubling set.
+    ///
+    /// ```
+    /// assert_eq!(pool_core::BufferConfig::new().get_classes_per_doubling(), 4);
+    /// ```
+    pub const fn get_classes_per_doubling(&self) -> usize {
+        self.classes_per_doubling
+    }
+
+    /// The class sizes of the configured range, smallest first.
+    ///
+    /// ```
+    /// let config = pool_core::BufferConfig::new().min_class(1024).max_class(4096);
+    /// assert_eq!(config.class_sizes()?, [1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096]);
+    /// let pow2 = config.classes_per_doubling(1);
+    /// assert_eq!(pow2.class_sizes()?, [1024, 2048, 4096]);
+    /// # Ok::<(), pool_core::ConfigError>(())
+    /// ```
+    pub fn class_sizes(&self) -> Result<Vec<usize>, ConfigError> {
+        let limits = self.limits()?;
+        Ok(limits.classes[limits.min_index()..=limits.max_index]
+            .iter()
+            .map(|c| c.size)
+            .collect())
+    }
+
     /// The per-thread buffer count set.
     ///
     /// ```
@@ -648,21 +779,28 @@ impl BufferConfig {
     /// its size (real sizes: a buffer is kept only at exactly its class
     /// size). With [`get_depot_bytes`](Self::get_depot_bytes) it bounds what
     /// a pool retains: the depot's bytes plus this per thread that uses the
-    /// pool.
+    /// pool. 0 for settings that [`validate`](Self::validate) rejects.
     ///
     /// ```
-    /// let config = pool_core::BufferConfig::new().min_class(1024).max_class(4096).thread_bytes(8192);
+    /// let config = pool_core::BufferConfig::new()
+    ///     .min_class(1024)
+    ///     .max_class(4096)
+    ///     .thread_bytes(8192)
+    ///     .classes_per_doubling(1);
     /// // 8 x 1 KiB + 4 x 2 KiB + 2 x 4 KiB
     /// assert_eq!(config.thread_bytes_bound(), 24 * 1024);
+    /// let four = config.classes_per_doubling(4);
+    /// let sum: usize = four.class_sizes()?.iter().map(|&c| four.class_thread_capacity(c) * c).sum();
+    /// assert_eq!(four.thread_bytes_bound(), sum);
+    /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
     pub fn thread_bytes_bound(&self) -> usize {
-        let mut total = 0usize;
-        let mut class = self.min_class;
-        while class != 0 && class <= self.max_class {
-            total = total.saturating_add(self.class_thread_capacity(class).saturating_mul(class));
-            class = class.checked_mul(2).unwrap_or(0);
-        }
-        total
+        let Ok(sizes) = self.class_sizes() else {
+            return 0;
+        };
+        sizes.iter().fold(0usize, |total, &class| {
+            total.saturating_add(self.class_thread_capacity(class).saturating_mul(class))
+        })
     }
 
     /// Checks every setting without building a pool.
@@ -730,26 +868,48 @@ impl BufferConfig {
                 format!("at least min_class ({})", self.min_class),
             ));
         }
-        let min_shift = self.min_class.trailing_zeros();
-        let max_shift = self.max_class.trailing_zeros();
-        let mut cap = vec![0; BUFFER_SLOTS];
-        let mut batch = vec![1; BUFFER_SLOTS];
-        let mut depot_objects = vec![0; BUFFER_SLOTS];
-        for shift in min_shift..=max_shift {
-            let i = shift as usize;
-            let c = self.class_thread_capacity(1 << shift);
-            batch[i] = self.batch.unwrap_or(default_batch(c)).min(c);
-            if 1usize << shift <= self.get_max_retained() {
-                cap[i] = c;
-                depot_objects[i] = self.depot_capacity;
-            }
+        let n = self.classes_per_doubling;
+        if !(n.is_power_of_two() && n <= MAX_CLASSES_PER_DOUBLING) {
+            return Err(ConfigError::new(
+                "classes_per_doubling",
+                n,
+                format!("1, 2, 4 or {MAX_CLASSES_PER_DOUBLING} classes per power of two"),
+            ));
         }
+        let spacing = Spacing::new(n.trailing_zeros());
+        let min_index = spacing.index(self.min_class);
+        let max_index = spacing.index(self.max_class);
+        // One entry per class index from size 1 up, plus the unpooled slot
+        // (size 0); classes outside the range keep nothing.
+        let classes = (0..=spacing.count())
+            .map(|i| {
+                let size = if i < spacing.count() {
+                    spacing.size(i)
+                } else {
+                    0
+                };
+                let mut class = ClassLimits {
+                    size,
+                    cap: 0,
+                    batch: 1,
+                    depot_objects: 0,
+                };
+                if (min_index..=max_index).contains(&i) {
+                    let c = self.class_thread_capacity(size);
+                    class.batch = self.batch.unwrap_or(default_batch(c)).min(c);
+                    if size <= self.get_max_retained() {
+                        class.cap = c;
+                        class.depot_objects = self.depot_capacity;
+                    }
+                }
+                class
+            })
+            .collect();
         Ok(Limits {
-            min_shift,
-            max_shift,
-            cap,
-            batch,
-            depot_objects,
+            classes,
+            spacing,
+            min_shift: self.min_class.trailing_zeros(),
+            max_index,
             depot_bytes: self.depot_bytes,
             zero_on_return: self.zero_on_return,
             decay_interval: self.decay_interval,
@@ -757,16 +917,92 @@ impl BufferConfig {
     }
 }
 
-/// Validated limits, per class index.
+/// The resolved settings of one class, built once from a config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClassLimits {
+    /// Bytes of a buffer of this class (0 for generic pools and for the
+    /// unpooled slot).
+    pub(crate) size: usize,
+    /// Most values one thread caches; 0 when the class is not retained.
+    pub(crate) cap: usize,
+    /// Values moved between a thread and the depot at once.
+    pub(crate) batch: usize,
+    /// Most values the depot holds.
+    pub(crate) depot_objects: usize,
+}
+
+impl ClassLimits {
+    /// Most bytes one thread caches in this class.
+    #[cfg(test)]
+    pub(crate) fn thread_bytes(&self) -> usize {
+        self.cap.saturating_mul(self.size)
+    }
+}
+
+/// Validated limits: the per-class table and the pool-wide bounds.
+/// Immutable; a reconfigure installs a new one, with the same spacing and
+/// so the same class count and sizes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Limits {
+    /// One entry per class index (a size-classed pool's last entry is its
+    /// unpooled slot; a generic pool has one entry).
+    pub(crate) classes: Box<[ClassLimits]>,
+    pub(crate) spacing: Spacing,
+    /// `log2(min_class)`.
     pub(crate) min_shift: u32,
-    pub(crate) max_shift: u32,
-    /// Per-thread capacity per class; 0 for classes outside the range.
-    pub(crate) cap: Vec<usize>,
-    pub(crate) batch: Vec<usize>,
-    pub(crate) depot_objects: Vec<usize>,
+    /// Index of the largest class.
+    pub(crate) max_index: usize,
     pub(crate) depot_bytes: usize,
     pub(crate) zero_on_return: bool,
     pub(crate) decay_interval: Duration,
+}
+
+impl Limits {
+    /// Index of the smallest class.
+    pub(crate) fn min_index(&self) -> usize {
+        self.spacing.index(1 << self.min_shift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spacing_one_is_the_power_of_two_index() {
+        let s = Spacing::new(0);
+        for shift in 0..=MAX_SHIFT {
+            assert_eq!(s.index(1 << shift), shift as usize);
+            assert_eq!(s.size(shift as usize), 1 << shift);
+        }
+        assert_eq!(s.count(), 31);
+    }
+
+    #[test]
+    fn the_table_lists_each_class_once_with_its_bounds() {
+        let config = BufferConfig::new()
+            .min_class(1024)
+            .max_class(2048)
+            .thread_bytes(4096);
+        let limits = config.limits().unwrap();
+        let sizes: Vec<_> = limits.classes[limits.min_index()..=limits.max_index]
+            .iter()
+            .map(|c| (c.size, c.cap, c.thread_bytes()))
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                (1024, 4, 4096),
+                (1280, 3, 3840),
+                (1536, 2, 3072),
+                (1792, 2, 3584),
+                (2048, 2, 4096)
+            ]
+        );
+        assert_eq!(limits.classes.len(), Spacing::new(2).count() + 1);
+        assert_eq!(limits.classes.last().unwrap().size, 0, "the unpooled slot");
+        assert!(limits.classes[..limits.min_index()]
+            .iter()
+            .all(|c| c.cap == 0));
+    }
 }

@@ -104,7 +104,10 @@ mod recycle;
 mod stats;
 
 pub use buffer::{Buffer, BufferPool, CheckoutError, OwnedPooledBuf, PooledBuf, Ticket};
-pub use config::{BufferConfig, ConfigError, PoolConfig, MAX_CLASS_SIZE, MAX_THREAD_CAPACITY};
+pub use config::{
+    BufferConfig, ConfigError, PoolConfig, MAX_CLASSES_PER_DOUBLING, MAX_CLASS_SIZE,
+    MAX_THREAD_CAPACITY,
+};
 pub use outcome::{Discard, Returned, Source};
 pub use pool::{OwnedPooled, Pool, Pooled};
 pub use recycle::{DefaultRecycle, Keep, Recycle, Recycler, Reset};

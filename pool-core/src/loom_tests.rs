@@ -188,6 +188,7 @@ fn an_exiting_owner_hands_its_slot_to_the_next_thread() {
         assert!(slot.claim(1));
         let mut dropped = Vec::new();
         slot.class(0).set_limits(2, 2, &mut dropped);
+        slot.class(0).make_room();
         fill(&slot, 0..2);
 
         let exiting = {

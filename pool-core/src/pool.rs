@@ -99,7 +99,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     pub fn with_config(recycler: R, config: PoolConfig) -> Result<Self, ConfigError> {
         let limits = config.limits()?;
         Ok(Pool {
-            engine: Arc::new(Engine::new(1, limits, |_| 0)),
+            engine: Arc::new(Engine::new(limits)),
             recycler,
             config: Mutex::new(config),
         })
@@ -144,7 +144,9 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
 
     #[inline(always)]
     fn fill(&self) -> T {
-        self.engine.take_or(CLASS, || self.recycler.create()).0
+        self.engine
+            .take_or(CLASS, None, || self.recycler.create())
+            .0
     }
 
     /// Returns the value in `value`; the caller never uses it again.

@@ -80,6 +80,12 @@ pub struct ClassStats {
     pub retained_local: u64,
     /// Values in the depot.
     pub retained_depot: u64,
+    /// Bytes asked for by this class's checkouts (the sum of their
+    /// `min_capacity`; 0 for a generic pool).
+    pub requested_bytes: u64,
+    /// Bytes lent by this class's checkouts: checkouts × class size (0 for
+    /// a generic pool).
+    pub lent_bytes: u64,
 }
 
 impl ClassStats {
@@ -132,6 +138,23 @@ impl ClassStats {
         self.retained() * self.class_size.unwrap_or(0) as u64
     }
 
+    /// What rounding requests up to the class size cost: `lent_bytes /
+    /// requested_bytes - 1` (0.25: a quarter more memory lent than asked
+    /// for), or 0 when nothing was requested. A request below the smallest
+    /// class counts its own size, so tiny requests show as waste.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// drop(pool.checkout(2560)); // exactly a class
+    /// drop(pool.checkout(2049)); // rounded up to 2560
+    /// let class = *pool.stats().class(2560).unwrap();
+    /// assert_eq!((class.requested_bytes, class.lent_bytes), (2560 + 2049, 2 * 2560));
+    /// assert!((class.waste() - (5120.0 / 4609.0 - 1.0)).abs() < 1e-12);
+    /// ```
+    pub fn waste(&self) -> f64 {
+        waste(self.lent_bytes, self.requested_bytes)
+    }
+
     fn from_sums(s: &Sums, class_size: Option<usize>) -> Self {
         let checkouts = s.local_hits + s.depot_hits + s.misses;
         let local_discards = s.rejected + s.oversize + s.shared + s.stale;
@@ -164,6 +187,8 @@ impl ClassStats {
             outstanding: outstanding.max(0) as u64,
             retained_local: cached.max(0) as u64,
             retained_depot: s.depot.objects,
+            requested_bytes: s.requested,
+            lent_bytes: checkouts.saturating_mul(class_size.unwrap_or(0) as u64),
         }
     }
 
@@ -180,6 +205,16 @@ impl ClassStats {
         self.outstanding += o.outstanding;
         self.retained_local += o.retained_local;
         self.retained_depot += o.retained_depot;
+        self.requested_bytes += o.requested_bytes;
+        self.lent_bytes += o.lent_bytes;
+    }
+}
+
+fn waste(lent: u64, requested: u64) -> f64 {
+    if requested == 0 {
+        0.0
+    } else {
+        lent as f64 / requested as f64 - 1.0
     }
 }
 
@@ -205,8 +240,8 @@ fn ratio(a: u64, b: u64) -> f64 {
 /// ```
 ///
 /// The table names its columns as the fields and methods do (`retained`
-/// for [`ClassStats::retained`]), except `hit_pct`: [`ClassStats::hit_rate`]
-/// as a percentage:
+/// for [`ClassStats::retained`]), except `hit_pct` and `waste_pct`:
+/// [`ClassStats::hit_rate`] and [`ClassStats::waste`] as percentages:
 ///
 /// ```
 /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
@@ -216,10 +251,17 @@ fn ratio(a: u64, b: u64) -> f64 {
 /// let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
 /// assert_eq!(
 ///     header,
-///     ["class", "checkouts", "local_hit", "depot_hit", "miss", "hit_pct", "discarded", "out", "retained"]
+///     [
+///         "class", "checkouts", "local_hit", "depot_hit", "miss", "hit_pct", "discarded", "out",
+///         "retained", "waste_pct"
+///     ]
 /// );
 /// assert!(table.contains("   4K          2          1         0         1    50.0"), "{table}");
-/// assert!(table.ends_with("total: 2 checkouts, hit_pct 50.0, 0 outstanding, 1 retained (4096 bytes)"), "{table}");
+/// assert!(table.ends_with("1 retained (4096 bytes), waste_pct 0.0"), "{table}");
+/// drop(pool.checkout(1100)); // lent 1280: 16.4% waste
+/// let table = pool.stats().to_string();
+/// assert!(table.contains("1280B          1"), "{table}");
+/// assert!(table.lines().any(|l| l.starts_with("    1280B") && l.ends_with("16.4")), "{table}");
 /// ```
 #[derive(Debug, Default, Clone, PartialEq)]
 #[non_exhaustive]
@@ -266,6 +308,8 @@ impl Stats {
                 None => stats.classes.push(ClassStats::from_sums(s, None)),
             }
         }
+        // A snapshot may be kept (pool-tokio caches one): no spare room.
+        stats.classes.shrink_to_fit();
         stats
     }
 
@@ -374,13 +418,29 @@ impl Stats {
     pub fn retained_bytes(&self) -> u64 {
         self.classes.iter().map(ClassStats::retained_bytes).sum()
     }
+
+    /// Pool-wide [`ClassStats::waste`]: bytes lent over bytes requested,
+    /// minus 1, over every class (unpooled requests, lent exactly what they
+    /// ask for, are not included). 0 for a generic pool.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// drop(pool.checkout(4096)); // a class: no waste
+    /// drop(pool.checkout(5000)); // lent 5120
+    /// let s = pool.stats();
+    /// assert_eq!((s.total().requested_bytes, s.total().lent_bytes), (9096, 9216));
+    /// assert!((s.waste() - (9216.0 / 9096.0 - 1.0)).abs() < 1e-12);
+    /// ```
+    pub fn waste(&self) -> f64 {
+        self.total().waste()
+    }
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:>9} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>8} {:>9}",
+            "{:>9} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>8} {:>9} {:>9}",
             "class",
             "checkouts",
             "local_hit",
@@ -389,12 +449,13 @@ impl fmt::Display for Stats {
             "hit_pct",
             "discarded",
             "out",
-            "retained"
+            "retained",
+            "waste_pct"
         )?;
         let row = |f: &mut fmt::Formatter<'_>, name: String, c: &ClassStats| {
             writeln!(
                 f,
-                "{:>9} {:>10} {:>10} {:>9} {:>9} {:>7.1} {:>9} {:>8} {:>9}",
+                "{:>9} {:>10} {:>10} {:>9} {:>9} {:>7.1} {:>9} {:>8} {:>9} {:>9.1}",
                 name,
                 c.checkouts,
                 c.local_hits,
@@ -403,7 +464,8 @@ impl fmt::Display for Stats {
                 c.hit_rate() * 100.0,
                 c.discarded.total(),
                 c.outstanding,
-                c.retained()
+                c.retained(),
+                c.waste() * 100.0
             )
         };
         for c in self
@@ -411,9 +473,10 @@ impl fmt::Display for Stats {
             .iter()
             .filter(|c| c.checkouts > 0 || c.retained() > 0)
         {
+            // Whole units only: 1280 B is `1280B`, not a rounded `1K`.
             let name = match c.class_size {
-                Some(n) if n >= 1 << 20 => format!("{}M", n >> 20),
-                Some(n) if n >= 1 << 10 => format!("{}K", n >> 10),
+                Some(n) if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}M", n >> 20),
+                Some(n) if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}K", n >> 10),
                 Some(n) => format!("{n}B"),
                 None => "all".to_string(),
             };
@@ -428,12 +491,13 @@ impl fmt::Display for Stats {
         }
         write!(
             f,
-            "total: {} checkouts, hit_pct {:.1}, {} outstanding, {} retained ({} bytes)",
+            "total: {} checkouts, hit_pct {:.1}, {} outstanding, {} retained ({} bytes), waste_pct {:.1}",
             self.checkouts(),
             self.hit_rate() * 100.0,
             self.outstanding(),
             self.retained_objects(),
-            self.retained_bytes()
+            self.retained_bytes(),
+            self.waste() * 100.0
         )
     }
 }

@@ -97,6 +97,23 @@ fn messages_say_what_to_change() {
         err.to_string(),
         "invalid pool setting `max_class` = 1024: expected at least min_class (4096)"
     );
+    let err = BufferConfig::new()
+        .classes_per_doubling(5)
+        .validate()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid pool setting `classes_per_doubling` = 5: expected 1, 2, 4 or 8 classes per power of two"
+    );
+    let pool = BufferPool::<Vec<u8>>::new();
+    let err = pool
+        .reconfigure(pool.config().classes_per_doubling(8))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid pool setting `classes_per_doubling` = 8: expected 4, the spacing this pool was \
+         built with (it cannot change on a live pool: build a new pool)"
+    );
 }
 
 #[test]

@@ -33,7 +33,7 @@ impl Holders {
 
 /// Request sizes, by round. Threads send the even rounds' buffers to a
 /// thread of the other parity (`(me + 1 + i) % THREADS` with `i` even and
-/// `THREADS` even), so one size per parity flows one way only: class 128
+/// `THREADS` even), so one size per parity flows one way only: class 112
 /// is checked out only on even threads and returned only on odd ones (or
 /// on the main thread), class 2048 the other way round.
 const EVEN_SIZES: [usize; 6] = [1, 64, 100, 1000, 4096, 5000];
@@ -149,7 +149,7 @@ fn cross_thread_buffers_are_never_shared_and_books_balance() {
     // the depot holds a batch; in the second half each sender's cache of
     // that class (at most 8, never refilled locally) runs dry within 9
     // checkouts, and it takes from the depot before it allocates.
-    for (size, dir) in [(128, "even -> odd"), (2048, "odd -> even")] {
+    for (size, dir) in [(112, "even -> odd"), (2048, "odd -> even")] {
         let class = stats.class(size).unwrap();
         assert!(
             cfg!(miri) || class.batches_pushed > 0,

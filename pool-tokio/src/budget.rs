@@ -192,9 +192,9 @@ pub(crate) fn check_size(n: usize) -> Result<(), TryCheckoutError> {
 ///
 /// ```
 /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build()?;
-/// let held = pool.checkout(3000); // charges its 4 KiB class
+/// let held = pool.checkout(3000); // charges its 3 KiB class
 /// let budget = pool.budget().unwrap();
-/// assert_eq!((budget.limit, budget.charged, budget.available()), (1 << 20, 4096, (1 << 20) - 4096));
+/// assert_eq!((budget.limit, budget.charged, budget.available()), (1 << 20, 3072, (1 << 20) - 3072));
 /// # drop(held);
 /// # Ok::<(), pool_tokio::BuildError>(())
 /// ```
@@ -327,8 +327,8 @@ impl Reservation {
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build().unwrap();
     /// let mut r = pool.try_reserve(4096)?;
-    /// assert!(r.checkout(5000).is_none()); // an 8 KiB class
-    /// assert_eq!(r.checkout(3000).unwrap().budget_charge(), 4096);
+    /// assert!(r.checkout(5000).is_none()); // a 5 KiB class
+    /// assert_eq!(r.checkout(3000).unwrap().budget_charge(), 3072);
     /// # Ok::<(), pool_tokio::TryCheckoutError>(())
     /// ```
     pub fn checkout(&mut self, min_capacity: usize) -> Option<PooledBytes> {

@@ -332,7 +332,7 @@ mod enabled {
     /// let held = pool.checkout(3000);
     /// let report = pool.held_longer_than(Duration::ZERO);
     /// assert_eq!(report.entries.len(), 1);
-    /// assert_eq!(report.entries[0].class_size, Some(4096));
+    /// assert_eq!(report.entries[0].class_size, Some(3072));
     /// println!("{report}");
     /// # drop(held);
     /// # Ok::<(), pool_tokio::BuildError>(())

@@ -58,6 +58,18 @@ const DISCARDS: Metric = Metric {
     unit: Unit::Count,
     help: "Returned buffers the pool dropped instead of keeping, by reason.",
 };
+const REQUESTED_BYTES: Metric = Metric {
+    name: "pool_tokio_requested_bytes_total",
+    counter: true,
+    unit: Unit::Bytes,
+    help: "Bytes asked for by checkouts of the class (before rounding up to the class size).",
+};
+const LENT_BYTES: Metric = Metric {
+    name: "pool_tokio_lent_bytes_total",
+    counter: true,
+    unit: Unit::Bytes,
+    help: "Bytes lent by checkouts of the class (checkouts times class size); over requested bytes, minus 1, is the waste.",
+};
 const OUTSTANDING: Metric = Metric {
     name: "pool_tokio_outstanding_buffers",
     counter: false,
@@ -96,12 +108,14 @@ const BUDGET_OVERDRAFTS: Metric = Metric {
 };
 
 /// Every metric, for `describe_*` and the docs' table.
-const METRICS: [&Metric; 11] = [
+const METRICS: [&Metric; 13] = [
     &CHECKOUTS,
     &HITS,
     &MISSES,
     &RETURNS,
     &DISCARDS,
+    &REQUESTED_BYTES,
+    &LENT_BYTES,
     &OUTSTANDING,
     &RETAINED,
     &RETAINED_BYTES,
@@ -243,6 +257,8 @@ impl BytesPool {
     /// | `pool_tokio_misses_total` | counter | pool, class_bytes |
     /// | `pool_tokio_returns_total` | counter | pool, class_bytes |
     /// | `pool_tokio_discards_total` | counter | pool, class_bytes, reason (`full`, `oversize`, `shared`, `stale`, `rejected`, `trimmed`); pooled classes, reasons seen only |
+    /// | `pool_tokio_requested_bytes_total` | counter | pool, class_bytes; pooled classes only |
+    /// | `pool_tokio_lent_bytes_total` | counter | pool, class_bytes; pooled classes only |
     /// | `pool_tokio_outstanding_buffers` | gauge | pool, class_bytes |
     /// | `pool_tokio_retained_buffers` | gauge | pool, class_bytes; pooled classes only |
     /// | `pool_tokio_retained_bytes` | gauge | pool, class_bytes; pooled classes only |
@@ -254,8 +270,14 @@ impl BytesPool {
     /// has activity (a checkout, a return or buffers kept, as after
     /// [`prewarm`](BytesPool::prewarm)), the unpooled class once it has a
     /// checkout, a discard reason once it occurred. Unpooled buffers have
-    /// no hits, retained buffers or discards series: every one is a miss,
-    /// and every one returned is dropped (`returns_total` counts them).
+    /// no hits, retained buffers, discards or byte series: every one is a
+    /// miss, lent exactly what it asked for, and every one returned is
+    /// dropped (`returns_total` counts them).
+    ///
+    /// What rounding up to class sizes costs, as [`Stats::waste`](pool_core::Stats::waste)
+    /// reports it, is in PromQL `sum(rate(pool_tokio_lent_bytes_total[5m])) /
+    /// sum(rate(pool_tokio_requested_bytes_total[5m])) - 1` (per class: by
+    /// `class_bytes`).
     ///
     /// Each call adds to every series what changed since this pool's last
     /// call, so calling it more or less often changes only how fresh the
@@ -322,6 +344,8 @@ impl BytesPool {
             w.write(&HITS, class, ("source", "depot"), c.depot_hits);
             w.write(&MISSES, class, ("", ""), c.misses);
             w.write(&RETURNS, class, ("", ""), c.returns);
+            w.write(&REQUESTED_BYTES, class, ("", ""), c.requested_bytes);
+            w.write(&LENT_BYTES, class, ("", ""), c.lent_bytes);
             let d = &c.discarded;
             for (reason, n) in [
                 ("full", d.full),

@@ -110,7 +110,8 @@ impl Handle {
     }
 }
 
-/// A pool of [`BytesMut`] buffers in power-of-two size classes, with an
+/// A pool of [`BytesMut`] buffers in size classes (four per power of two
+/// by default, see [`BufferConfig::classes_per_doubling`]), with an
 /// optional budget on the bytes checked out.
 ///
 /// A cheap handle: clones share one pool. Checking out and returning on one
@@ -170,9 +171,9 @@ impl Handle {
 /// let pool = BytesPool::with_config(BufferConfig::new().max_class(64 << 10))?;
 /// let mut buf = pool.checkout(1500);
 /// buf.extend_from_slice(b"GET / HTTP/1.1\r\n");
-/// assert_eq!(buf.capacity(), 2048);
+/// assert_eq!(buf.capacity(), 1536); // four classes per doubling
 /// drop(buf);
-/// assert_eq!(pool.checkout(2048).len(), 0); // reused, cleared
+/// assert_eq!(pool.checkout(1536).len(), 0); // reused, cleared
 /// assert_eq!(pool.stats().hits(), 1);
 /// # Ok::<(), pool_core::ConfigError>(())
 /// ```
@@ -290,7 +291,7 @@ impl BytesPool {
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
     /// let mut buf = pool.checkout(600);
-    /// assert!(buf.is_empty() && buf.capacity() == 1024);
+    /// assert!(buf.is_empty() && buf.capacity() == 640);
     /// buf.extend_from_slice(b"hello");
     /// ```
     #[inline(always)]

@@ -273,7 +273,7 @@ impl PooledBytes {
     /// largest class (a plain allocation, dropped on return).
     ///
     /// ```
-    /// assert_eq!(pool_tokio::checkout(3000).class_size(), Some(4096));
+    /// assert_eq!(pool_tokio::checkout(3000).class_size(), Some(3072));
     /// ```
     pub fn class_size(&self) -> Option<usize> {
         self.ticket().class_size()

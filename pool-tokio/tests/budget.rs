@@ -15,7 +15,7 @@ async fn checkout_async_waits_for_a_return_instead_of_allocating() {
     assert_eq!(pool.budget().unwrap().available(), 0);
     let waiter = tokio::spawn({
         let pool = pool.clone();
-        async move { pool.checkout_async(3000).await.unwrap().capacity() }
+        async move { pool.checkout_async(4000).await.unwrap().capacity() }
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(!waiter.is_finished());
@@ -33,7 +33,7 @@ async fn checkout_async_waits_for_a_return_instead_of_allocating() {
 #[tokio::test]
 async fn try_checkout_reports_an_exhausted_budget_and_requests_over_it() {
     let pool = budgeted(8192);
-    let a = pool.try_checkout(5000).unwrap();
+    let a = pool.try_checkout(8000).unwrap(); // the 8 KiB class: all of it
     match pool.try_checkout(100) {
         Err(TryCheckoutError::BudgetExhausted {
             charge,
@@ -46,7 +46,7 @@ async fn try_checkout_reports_an_exhausted_budget_and_requests_over_it() {
     assert!(matches!(
         err,
         TryCheckoutError::ExceedsBudget {
-            charge: 16384,
+            charge: 10240, // the class of 8193 bytes
             budget: 8192
         }
     ));

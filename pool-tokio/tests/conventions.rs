@@ -36,11 +36,11 @@ fn clone_resolves_to_a_pooled_copy_of_the_same_class() {
     // through `Deref`: the annotation would not compile otherwise.
     let b: PooledBytes = a.clone();
     assert_eq!(b, a);
-    assert_eq!(b.class_size(), Some(4096));
+    assert_eq!(b.class_size(), Some(3072));
     assert_eq!(pool.stats().outstanding(), 2);
     drop((a, b));
     assert_eq!(pool.stats().outstanding(), 0);
-    assert_eq!(pool.stats().class(4096).unwrap().retained(), 2);
+    assert_eq!(pool.stats().class(3072).unwrap().retained(), 2);
 }
 
 #[test]

@@ -42,12 +42,12 @@ fn a_forgotten_buffer_is_reported_with_its_checkout_site() {
     let report = pool.held_longer_than(Duration::ZERO);
     assert_eq!(report.entries.len(), 1, "{report}");
     let leak = &report.entries[0];
-    assert_eq!((leak.requested, leak.class_size), (3000, Some(4096)));
+    assert_eq!((leak.requested, leak.class_size), (3000, Some(3072)));
     assert_eq!(leak.id, 2, "the second checkout");
     let message = panic_message(|| pool.assert_all_returned());
     assert!(message.contains("1 outstanding"), "{message}");
     assert!(
-        message.contains("checkout #2 of 3000 bytes (class 4096)"),
+        message.contains("checkout #2 of 3000 bytes (class 3072)"),
         "{message}"
     );
     assert!(

@@ -133,11 +133,26 @@ fn every_series_carries_the_pool_and_class_and_matches_the_stats() {
     assert_eq!(get(&format!("pool_tokio_outstanding_buffers{{{c4k}}}")), 1);
     assert_eq!(get(&format!("pool_tokio_retained_buffers{{{c4k}}}")), 0);
     assert_eq!(
-        get("pool_tokio_discards_total{class_bytes=1024,pool=frames,reason=oversize}"),
+        get("pool_tokio_discards_total{class_bytes=640,pool=frames,reason=oversize}"),
         1
     );
     // Discard reasons that never occurred have no series.
-    assert!(!capture.has("pool_tokio_discards_total{class_bytes=1024,pool=frames,reason=full}"));
+    assert!(!capture.has("pool_tokio_discards_total{class_bytes=640,pool=frames,reason=full}"));
+    // Requested and lent bytes: 600 B asked for, 640 B lent.
+    let c640 = "class_bytes=640,pool=frames";
+    assert_eq!(
+        get(&format!("pool_tokio_requested_bytes_total{{{c640}}}")),
+        600
+    );
+    assert_eq!(get(&format!("pool_tokio_lent_bytes_total{{{c640}}}")), 640);
+    assert_eq!(
+        get(&format!("pool_tokio_requested_bytes_total{{{c4k}}}")),
+        2 * 4096
+    );
+    assert_eq!(
+        get(&format!("pool_tokio_lent_bytes_total{{{c4k}}}")),
+        2 * 4096
+    );
     let unpooled = "class_bytes=unpooled,pool=frames";
     assert_eq!(get(&format!("pool_tokio_checkouts_total{{{unpooled}}}")), 1);
     assert_eq!(get(&format!("pool_tokio_misses_total{{{unpooled}}}")), 1);
@@ -155,12 +170,13 @@ fn every_series_carries_the_pool_and_class_and_matches_the_stats() {
             !(series.contains("class_bytes=unpooled")
                 && (series.contains("hits_total")
                     || series.contains("discards_total")
+                    || series.contains("_bytes_total")
                     || series.contains("retained"))),
             "impossible series {series}"
         );
         assert!(
             series.contains("class_bytes=4096")
-                || series.contains("class_bytes=1024")
+                || series.contains("class_bytes=640")
                 || series.contains("class_bytes=unpooled")
                 || series.starts_with("pool_tokio_budget_"),
             "series of an idle class: {series}"
@@ -238,7 +254,7 @@ fn unnamed_pools_add_up_in_one_series_and_counters_never_go_back() {
 }
 
 /// The number of `pool_tokio_*` metric names.
-const METRIC_NAMES: usize = 11;
+const METRIC_NAMES: usize = 13;
 
 /// A Prometheus scrape of two pools, rendered by
 /// `metrics-exporter-prometheus`.
@@ -283,12 +299,12 @@ fn idle_pools_export_few_series() {
     assert_eq!(samples(&idle).len(), 3, "{idle}");
     assert!(samples(&idle).len() <= 2 * METRIC_NAMES);
     // After traffic, per class in use: checkouts, 2 hits, misses, returns,
-    // outstanding, retained buffers and bytes (8) and each discard reason
-    // seen; unpooled: checkouts, misses, returns, outstanding (4); budget 3.
-    // requests: 8 + 4 + 3; frames: 8 + 1 (shared). (Before: 357 series for
-    // two pools, 308 always 0.)
+    // requested and lent bytes, outstanding, retained buffers and bytes
+    // (10) and each discard reason seen; unpooled: checkouts, misses,
+    // returns, outstanding (4); budget 3. requests: 10 + 4 + 3; frames:
+    // 10 + 1 (shared). (Before: 357 series for two pools, 308 always 0.)
     let used = scrape_two_pools(true);
-    assert_eq!(samples(&used).len(), 24, "{used}");
+    assert_eq!(samples(&used).len(), 28, "{used}");
 }
 
 /// Prometheus' own linter where it is installed (`promtool`, in Debian's

@@ -77,11 +77,11 @@ fn returned_buffer_comes_back_cleared_and_counted() {
     let mut buf = pool.checkout(3000);
     assert_eq!(
         (buf.capacity(), buf.class_size(), buf.source()),
-        (4096, Some(4096), Source::New)
+        (3072, Some(3072), Source::New)
     );
     buf.put_bytes(7, 3000);
     drop(buf);
-    let again = pool.checkout(4096);
+    let again = pool.checkout(3072);
     assert_eq!(again.source(), Source::Local);
     assert!(again.is_empty());
     drop(again);
@@ -142,7 +142,7 @@ fn settings_pass_through_and_are_validated() {
 #[test]
 fn default_pool_and_leaked_pools_serve_static_guards() {
     let buf = pool_tokio::checkout(5000);
-    assert_eq!(buf.capacity(), 8192);
+    assert_eq!(buf.capacity(), 5120);
     thread::spawn(move || drop(buf)).join().unwrap();
     let leaked = BytesPool::new().leak();
     let held: Vec<_> = (0..10).map(|_| leaked.checkout(100)).collect();

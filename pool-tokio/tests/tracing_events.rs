@@ -141,10 +141,10 @@ fn misses_and_discards_are_traced_with_reasons_and_hits_are_not() {
     assert_eq!(
         summarize(&events, "frames"),
         vec![
-            s("miss", "4096", "pool_empty/new"),
-            s("discard", "4096", "shared/"),
-            s("miss", "1024", "pool_empty/new"),
-            s("discard", "1024", "oversize/"),
+            s("miss", "3072", "pool_empty/new"),
+            s("discard", "3072", "shared/"),
+            s("miss", "640", "pool_empty/new"),
+            s("discard", "640", "oversize/"),
         ]
     );
     let first = events.iter().find(|e| e.target == "pool_tokio").unwrap();
@@ -161,11 +161,11 @@ fn hits_are_traced_when_asked() {
     assert_eq!(
         summarize(&events, "default"),
         vec![
-            s("miss", "4096", "pool_empty/new"),
-            s("hit", "4096", "/local"),
-            s("discard", "4096", "shared/"),
-            s("miss", "1024", "pool_empty/new"),
-            s("discard", "1024", "oversize/"),
+            s("miss", "3072", "pool_empty/new"),
+            s("hit", "3072", "/local"),
+            s("discard", "3072", "shared/"),
+            s("miss", "640", "pool_empty/new"),
+            s("discard", "640", "oversize/"),
             s("miss", "unpooled", "above_max_class/unpooled"),
             s("discard", "unpooled", "unpooled/"),
         ]

@@ -32,12 +32,20 @@ use crate::engine::depot::Transfer;
 use crate::loom::{AtomicUsize, Ordering, UnsafeCell};
 
 /// One class's share of a thread's cache. `repr(C)` keeps the fields the
-/// fast path touches (`items`, `cap`, the first two counters) on one line.
+/// fast path touches (`items`, `room`, the first counters) on one line.
+///
+/// A thread has one per class index of the pool (117 with four classes
+/// per doubling, the unpooled slot included), most of them never used: a
+/// class's stack is reserved only at the first return into it, so an
+/// unused class costs this struct and no allocation.
 #[repr(C)]
 pub(crate) struct Class<T> {
     /// The stack; the top is the most recently returned value. Its capacity
-    /// is always at least `cap`, so pushes below `cap` never allocate.
+    /// is always at least `room`, so pushes below `room` never allocate.
     items: UnsafeCell<Vec<T>>,
+    /// Values the fast path may push: `cap` once the stack's storage is
+    /// reserved (at the first return, on the slow path), 0 before.
+    room: Cell<usize>,
     /// Most values kept; 0 when the class is not retained.
     cap: Cell<usize>,
     pub(crate) counters: ClassCounters,
@@ -51,6 +59,7 @@ impl<T> Class<T> {
     fn new() -> Self {
         Class {
             items: UnsafeCell::new(Vec::new()),
+            room: Cell::new(0),
             cap: Cell::new(0),
             counters: ClassCounters::default(),
             batch: Cell::new(1),
@@ -100,13 +109,13 @@ impl<T> Class<T> {
     pub(crate) fn push_from(&self, src: &ManuallyDrop<T>) -> bool {
         let items = self.items();
         let len = items.len();
-        if len >= self.cap.get() {
+        if len >= self.room.get() {
             return false;
         }
-        debug_assert!(len < items.capacity(), "cache storage below its cap");
-        // SAFETY: `len < cap <= capacity` (storage is reserved whenever
-        // `cap` is set, in `set_limits`), so index `len` is inside the
-        // allocation. The copy duplicates the value there and `set_len`
+        debug_assert!(len < items.capacity(), "cache storage below its room");
+        // SAFETY: `len < room <= capacity` (storage is reserved whenever
+        // `room` is set, in `set_limits` and `make_room`), so index `len`
+        // is inside the allocation. The copy duplicates the value there and `set_len`
         // makes the vector its owner; the caller retires the other copy.
         unsafe {
             std::ptr::copy_nonoverlapping(&**src as *const T, items.as_mut_ptr().add(len), 1);
@@ -119,6 +128,17 @@ impl<T> Class<T> {
         self.items().len()
     }
 
+    /// Reserves the stack's storage for `cap` values, if not yet done, so
+    /// that the fast path can push. Slow path only (it may allocate).
+    pub(crate) fn make_room(&self) {
+        let cap = self.cap.get();
+        if self.room.get() < cap {
+            let items = self.items();
+            items.reserve_exact(cap.saturating_sub(items.len()));
+            self.room.set(cap);
+        }
+    }
+
     pub(crate) fn cap(&self) -> usize {
         self.cap.get()
     }
@@ -127,17 +147,23 @@ impl<T> Class<T> {
         self.batch.get()
     }
 
-    /// Applies new bounds: reserves storage for `cap` values (so the fast
-    /// path never allocates) and moves what no longer fits into `dropped`.
-    /// Returns how many values were cut.
+    /// Applies new bounds and moves what no longer fits into `dropped`.
+    /// A stack that has storage gets room for `cap` values at once (so the
+    /// fast path never allocates); one that has none yet gets it at its
+    /// first return ([`make_room`](Self::make_room)). Returns how many
+    /// values were cut.
     pub(crate) fn set_limits(&self, cap: usize, batch: usize, dropped: &mut Vec<T>) -> usize {
         let items = self.items();
         let cut = items.len().saturating_sub(cap);
         dropped.extend(items.drain(..cut));
         if cap == 0 {
             *items = Vec::new();
+            self.room.set(0);
+        } else if items.capacity() == 0 {
+            self.room.set(0);
         } else {
             items.reserve_exact(cap - items.len());
+            self.room.set(cap);
         }
         self.cap.set(cap);
         self.batch.set(batch.clamp(1, cap.max(1)));
@@ -396,6 +422,8 @@ mod tests {
         let c = Class::new();
         let mut dropped = Vec::new();
         c.set_limits(2, 1, &mut dropped);
+        assert!(!put(&c, "lazy"), "no storage before the first slow return");
+        c.make_room();
         assert!(put(&c, "first"));
         assert!(put(&c, "second"));
         assert!(!put(&c, "third"), "full at cap");
@@ -411,6 +439,7 @@ mod tests {
         let depot = VecDepot::default();
         let mut dropped = Vec::new();
         c.set_limits(4, 2, &mut dropped);
+        c.make_room();
         for s in ["a", "b", "c", "d"] {
             assert!(put(&c, s));
         }
@@ -434,6 +463,8 @@ mod tests {
         let c = Class::new();
         let mut dropped = Vec::new();
         c.set_limits(8, 4, &mut dropped);
+        assert_eq!(c.items().capacity(), 0, "reserved lazily");
+        c.make_room();
         assert!(c.items().capacity() >= 8);
         for s in ["a", "b", "c"] {
             assert!(put(&c, s));

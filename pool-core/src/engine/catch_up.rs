@@ -34,8 +34,8 @@ impl<T: Send + 'static> Engine<T> {
         if slot.config_gen.get() != config {
             slot.config_gen.set(config);
             let limits = self.limits();
-            for (i, c) in slot.classes().iter().enumerate() {
-                let cut = c.set_limits(limits.cap[i], limits.batch[i], &mut dropped);
+            for (c, l) in slot.classes().iter().zip(limits.classes.iter()) {
+                let cut = c.set_limits(l.cap, l.batch, &mut dropped);
                 c.counters.trimmed.add(cut as u64);
             }
         }

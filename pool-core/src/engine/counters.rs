@@ -34,8 +34,13 @@ impl Counter {
     /// Adds one from any thread (for the rare counts made where a thread
     /// has no cache of its own).
     pub(crate) fn bump_shared(&self) {
+        self.add_shared(1);
+    }
+
+    /// Adds `n` from any thread, like [`bump_shared`](Self::bump_shared).
+    pub(crate) fn add_shared(&self, n: u64) {
         // Relaxed: a count, it publishes nothing.
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn get(&self) -> u64 {
@@ -67,15 +72,20 @@ macro_rules! counters {
     };
 }
 
+// The first three are the fast path's: with `Class`'s `repr(C)` they
+// share the stack's cache line.
 counters! {
     /// Checkouts served from the thread's own cache.
     local_hits,
+    /// Values handed back, kept or not.
+    returns,
+    /// Bytes asked for by this class's checkouts (the sum of their
+    /// `min_capacity`; 0 for generic pools).
+    requested,
     /// Checkouts served from a batch just taken from the depot.
     depot_hits,
     /// Checkouts that allocated (counted once the value exists).
     misses,
-    /// Values handed back, kept or not.
-    returns,
     /// Values taken out of the pool for good.
     detached,
     /// Returns refused by the reset or keep policy (or whose reset panicked).

@@ -174,6 +174,11 @@ impl<T> Depot<T> {
         }
     }
 
+    /// Bytes one object of this class accounts for.
+    pub(crate) fn object_bytes(&self) -> usize {
+        self.object_bytes
+    }
+
     /// Pushes a whole batch. On success returns an empty vessel for the
     /// caller's next batch, if one is spare. When the batch would pass
     /// the object bound or the byte budget, returns it untouched in `Err`.

@@ -63,8 +63,10 @@ struct Gens {
 /// Read-mostly settings needed outside the caches (by `buffer.rs`).
 #[derive(Debug)]
 pub(crate) struct Hot {
-    /// `min_shift << 8 | max_shift` of the class range.
-    range: AtomicUsize,
+    /// The class range: the smallest class's size and the largest class's
+    /// index. Two words, read separately: each is a hint (see `range`).
+    min_class: AtomicUsize,
+    max_index: AtomicUsize,
     /// Whether returned buffers are zeroed.
     zero: AtomicUsize,
 }
@@ -77,23 +79,26 @@ impl Hot {
         self.zero.load(Ordering::Relaxed) != 0
     }
 
-    /// The configured class range as `(min_shift, max_shift)`.
+    /// The configured class range as `(min_class, max_index)`.
     #[inline]
-    pub(crate) fn range(&self) -> (u32, u32) {
-        // Relaxed: a slightly stale range only means one buffer is served
-        // from (or returned to) the range in force a moment ago; the caches
-        // still check each class against their own limits.
-        let r = self.range.load(Ordering::Relaxed);
-        ((r >> 8) as u32, (r & 0xff) as u32)
+    pub(crate) fn range(&self) -> (usize, usize) {
+        // Relaxed: a slightly stale range (or one word of the old range
+        // and one of the new) only means one buffer is served from (or
+        // returned to) a class of the range in force a moment ago; the
+        // caches still check each class against their own limits, and
+        // every index up to either range's `max_index` is a class.
+        (
+            self.min_class.load(Ordering::Relaxed),
+            self.max_index.load(Ordering::Relaxed),
+        )
     }
 
     fn set(&self, limits: &Limits) {
         // Relaxed: hints, as above; the caches' own limits change through
         // `catch_up`, ordered by the generation counters.
-        self.range.store(
-            ((limits.min_shift as usize) << 8) | limits.max_shift as usize,
-            Ordering::Relaxed,
-        );
+        self.min_class
+            .store(1 << limits.min_shift, Ordering::Relaxed);
+        self.max_index.store(limits.max_index, Ordering::Relaxed);
         self.zero
             .store(limits.zero_on_return as usize, Ordering::Relaxed);
     }
@@ -145,8 +150,6 @@ pub(crate) struct Engine<T: Send + 'static> {
     decay_due: AtomicU64,
     /// Counts made on threads that have no slot (tearing down).
     orphans: Box<[ClassCounters]>,
-    /// Bytes each object of a class accounts for (0 for generic pools).
-    class_bytes: fn(usize) -> usize,
 }
 
 /// Drops a returning value and counts the return as `Rejected` when user
@@ -200,9 +203,13 @@ impl<T: Send + 'static> std::fmt::Debug for Engine<T> {
 }
 
 impl<T: Send + 'static> Engine<T> {
-    pub(crate) fn new(classes: usize, limits: Limits, class_bytes: fn(usize) -> usize) -> Self {
+    /// An engine with one class per entry of `limits.classes`, whose
+    /// sizes it keeps for good (a reconfigure must keep them).
+    pub(crate) fn new(limits: Limits) -> Self {
+        let classes = limits.classes.len();
         let hot = Hot {
-            range: AtomicUsize::new(0),
+            min_class: AtomicUsize::new(1),
+            max_index: AtomicUsize::new(0),
             zero: AtomicUsize::new(0),
         };
         hot.set(&limits);
@@ -218,14 +225,13 @@ impl<T: Send + 'static> Engine<T> {
             hot: CachePadded::new(hot),
             slots: ThreadLocal::new(),
             depots: (0..classes)
-                .map(|i| Depot::new(class_bytes(i), limits.depot_objects[i]))
+                .map(|i| Depot::new(limits.classes[i].size, limits.classes[i].depot_objects))
                 .collect(),
             budget: Budget::new(limits.depot_bytes),
             limits: Mutex::new(Arc::new(limits)),
             born: Instant::now(),
             decay_due: AtomicU64::new(0),
             orphans: (0..classes).map(|_| ClassCounters::default()).collect(),
-            class_bytes,
         }
     }
 
@@ -323,6 +329,9 @@ impl<T: Send + 'static> Engine<T> {
     /// Checkout: a value of `class` from this thread's cache, or else (out
     /// of line) from a batch of the depot, or else made by `create` (user
     /// code, run outside the engine) and counted as a miss once it exists.
+    /// `requested` (bytes asked for, for size-classed pools) is added to the
+    /// class's `requested` counter: one add on the hit path; `None`
+    /// compiles to nothing.
     ///
     /// The value comes back by value, never through a pointer the caller
     /// passed in, so that an inlined checkout can keep it in registers.
@@ -330,6 +339,7 @@ impl<T: Send + 'static> Engine<T> {
     pub(crate) fn take_or(
         self: &Arc<Self>,
         class: usize,
+        requested: Option<usize>,
         create: impl FnOnce() -> T,
     ) -> (T, Source) {
         if let Some(slot) = cache::fast(self.id, &**self) {
@@ -339,27 +349,36 @@ impl<T: Send + 'static> Engine<T> {
                 let c = slot.class(class);
                 if let Some(value) = c.pop() {
                     c.counters.local_hits.bump();
+                    if let Some(n) = requested {
+                        c.counters.requested.add(n as u64);
+                    }
                     return (value, Source::Local);
                 }
             }
         }
-        unmerged(self.take_or_slow(class, create))
+        unmerged(self.take_or_slow(class, requested, create))
     }
 
     /// Everything but a hit in this thread's cache, for [`Engine::take_or`].
     #[cold]
     #[inline(never)]
-    fn take_or_slow(self: &Arc<Self>, class: usize, create: impl FnOnce() -> T) -> (T, Source) {
+    fn take_or_slow(
+        self: &Arc<Self>,
+        class: usize,
+        requested: Option<usize>,
+        create: impl FnOnce() -> T,
+    ) -> (T, Source) {
         let mut dst = MaybeUninit::uninit();
         let source = self.take_slow(class, &mut dst);
         if source != Source::New {
+            self.count_requested(class, requested.unwrap_or(0));
             // SAFETY: `take_slow` wrote a value into `dst` whenever it
             // returned a source other than `New` (`Class::pop_into`
             // returned true).
             return (unsafe { dst.assume_init() }, source);
         }
         let value = create();
-        self.count_miss(class);
+        self.count_miss(class, requested.unwrap_or(0));
         (value, Source::New)
     }
 
@@ -369,11 +388,13 @@ impl<T: Send + 'static> Engine<T> {
     pub(crate) fn take_or_uncached(
         self: &Arc<Self>,
         class: usize,
+        requested: usize,
         create: impl FnOnce() -> T,
     ) -> (T, Source) {
         let mut dst = MaybeUninit::uninit();
         let (source, dropped) = self.take_uncached_slow(class, &mut dst);
         if source != Source::New {
+            self.count_requested(class, requested);
             // SAFETY: `take_slow` wrote a value into `dst` whenever it
             // returned a source other than `New`.
             let value = unsafe { dst.assume_init() };
@@ -392,7 +413,7 @@ impl<T: Send + 'static> Engine<T> {
         }
         debug_assert!(dropped.is_empty(), "nothing taken, nothing spilled");
         let value = create();
-        self.count_miss(class);
+        self.count_miss(class, requested);
         (value, Source::New)
     }
 
@@ -433,9 +454,10 @@ impl<T: Send + 'static> Engine<T> {
         Arc::clone(&crate::loom::lock(&self.limits))
     }
 
-    /// Bytes an object of `class` accounts for.
+    /// Bytes an object of `class` accounts for (its depot's, from the
+    /// class table the engine was built with).
     pub(crate) fn class_bytes(&self, class: usize) -> usize {
-        (self.class_bytes)(class)
+        self.depots[class].object_bytes()
     }
 
     /// Bytes the depots hold.

@@ -133,6 +133,8 @@ impl<T: Send + 'static> Engine<T> {
         while c.len() >= c.cap() {
             self.spill_one(class, slot, &mut dropped);
         }
+        // The first return into this class reserves its stack.
+        c.make_room();
         let kept = c.push_from(src);
         debug_assert!(kept, "a spilled cache has room");
         if !kept {
@@ -153,11 +155,31 @@ impl<T: Send + 'static> Engine<T> {
 
     /// Counts a checkout served by a new value (after it was created, so
     /// that a panicking constructor leaves no checkout behind).
+    /// `requested` is the bytes asked for (0 for generic pools).
     #[cold]
-    pub(crate) fn count_miss(self: &Arc<Self>, class: usize) {
+    pub(crate) fn count_miss(self: &Arc<Self>, class: usize, requested: usize) {
         match self.slot() {
-            Some(slot) => slot.class(class).counters.misses.bump(),
-            None => self.orphans[class].misses.bump_shared(),
+            Some(slot) => {
+                let c = &slot.class(class).counters;
+                c.misses.bump();
+                c.requested.add(requested as u64);
+            }
+            None => {
+                self.orphans[class].misses.bump_shared();
+                self.orphans[class].requested.add_shared(requested as u64);
+            }
+        }
+    }
+
+    /// Adds the bytes a checkout served off the fast path asked for.
+    #[cold]
+    pub(crate) fn count_requested(self: &Arc<Self>, class: usize, requested: usize) {
+        if requested == 0 {
+            return;
+        }
+        match self.slot() {
+            Some(slot) => slot.class(class).counters.requested.add(requested as u64),
+            None => self.orphans[class].requested.add_shared(requested as u64),
         }
     }
 

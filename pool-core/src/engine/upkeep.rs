@@ -102,7 +102,7 @@ impl<T: Send + 'static> Engine<T> {
             self.budget.set_limit(limits.depot_bytes);
             self.hot.set(&limits);
             for (i, depot) in self.depots.iter().enumerate() {
-                released.extend(depot.shrink_to(limits.depot_objects[i], &self.budget));
+                released.extend(depot.shrink_to(limits.classes[i].depot_objects, &self.budget));
             }
             // A lowered byte bound: first let every push in progress finish
             // (one admitted under the old limit then shows in its depot;
@@ -131,7 +131,7 @@ impl<T: Send + 'static> Engine<T> {
     /// lock held, one batch at a time.
     pub(crate) fn prewarm(&self, class: usize, count: usize, mut make: impl FnMut() -> T) -> usize {
         let limits = self.limits();
-        let batch = limits.batch[class].max(1);
+        let batch = limits.classes[class].batch.max(1);
         let mut stored = 0;
         while stored < count {
             let n = batch.min(count - stored);

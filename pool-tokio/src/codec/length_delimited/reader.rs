@@ -91,7 +91,7 @@ fn wait_for(pool: &BytesPool, charge: usize) -> BudgetWait {
 /// codec.write_frame(&mut tx, &vec![7u8; 100_000]).await?;
 /// let mut frames = codec.new_reader(rx);
 /// let frame = frames.next().await.unwrap()?;
-/// assert_eq!((frame.len(), frame.class_size()), (100_000, Some(128 << 10)));
+/// assert_eq!((frame.len(), frame.class_size()), (100_000, Some(112 << 10)));
 /// # Ok(())
 /// # }
 /// ```

@@ -1,0 +1,274 @@
+//! Size classes: every request gets the smallest class that fits, the
+//! classes are the documented sizes, and the waste counters add up.
+
+use pool_core::{BufferConfig, BufferPool, Pool, MAX_CLASS_SIZE};
+use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
+
+/// The largest power of two strictly below `class` (the base of its
+/// doubling); 0 for class 1.
+fn base(class: usize) -> usize {
+    if class <= 1 {
+        0
+    } else {
+        1 << (usize::BITS - 1 - (class - 1).leading_zeros())
+    }
+}
+
+/// Checks, for every request size `0..=max_class` of `config`, that the
+/// pool picks the smallest class of at least the request (or the smallest
+/// class), and that the classes are what the docs say.
+fn check_every_size(config: BufferConfig) {
+    let n = config.get_classes_per_doubling();
+    let pool = config.build::<Vec<u8>>().unwrap();
+    let classes = config.class_sizes().unwrap();
+    assert_eq!(classes[0], config.get_min_class(), "min_class is a class");
+    assert_eq!(
+        *classes.last().unwrap(),
+        config.get_max_class(),
+        "max_class is a class"
+    );
+    for pair in classes.windows(2) {
+        assert!(pair[0] < pair[1], "strictly increasing: {pair:?}");
+    }
+    for &c in &classes {
+        // Whole steps of the doubling: 2^k + (j+1) * 2^k / n, or any size up
+        // to 2n, where the steps are one byte.
+        let b = base(c);
+        let step = (b / n).max(1);
+        assert_eq!((c - b) % step, 0, "class {c} is a whole step above {b}");
+        if c.is_power_of_two() {
+            assert_eq!(
+                pool.class_size_for(c),
+                Some(c),
+                "powers of two map to themselves"
+            );
+        }
+    }
+    let mut next = 0; // index into `classes` of the class serving `size`
+    for size in 0..=config.get_max_class() {
+        while classes[next] < size {
+            next += 1;
+        }
+        let class = classes[next];
+        assert_eq!(
+            pool.class_size_for(size),
+            Some(class),
+            "request {size}, n = {n}"
+        );
+        if size > config.get_min_class() {
+            // Less than one step (1/n of the doubling's base) of waste.
+            if base(class) >= n {
+                assert!(
+                    class - size < base(class) / n,
+                    "request {size} in class {class}, n = {n}"
+                );
+            } else {
+                assert_eq!(class, size, "one-byte steps up to 2n");
+            }
+        }
+    }
+    assert_eq!(pool.class_size_for(config.get_max_class() + 1), None);
+}
+
+#[test]
+fn every_request_up_to_the_default_max_class_gets_the_smallest_class_that_fits() {
+    for n in [1, 2, 4, 8] {
+        check_every_size(BufferConfig::new().classes_per_doubling(n));
+    }
+}
+
+#[test]
+fn default_classes_are_four_per_doubling() {
+    let classes = BufferConfig::new().class_sizes().unwrap();
+    assert_eq!(
+        &classes[..9],
+        [512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048]
+    );
+    assert_eq!(classes.len(), 11 * 4 + 1); // 512 B ..= 1 MiB
+    let pool = BufferPool::<Vec<u8>>::new();
+    for (request, class) in [
+        (0, 512),
+        (513, 640),
+        (3000, 3072),
+        (4096, 4096),
+        (4097, 5120),
+    ] {
+        assert_eq!(
+            pool.checkout(request).capacity(),
+            class,
+            "request {request}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 2 } else { 64 },
+        rng_seed: RngSeed::Fixed(0x5eed_c1a5),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Random ranges and spacings, every request size of the range (the
+    /// ranges stay small so that each case checks all of them).
+    #[test]
+    fn the_smallest_class_that_fits_for_any_range(
+        min_shift in 0u32..12,
+        span in 0u32..6,
+        p in 0u32..4,
+    ) {
+        check_every_size(
+            BufferConfig::new()
+                .min_class(1 << min_shift)
+                .max_class(1 << (min_shift + span))
+                .classes_per_doubling(1 << p),
+        );
+    }
+
+    /// Large requests, sampled: the same rule up to 1 GiB.
+    #[test]
+    fn the_smallest_class_that_fits_up_to_the_largest_class(
+        size in 1usize..=MAX_CLASS_SIZE,
+        p in 0u32..4,
+    ) {
+        let n = 1usize << p;
+        let config = BufferConfig::new().min_class(1).max_class(MAX_CLASS_SIZE).classes_per_doubling(n);
+        let pool = config.build::<Vec<u8>>().unwrap();
+        let class = pool.class_size_for(size).unwrap();
+        let b = base(class);
+        prop_assert!(class >= size);
+        prop_assert!((class - size) * n <= b, "{size} -> {class}");
+        // The class below serves less than `size`.
+        if class > 1 {
+            let below = pool.class_size_for(class - ((b / n).max(1))).unwrap();
+            prop_assert!(below < size || below == class, "{size} -> {class}, below {below}");
+        }
+    }
+}
+
+#[test]
+fn spacing_is_checked_and_fixed_for_a_live_pool() {
+    for bad in [0, 3, 16] {
+        let err = BufferConfig::new()
+            .classes_per_doubling(bad)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting(), "classes_per_doubling");
+        assert!(err.to_string().contains("1, 2, 4 or 8"), "{err}");
+    }
+    let pool = BufferPool::<Vec<u8>>::new();
+    let err = pool
+        .reconfigure(pool.config().classes_per_doubling(1))
+        .unwrap_err();
+    assert_eq!(err.setting(), "classes_per_doubling");
+    assert!(err.to_string().contains("build a new pool"), "{err}");
+    assert_eq!(
+        pool.config().get_classes_per_doubling(),
+        4,
+        "nothing changed"
+    );
+    // A range change keeps the classes it shares with the old range.
+    drop(pool.checkout(1280));
+    pool.reconfigure(pool.config().min_class(1024).max_class(4096))
+        .unwrap();
+    assert_eq!(pool.checkout(1100).capacity(), 1280);
+    assert_eq!(pool.stats().class(1280).unwrap().local_hits, 1);
+}
+
+#[test]
+fn waste_counts_what_was_requested_and_lent() {
+    let pool = BufferPool::<Vec<u8>>::new();
+    // Misses, local hits, a depot hit, an uncached take and an unpooled
+    // request, each counted once.
+    let requests = [100, 512, 600, 640, 3000, 3072, 4097];
+    for &r in &requests {
+        drop(pool.checkout(r));
+    }
+    pool.prewarm_class(8192, 4);
+    let (buf, ticket) = pool.take_uncached(7500);
+    pool.give_back(buf, ticket);
+    let big = pool.checkout(4 << 20);
+    drop(big);
+
+    let s = pool.stats();
+    let class = |size| *s.class(size).unwrap();
+    let expect = [
+        (512, 100 + 512, 2),
+        (640, 600 + 640, 2),
+        (3072, 3000 + 3072, 2),
+        (5120, 4097, 1),
+        (8192, 7500, 1),
+    ];
+    for (size, requested, checkouts) in expect {
+        let c = class(size);
+        assert_eq!(c.checkouts, checkouts, "class {size}");
+        assert_eq!(c.requested_bytes, requested, "class {size}");
+        assert_eq!(c.lent_bytes, checkouts * size as u64, "class {size}");
+        let waste = (checkouts * size as u64) as f64 / requested as f64 - 1.0;
+        assert!(
+            (c.waste() - waste).abs() < 1e-12,
+            "class {size}: {}",
+            c.waste()
+        );
+    }
+    let requested: u64 = expect.iter().map(|e| e.1).sum();
+    let lent: u64 = expect.iter().map(|e| e.2 * e.0 as u64).sum();
+    assert_eq!(
+        (s.total().requested_bytes, s.total().lent_bytes),
+        (requested, lent)
+    );
+    assert!((s.waste() - (lent as f64 / requested as f64 - 1.0)).abs() < 1e-12);
+    assert_eq!(
+        s.unpooled_checkouts, 1,
+        "the 4 MiB request is not in the waste"
+    );
+    assert!(s
+        .to_string()
+        .contains(&format!("waste_pct {:.1}", s.waste() * 100.0)));
+
+    // A generic pool lends no bytes.
+    let strings: Pool<String> = Pool::new();
+    drop(strings.checkout());
+    assert_eq!(strings.stats().total().requested_bytes, 0);
+    assert_eq!(strings.stats().waste(), 0.0);
+}
+
+#[test]
+fn power_of_two_classes_come_back_with_one_per_doubling() {
+    let pool = BufferConfig::new()
+        .classes_per_doubling(1)
+        .build::<Vec<u8>>()
+        .unwrap();
+    assert_eq!(pool.checkout(3000).capacity(), 4096);
+    assert_eq!(pool.checkout(513).capacity(), 1024);
+    drop(pool.checkout(3000));
+    assert_eq!(pool.stats().class(4096).unwrap().requested_bytes, 6000);
+}
+
+#[test]
+fn a_ticket_given_to_another_pool_never_lands_in_a_class_it_does_not_fit() {
+    use pool_core::{Discard, Returned};
+    let four = BufferConfig::new().min_class(1).build::<Vec<u8>>().unwrap();
+    let pow2 = BufferConfig::new()
+        .min_class(1)
+        .classes_per_doubling(1)
+        .build::<Vec<u8>>()
+        .unwrap();
+    // Index 9 is 12 B with four classes per doubling, 512 B with one.
+    let (buf, ticket) = four.take(12);
+    assert_eq!((buf.capacity(), ticket.class_size()), (12, Some(12)));
+    // Dropped, not kept in the 512 B class (a 12 B `Vec` cannot reclaim
+    // 512 bytes).
+    assert_eq!(
+        pow2.give_back(buf, ticket),
+        Returned::Discarded(Discard::Shared)
+    );
+    // An index past the other pool's classes is treated as unpooled.
+    let (buf, ticket) = four.take(1 << 20);
+    assert_eq!(
+        pow2.give_back(buf, ticket),
+        Returned::Discarded(Discard::Unpooled)
+    );
+    assert_eq!(pow2.stats().retained_objects(), 0);
+}
