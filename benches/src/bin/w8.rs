@@ -43,13 +43,17 @@
 //!   which writes it; one frame in `BLOCKING_EVERY` is then handed to a
 //!   `spawn_blocking` closure that reads it and drops it there (a service
 //!   that archives a frame). So buffers are dropped on other workers and
-//!   on blocking threads.
+//!   on blocking threads. The pool's runtime hooks are installed
+//!   (`BytesPool::hooks`), so blocking threads keep no cache.
 //! - `fresh`: the same with `BytesMut::with_capacity(4 + len)`.
 //!
 //! Variants for the investigation: a contender name takes `+` modifiers,
 //! `checkout+nofreeze+noblock`: `nofreeze` sends the `PooledBytes` (or
 //! `BytesMut`) itself; `noblock` drops nothing on blocking threads;
-//! `hooks` installs the pool's runtime hooks (`BytesPool::hooks`);
+//! `hooks` installs the pool's runtime hooks (`BytesPool::hooks`; on by
+//! default for `checkout`, whose buffers drop on blocking threads), and
+//! `nohooks` does not; `parkgap=MS` installs them with the park hook run
+//! at most once per `MS` on each thread;
 //! `nomaint` runs no maintenance task; `bcache` sets
 //! `Builder::blocking_cache(true)`; `tb=N` sets `thread_bytes(N)`;
 //! `maxret=N` sets `max_retained(N)`; `depot=N` sets `depot_bytes(N)`;
@@ -389,6 +393,7 @@ struct Mode {
     nofreeze: bool,
     noblock: bool,
     hooks: bool,
+    park_gap_ms: Option<u64>,
     nomaint: bool,
     bcache: bool,
     thread_bytes: Option<usize>,
@@ -411,6 +416,9 @@ impl Mode {
         }
         let mut m = Mode {
             base: base.to_string(),
+            // The setup README prescribes for a service whose buffers drop
+            // on blocking threads: the pool's runtime hooks.
+            hooks: base == "checkout",
             ..Mode::default()
         };
         for p in parts {
@@ -422,16 +430,21 @@ impl Mode {
                 None if p == "nofreeze" => m.nofreeze = true,
                 None if p == "noblock" => m.noblock = true,
                 None if p == "hooks" => m.hooks = true,
+                None if p == "nohooks" => m.hooks = false,
                 None if p == "nomaint" => m.nomaint = true,
                 None if p == "bcache" => m.bcache = true,
                 Some(("tb", v)) => m.thread_bytes = Some(num(v)?),
                 Some(("maxret", v)) => m.max_retained = Some(num(v)?),
                 Some(("depot", v)) => m.depot_bytes = Some(num(v)?),
                 Some(("decay", v)) => m.decay_ms = Some(num(v)? as u64),
+                Some(("parkgap", v)) => {
+                    m.hooks = true;
+                    m.park_gap_ms = Some(num(v)? as u64)
+                }
                 _ => {
                     return Err(format!(
                         "unknown modifier {p:?} in {name:?}: expected nofreeze, noblock, hooks, \
-                         nomaint, bcache, tb=N, maxret=N, depot=N or decay=MS"
+                         nohooks, nomaint, bcache, tb=N, maxret=N, depot=N, decay=MS or parkgap=MS"
                     ))
                 }
             }
@@ -650,7 +663,28 @@ fn child(args: ChildArgs) -> ExitCode {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2).enable_all();
     let mark = || SERVER.with(|s| s.set(true));
-    if mode.hooks {
+    if let Some(gap) = mode.park_gap_ms {
+        // The pool's hooks, with the park hook run at most once per `gap`
+        // on each thread (always at its first park, which marks a worker).
+        let gap = Duration::from_millis(gap);
+        let (start, stop, park) = (pool.clone(), pool.clone(), pool.clone());
+        builder
+            .on_thread_start(move || {
+                mark();
+                start.thread_started();
+            })
+            .on_thread_stop(move || stop.thread_stopping())
+            .on_thread_park(move || {
+                thread_local! {
+                    static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+                }
+                let now = Instant::now();
+                if LAST.get().is_none_or(|t| now.duration_since(t) >= gap) {
+                    LAST.set(Some(now));
+                    park.thread_parking();
+                }
+            });
+    } else if mode.hooks {
         pool.hooks().on_thread_start(mark).install(&mut builder);
     } else {
         builder.on_thread_start(mark);
@@ -754,6 +788,16 @@ fn child(args: ChildArgs) -> ExitCode {
     let _ = counter.join();
     let peak_kib = status_kib("VmHWM:");
     let threads = status_kib("Threads:");
+    // What the pool keeps at the end of the traffic: in thread caches (as
+    // far as their owners have not flushed them) and in the depot.
+    let busy = pool.stats();
+    let retained_mib = busy.retained_bytes() as f64 / (1u64 << 20) as f64;
+    let local_mib = busy
+        .classes
+        .iter()
+        .map(|c| c.retained_local * c.class_size.unwrap_or(0) as u64)
+        .sum::<u64>() as f64
+        / (1u64 << 20) as f64;
     // Idle: the server's connections end; maintenance (pooled) decays.
     std::thread::sleep(Duration::from_secs_f64(args.idle));
     let idle_kib = status_kib("VmRSS:");
@@ -789,7 +833,7 @@ fn child(args: ChildArgs) -> ExitCode {
     println!(
         "W8 contender={} allocator={ALLOCATOR} connections={} frames={} fps={:.0} mibps={:.1} \
          allocs_per_frame={:.4} bytes_per_frame={:.0} p50_us={} p99_us={} peak_mib={:.1} \
-         idle_mib={:.1} waste={:.4} hit_rate={:.4} checkouts={} discard_full={} \
+         idle_mib={:.1} retained_mib={:.1} local_mib={:.1} waste={:.4} hit_rate={:.4} checkouts={} discard_full={} \
          discard_oversize={} discard_shared={} discard_trimmed={} discard_other={} \
          outstanding={} open={} threads={} corrupt={} lost={} aborted={}",
         args.contender,
@@ -803,6 +847,8 @@ fn child(args: ChildArgs) -> ExitCode {
         pct(0.99),
         mib(peak_kib),
         mib(idle_kib),
+        retained_mib,
+        local_mib,
         waste,
         if pooled { stats.hit_rate() } else { 0.0 },
         stats.checkouts(),
