@@ -127,7 +127,7 @@ pub use diagnostics::{Diagnostics, LeakReport, Outstanding};
 pub use error::{BuildError, TryCheckoutError};
 pub use pool::{BudgetStats, Builder, BytesPool, Reservation, DEFAULT_NAME};
 pub use pooled::PooledBytes;
-pub use runtime::RuntimeHooks;
+pub use runtime::{spawn_blocking, RuntimeHooks};
 
 static DEFAULT_INNER: LazyLock<pool::Inner> = LazyLock::new(|| {
     let settings = pool::Settings {

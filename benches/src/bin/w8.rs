@@ -55,7 +55,8 @@
 //! `nohooks` does not; `parkgap=MS` installs them with the park hook run
 //! at most once per `MS` on each thread;
 //! `nomaint` runs no maintenance task; `bcache` sets
-//! `Builder::blocking_cache(true)`; `tb=N` sets `thread_bytes(N)`;
+//! `Builder::blocking_cache(true)`; `pblock` hands frames to
+//! `pool_tokio::spawn_blocking` instead of tokio's; `tb=N` sets `thread_bytes(N)`;
 //! `maxret=N` sets `max_retained(N)`; `depot=N` sets `depot_bytes(N)`;
 //! `decay=MS` sets `decay_interval`. A variant of `checkout` is compared
 //! with `fresh` carrying the same `nofreeze`/`noblock` if that ran, else
@@ -396,6 +397,7 @@ struct Mode {
     park_gap_ms: Option<u64>,
     nomaint: bool,
     bcache: bool,
+    pblock: bool,
     thread_bytes: Option<usize>,
     max_retained: Option<usize>,
     depot_bytes: Option<usize>,
@@ -433,6 +435,7 @@ impl Mode {
                 None if p == "nohooks" => m.hooks = false,
                 None if p == "nomaint" => m.nomaint = true,
                 None if p == "bcache" => m.bcache = true,
+                None if p == "pblock" => m.pblock = true,
                 Some(("tb", v)) => m.thread_bytes = Some(num(v)?),
                 Some(("maxret", v)) => m.max_retained = Some(num(v)?),
                 Some(("depot", v)) => m.depot_bytes = Some(num(v)?),
@@ -444,7 +447,7 @@ impl Mode {
                 _ => {
                     return Err(format!(
                         "unknown modifier {p:?} in {name:?}: expected nofreeze, noblock, hooks, \
-                         nohooks, nomaint, bcache, tb=N, maxret=N, depot=N, decay=MS or parkgap=MS"
+                         nohooks, nomaint, bcache, pblock, tb=N, maxret=N, depot=N, decay=MS or parkgap=MS"
                     ))
                 }
             }
@@ -583,6 +586,7 @@ async fn serve_copy(stream: TcpStream, pool: Option<BytesPool>, mode: Arc<Mode>)
     let (read, mut write) = stream.into_split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Reply>(CHANNEL);
     let blocking = !mode.noblock;
+    let pblock = mode.pblock;
     tokio::spawn(async move {
         let _open = open;
         let mut n = 0u64;
@@ -592,10 +596,15 @@ async fn serve_copy(stream: TcpStream, pool: Option<BytesPool>, mode: Arc<Mode>)
             }
             n += 1;
             if blocking && n.is_multiple_of(BLOCKING_EVERY) {
-                tokio::task::spawn_blocking(move || {
+                let archive = move || {
                     std::hint::black_box(checksum(reply.bytes()));
                     drop(reply);
-                });
+                };
+                if pblock {
+                    drop(pool_tokio::spawn_blocking(archive));
+                } else {
+                    drop(tokio::task::spawn_blocking(archive));
+                }
             }
         }
     });
