@@ -48,7 +48,8 @@
 //! # Bounds and lifecycle
 //!
 //! - Per thread: at most `thread_capacity` values per class (and, for
-//!   buffers, `thread_bytes` bytes per class).
+//!   buffers, `thread_bytes` bytes per class, but always at least one
+//!   buffer: a class larger than `thread_bytes` keeps one).
 //! - Depot: at most `depot_capacity` values per class and, for
 //!   buffers, `depot_bytes` bytes in all. Batches that do not fit are
 //!   dropped and counted.
@@ -65,14 +66,19 @@
 //!
 //! # Safety and correctness
 //!
-//! The `unsafe` code is the engine's per-thread slot
-//! (`src/engine/cache.rs`): stacks that only the thread which claimed the
+//! The `unsafe` code is in the engine: its per-thread slot
+//! (`src/engine/cache.rs`: stacks that only the thread which claimed the
 //! slot touches, and a destructor-free thread-local pointer to the last slot
-//! used; plus the guards' `ManuallyDrop` handling. Every block states why it
-//! is sound. The depot protocol and the slot handoff between an exiting
-//! thread and the next owner of its id are model-checked with `loom`
-//! (`scripts/loom.sh`), the unsafe code runs under Miri (`scripts/miri.sh`),
-//! and a proptest model checks the accounting against a reference.
+//! used) and the fast path that moves values in and out of it
+//! (`src/engine/mod.rs`: a volatile move, `assume_init` of a value a slow
+//! path wrote, the return guards' `ManuallyDrop` handling); plus one call in
+//! the exit flush and the guards' `ManuallyDrop` handling in `pool.rs` and
+//! `buffer.rs`. Every block states why it is sound. The depot protocol, the
+//! slot handoff between an exiting thread and the next owner of its id, and
+//! catch-up with trims, decay ticks and reconfigures racing the fast path
+//! are model-checked with `loom` (`scripts/loom.sh`), the unsafe code runs
+//! under Miri (`scripts/miri.sh`), and a proptest model checks the
+//! accounting against a reference.
 //!
 //! # Features
 //!
@@ -92,15 +98,17 @@ mod buffer;
 mod config;
 mod engine;
 mod loom;
+mod outcome;
 mod pool;
 mod recycle;
 mod stats;
 
 pub use buffer::{Buffer, BufferPool, CheckoutError, OwnedPooledBuf, PooledBuf, Ticket};
 pub use config::{BufferConfig, ConfigError, PoolConfig, MAX_CLASS_SIZE, MAX_THREAD_CAPACITY};
+pub use outcome::{Discard, Returned, Source};
 pub use pool::{OwnedPooled, Pool, Pooled};
 pub use recycle::{DefaultRecycle, Keep, Recycle, Recycler, Reset};
-pub use stats::{ClassStats, Discard, Discards, Returned, Source, Stats};
+pub use stats::{ClassStats, Discards, Stats};
 
 #[cfg(all(test, loom))]
 mod loom_tests;

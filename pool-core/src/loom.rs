@@ -1,8 +1,9 @@
 //! The one place that chooses between `std` and `loom` synchronization types.
 //!
 //! The engine imports its atomics, locks, the cell behind each cache stack
-//! and its `ThreadLocal` from here, so the depot protocol and the slot handoff between an
-//! exiting thread and the next owner can be model-checked with
+//! and its `ThreadLocal` from here, so the depot protocol, the slot handoff
+//! between an exiting thread and the next owner, and catch-up with trims,
+//! decay ticks and reconfigures can be model-checked with
 //! `RUSTFLAGS="--cfg loom"` (`scripts/loom.sh`). Counters of the exit
 //! registry and pool ids (plain unique numbers) use `std` atomics directly.
 

@@ -1,11 +1,14 @@
 //! loom models of the depot protocol (push, take, drain (trim), decay and
-//! shrink racing each other) and of the slot handoff between an exiting
-//! thread and the next owner of its `thread_local` id, with tiny
-//! capacities.
+//! shrink racing each other), of the slot handoff between an exiting
+//! thread and the next owner of its `thread_local` id, of trim and
+//! reconfigure racing a thread that returns and exits, and of catch-up
+//! (a trim, a decay tick or a reconfigure racing the owner's fast-path
+//! take and put), with tiny capacities.
 //!
 //! Run with `scripts/loom.sh`. Each model checks that no object is lost or
 //! duplicated and that the object and byte bounds hold in every
-//! interleaving.
+//! interleaving. The catch-up models also say which weakened ordering
+//! makes them fail.
 
 use loom::sync::Arc;
 use loom::thread;
@@ -256,6 +259,21 @@ fn tracked_pool(
     Arc<TrackedPool>,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
+    tracked_pool_with(
+        crate::PoolConfig::new()
+            .thread_capacity(2)
+            .batch(1)
+            .depot_capacity(depot),
+    )
+}
+
+/// A generic pool of `Tracked` values built from `config`.
+fn tracked_pool_with(
+    config: crate::PoolConfig,
+) -> (
+    Arc<TrackedPool>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let l = live.clone();
     let create: Box<dyn Fn() -> Tracked + Send + Sync> = Box::new(move || {
@@ -263,12 +281,7 @@ fn tracked_pool(
         Tracked(l.clone())
     });
     let reset: fn(&mut Tracked) = |_| ();
-    let pool = crate::PoolConfig::new()
-        .thread_capacity(2)
-        .batch(1)
-        .depot_capacity(depot)
-        .build(crate::Recycler::new(create, reset))
-        .unwrap();
+    let pool = config.build(crate::Recycler::new(create, reset)).unwrap();
     (Arc::new(pool), live)
 }
 
@@ -327,5 +340,173 @@ fn reconfigure_races_the_exit_flush_and_the_new_limits_win() {
         );
         let alive = live.load(std::sync::atomic::Ordering::Relaxed) as u64;
         assert_eq!(alive, s.retained_objects(), "{s}");
+    });
+}
+
+/// The cache state a model's owner thread reports: `(cached, cap, batch)`
+/// of class 0 once caught up (see `Engine::caught_up`).
+type CacheState = (usize, usize, usize);
+
+/// The race of the catch-up models. An owner thread fills its cache to the
+/// cap (2 values, through the slow path) and says so; then it checks one
+/// value out and returns it on the fast path while a second thread runs
+/// `bump` (a pool operation that bumps a generation with Release). Once
+/// `bump` has returned (an Acquire flag), the owner catches up as its next
+/// slow-path operation would and `check`s its cache. (The bump waits for
+/// the fill so that what it asks of the owner concerns a full cache: a
+/// cache filled after a trim or a decay tick legitimately keeps it.) Then
+/// both threads exit (their exit flushes) and every value alive must be
+/// kept exactly once, with the depot within its bound.
+fn fast_path_against(config: crate::PoolConfig, bump: fn(&TrackedPool), check: fn(CacheState)) {
+    use loom::sync::atomic::{AtomicBool, Ordering};
+
+    let (pool, live) = tracked_pool_with(config);
+    let filled = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let owner = {
+        let (pool, filled, done) = (pool.clone(), filled.clone(), done.clone());
+        thread::spawn(move || {
+            drop((pool.checkout(), pool.checkout()));
+            // Release: pairs with the bumper's Acquire load.
+            filled.store(true, Ordering::Release);
+            // The fast path: a hit in this thread's cache and a return
+            // into it, unless the epoch check sends the take to catch up.
+            drop(pool.checkout());
+            while !done.load(Ordering::Acquire) {
+                thread::yield_now();
+            }
+            let state = pool.engine().caught_up(0).expect("the owner has a slot");
+            check(state);
+        })
+    };
+    let bumper = {
+        let (pool, filled, done) = (pool.clone(), filled.clone(), done.clone());
+        thread::spawn(move || {
+            while !filled.load(Ordering::Acquire) {
+                thread::yield_now();
+            }
+            bump(&pool);
+            // Release: pairs with the owner's Acquire load, so the owner's
+            // catch-up comes after `bump` returned.
+            done.store(true, Ordering::Release);
+        })
+    };
+    owner.join().unwrap();
+    bumper.join().unwrap();
+    // As in `worker_against`: wait for both exit flushes.
+    while pool.engine().released_slots() < 2 {
+        thread::yield_now();
+    }
+    let s = pool.stats();
+    assert_eq!(s.outstanding(), 0, "{s}");
+    let alive = live.load(std::sync::atomic::Ordering::Relaxed) as u64;
+    assert_eq!(
+        alive,
+        s.retained_objects(),
+        "no value lost or kept twice\n{s}"
+    );
+    assert!(
+        s.total().retained_depot as usize <= config.get_depot_capacity(),
+        "the depot bound holds\n{s}"
+    );
+}
+
+/// Idle decay (`Engine::maintain`: a tick bumps the decay generation) races
+/// the owner's fast-path take and put; the owner's next slow-path operation
+/// moves its surplus beyond one batch to the depot. The decay interval is
+/// an hour, so the tick frees nothing from the depot (no batch is that old;
+/// the depot side of decay is `decay_and_shrink_race_with_take`) and only
+/// the thread side is in play.
+///
+/// Shown to fail (checked by hand, then restored): with the epoch's
+/// `fetch_add` in `Engine::bump` (`engine/upkeep.rs`) weakened from Release
+/// to Relaxed, the owner's take can read the new epoch without seeing the
+/// decay generation bumped before it, record the epoch, skip the spill and
+/// never catch up again. loom's failing output starts
+/// `thread 'loom_tests::decay_races_the_fast_path_and_the_owner_spills_its_surplus'
+/// (…) panicked at pool-core/src/loom_tests.rs:…`, then `the decay tick
+/// left at most one batch in the cache: (2, 2, 1)`, and the test binary
+/// aborts (a panic on a loom thread does not unwind). Weakening the Acquire
+/// load of the epoch in `Engine::catch_up` fails the same way. Weakening
+/// only the generation's own `fetch_add` in `bump`, or the Acquire loads of
+/// the three generations after the epoch's in `catch_up`, does not fail
+/// this model or any other: the epoch's Release/Acquire pair already
+/// orders them.
+#[test]
+fn decay_races_the_fast_path_and_the_owner_spills_its_surplus() {
+    loom::model(|| {
+        fast_path_against(
+            crate::PoolConfig::new()
+                .thread_capacity(2)
+                .batch(1)
+                .depot_capacity(4)
+                .decay_interval(std::time::Duration::from_secs(3600)),
+            |pool| assert!(pool.maintain(), "the first maintain ticks"),
+            |(cached, cap, batch)| {
+                assert_eq!((cap, batch), (2, 1));
+                assert!(
+                    cached <= batch,
+                    "the decay tick left at most one batch in the cache: {:?}",
+                    (cached, cap, batch)
+                );
+            },
+        );
+    });
+}
+
+/// Catch-up after a reconfigure that lowers the thread cap from 2 to 1
+/// (`Engine::reconfigure` bumps the config generation), racing the owner's
+/// fast-path take and put: the owner's next slow-path operation applies
+/// the new cap and drops what no longer fits.
+///
+/// Shown to fail (checked by hand, then restored): with the Acquire load
+/// of the epoch in `Engine::catch_up` (`engine/catch_up.rs`) weakened to
+/// Relaxed, the owner can read the new epoch but the old config
+/// generation, record the epoch with the old cap and keep two values under
+/// a cap of one. loom's failing output starts
+/// `thread 'loom_tests::reconfigure_races_the_fast_path_and_the_owner_catches_up'
+/// (…) panicked at pool-core/src/loom_tests.rs:…`, then ``assertion `left
+/// == right` failed: the new cap applies: (2, 2, 1)``. Weakening the
+/// epoch's Release in `Engine::bump` fails the same way.
+#[test]
+fn reconfigure_races_the_fast_path_and_the_owner_catches_up() {
+    loom::model(|| {
+        fast_path_against(
+            crate::PoolConfig::new()
+                .thread_capacity(2)
+                .batch(1)
+                .depot_capacity(4),
+            |pool| {
+                pool.reconfigure(pool.config().thread_capacity(1)).unwrap();
+            },
+            |state| assert_eq!(state.1, 1, "the new cap applies: {state:?}"),
+        );
+    });
+}
+
+/// Catch-up after a trim (`Engine::trim` bumps the trim generation), racing
+/// the owner's fast-path take and put: the owner's next slow-path
+/// operation drops what its cache held at the trim, so at most the value
+/// returned after it (the racing put) is left.
+///
+/// Shown to fail (checked by hand, then restored) by either weakening
+/// named above (the epoch's Release in `Engine::bump`, its Acquire in
+/// `Engine::catch_up`): loom's failing output starts
+/// `thread 'loom_tests::trim_races_the_fast_path_and_the_owner_catches_up'
+/// (…) panicked at pool-core/src/loom_tests.rs:…`, then `the trim emptied
+/// the cache: (2, 2, 1)`.
+#[test]
+fn trim_races_the_fast_path_and_the_owner_catches_up() {
+    loom::model(|| {
+        fast_path_against(
+            crate::PoolConfig::new()
+                .thread_capacity(2)
+                .batch(1)
+                .depot_capacity(4),
+            |pool| {
+                pool.trim();
+            },
+            |state| assert!(state.0 <= 1, "the trim emptied the cache: {state:?}"),
+        );
     });
 }

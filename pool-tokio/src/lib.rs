@@ -9,7 +9,10 @@
 //!
 //! - [`checkout`] serves from a lazily built process-wide pool whose
 //!   guards hold a `&'static` reference: no reference count per checkout.
-//!   [`BytesPool`] builds your own (settings, an optional byte budget).
+//!   [`BytesPool`] builds your own (settings, an optional byte budget),
+//!   reached through an `Arc` (one reference-count increment per checkout,
+//!   one decrement per return) unless [`BytesPool::leak`] makes it
+//!   `&'static` too.
 //! - [`PooledBytes`] derefs to `BytesMut` and is `BufMut`, `Buf` and
 //!   `io::Write`; it compares equal to byte slices and `str`, and clones
 //!   into the pool;
@@ -25,7 +28,8 @@
 //!   serve.
 //! - Runtime hooks ([`BytesPool::install`]), a maintenance task
 //!   ([`BytesPool::spawn_maintenance`]) and, with the default `tracing`
-//!   feature, trace events per checkout and discard (target `pool_tokio`)
+//!   feature, trace events per miss (per hit too with
+//!   `Builder::trace_hits`) and per discard (target `pool_tokio`)
 //!   and a periodic report (`BytesPool::spawn_reporter`).
 //!
 //! # Usage
@@ -61,8 +65,9 @@
 //!   miss (`outcome = "miss"`, `reason` `pool_empty` or `above_max_class`)
 //!   and per discard (`outcome = "discard"`, `reason`), with fields `pool`
 //!   (the pool's name), `class` (the class size in bytes, or `unpooled`
-//!   above the largest class, as in the metrics; a string either way),
-//!   `source` and `bytes`; hits only with `Builder::trace_hits`. Overdrafts
+//!   above the largest class, as in the metrics; a string either way) and
+//!   `bytes`, and on checkouts `source`; hits only with
+//!   `Builder::trace_hits`. Overdrafts
 //!   of a budget at WARN, at most one a second per pool (field
 //!   `suppressed`: the overdrafts since the previous WARN). Debug spans
 //!   `pool_report` (field `pool`) and `pool_maintenance` (fields `pool`

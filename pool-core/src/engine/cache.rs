@@ -1,4 +1,6 @@
-//! A thread's cache for one pool: the only module with `unsafe`.
+//! A thread's cache for one pool, with the slot's `unsafe` (its cells, the
+//! fast pointer, `unsafe impl Sync`); the engine's other `unsafe` moves
+//! values in and out of the fast path in `engine/mod.rs`.
 //!
 //! A [`Slot`] lives in the pool's `thread_local::ThreadLocal`, which owns
 //! it. A thread *claims* a slot (an atomic owner word) before it uses it and
@@ -26,19 +28,8 @@ use std::cell::Cell;
 use std::mem::{ManuallyDrop, MaybeUninit};
 
 use crate::engine::counters::ClassCounters;
+use crate::engine::depot::Transfer;
 use crate::loom::{AtomicUsize, Ordering, UnsafeCell};
-
-/// Where a cache sends full batches and takes them from: the depot of one
-/// class with the bounds in force. A trait so that the cache can be tested
-/// alone (see the tests below).
-pub(crate) trait Transfer<T> {
-    /// Takes a batch. On success the caller's empty `vessel`, if any, may be
-    /// kept for reuse (taken out of the `Option`).
-    fn take(&self, vessel: &mut Option<Vec<T>>) -> Option<Vec<T>>;
-    /// Offers a full batch. On success returns an empty vessel for the
-    /// next batch, if one is spare; on refusal the batch comes back.
-    fn push(&self, batch: Vec<T>) -> Result<Option<Vec<T>>, Vec<T>>;
-}
 
 /// One class's share of a thread's cache. `repr(C)` keeps the fields the
 /// fast path touches (`items`, `cap`, the first two counters) on one line.

@@ -18,7 +18,6 @@
 
 use crossbeam_utils::{Backoff, CachePadded};
 
-use crate::engine::cache::Transfer;
 use crate::loom::{lock, AtomicUsize, Mutex, Ordering};
 
 /// Empty batch vessels kept for reuse, per class. A vessel is a `Vec<T>`
@@ -324,6 +323,18 @@ impl<T> Depot<T> {
             released: inner.released,
         }
     }
+}
+
+/// Where a cache sends full batches and takes them from: the depot of one
+/// class with the bounds in force. A trait so that the cache can be tested
+/// alone (see the tests in `cache.rs`).
+pub(crate) trait Transfer<T> {
+    /// Takes a batch. On success the caller's empty `vessel`, if any, may be
+    /// kept for reuse (taken out of the `Option`).
+    fn take(&self, vessel: &mut Option<Vec<T>>) -> Option<Vec<T>>;
+    /// Offers a full batch. On success returns an empty vessel for the
+    /// next batch, if one is spare; on refusal the batch comes back.
+    fn push(&self, batch: Vec<T>) -> Result<Option<Vec<T>>, Vec<T>>;
 }
 
 /// One class's depot with the bounds in force: what a thread cache pushes

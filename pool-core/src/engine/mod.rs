@@ -42,7 +42,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::config::Limits;
 use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering, ThreadLocal};
-use crate::stats::{Discard, Returned, Source};
+use crate::outcome::{Discard, Returned, Source};
 
 use self::cache::Slot;
 use self::counters::ClassCounters;

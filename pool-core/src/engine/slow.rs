@@ -8,7 +8,7 @@ use super::cache::{self, Slot};
 use super::depot::ClassDepot;
 use super::exit::{self, ExitFlush};
 use super::Engine;
-use crate::stats::{Discard, Source};
+use crate::outcome::{Discard, Source};
 
 impl<T: Send + 'static> Engine<T> {
     /// This thread's slot, claimed, or `None` when the thread is tearing

@@ -171,6 +171,19 @@ impl<T: Send + 'static> Engine<T> {
         self.slots.iter().filter(|s| s.is_released()).count()
     }
 
+    /// This thread's cache of `class` as its next slow-path operation
+    /// leaves it once caught up: `(cached, cap, batch)`, or `None` when the
+    /// fast pointer does not lead to a slot of this pool. For loom models,
+    /// which check what a trim, a decay tick or a reconfigure asked of the
+    /// owner.
+    #[cfg(loom)]
+    pub(crate) fn caught_up(&self, class: usize) -> Option<(usize, usize, usize)> {
+        let slot = cache::fast(self.id, self)?;
+        drop(self.catch_up(slot));
+        let c = slot.class(class);
+        Some((c.len(), c.cap(), c.batch()))
+    }
+
     /// Moves everything `slot` caches to the depots under the limits in
     /// force. Returns what must be dropped (refused, or trimmed).
     /// Keeps each class's spare vessel unless `exiting`, so that a thread
