@@ -105,6 +105,7 @@
 //! On docs.rs every item is documented with all features on, and items
 //! that need a feature say which.
 
+mod blocking;
 #[cfg(feature = "http-body")]
 mod body;
 mod codec;
@@ -120,6 +121,7 @@ mod tracing;
 
 use std::sync::LazyLock;
 
+pub use blocking::spawn_blocking;
 #[cfg(feature = "http-body")]
 pub use body::PooledBody;
 pub use codec::{
@@ -132,7 +134,7 @@ pub use diagnostics::{Diagnostics, LeakReport, Outstanding};
 pub use error::{BuildError, TryCheckoutError};
 pub use pool::{BudgetStats, Builder, BytesPool, Reservation, DEFAULT_NAME};
 pub use pooled::PooledBytes;
-pub use runtime::{spawn_blocking, RuntimeHooks};
+pub use runtime::RuntimeHooks;
 
 static DEFAULT_INNER: LazyLock<pool::Inner> = LazyLock::new(|| {
     let settings = pool::Settings {
