@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # W8: length-delimited echo over loopback (src/bin/w8.rs), plain tokio-util
-# `Framed` against pool-tokio's pooled frames, under glibc and jemalloc in
-# one run: every run goes through both builds, contenders alternating.
+# `Framed` against pool-tokio's pooled frames, and a per-frame checkout
+# against fresh allocations, under glibc and jemalloc in one run: every run
+# goes through both builds, contenders alternating.
 #
 #   benches/w8.sh --quick          # CI: 2 runs of 2 s, 16 connections
-#   benches/w8.sh                  # 5 runs of 6 s, 64 connections
+#   benches/w8.sh                  # 5 runs of 6 s, 64 and 2,000 connections
 #   benches/w8.sh --runs 7 --seconds 10 --connections 128
+#   benches/w8.sh --modes checkout,checkout+hooks,fresh   # variants (see w8.rs)
 #
 # Arguments go to `w8` unchanged.
 set -euo pipefail

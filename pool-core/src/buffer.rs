@@ -674,7 +674,14 @@ impl<B: Buffer> BufferPool<B> {
     /// `tried` is what the fast return already did, which is not repeated.
     #[cold]
     #[inline(never)]
-    fn give_back_cold(&self, buf: B, slot: u8, size: usize, origin: usize, tried: Tried) -> Returned {
+    fn give_back_cold(
+        &self,
+        buf: B,
+        slot: u8,
+        size: usize,
+        origin: usize,
+        tried: Tried,
+    ) -> Returned {
         let src = &mut ManuallyDrop::new(buf);
         if size == 0 {
             return self.give_back_unpooled(src);

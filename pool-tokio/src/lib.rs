@@ -106,6 +106,7 @@
 //! that need a feature say which.
 
 mod background;
+mod blocking;
 #[cfg(feature = "http-body")]
 mod body;
 mod budget;
@@ -123,6 +124,7 @@ mod tracing;
 
 use std::sync::LazyLock;
 
+pub use blocking::spawn_blocking;
 #[cfg(feature = "http-body")]
 pub use body::PooledBody;
 pub use budget::{BudgetStats, Reservation};

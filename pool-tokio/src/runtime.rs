@@ -14,21 +14,21 @@ use crate::pool::{BytesPool, Inner};
 const UNKNOWN: u8 = 0;
 /// `on_thread_start` ran and the thread never parked: a blocking thread
 /// (tokio parks only workers), or a worker before its first park.
-const RUNTIME_UNPARKED: u8 = 1;
+pub(crate) const RUNTIME_UNPARKED: u8 = 1;
 /// The thread parked at least once: a worker.
-const WORKER: u8 = 2;
+pub(crate) const WORKER: u8 = 2;
 
 thread_local! {
     static THREAD_KIND: Cell<u8> = const { Cell::new(UNKNOWN) };
 }
 
 #[inline]
-fn thread_kind() -> u8 {
+pub(crate) fn thread_kind() -> u8 {
     // `try_with`: returns also run during thread teardown.
     THREAD_KIND.try_with(Cell::get).unwrap_or(UNKNOWN)
 }
 
-fn set_thread_kind(kind: u8) {
+pub(crate) fn set_thread_kind(kind: u8) {
     let _ = THREAD_KIND.try_with(|k| k.set(kind));
 }
 
