@@ -146,7 +146,14 @@ where
     })
 }
 
-static POOL: std::sync::LazyLock<BytesPool> = std::sync::LazyLock::new(|| BytesPool::new().leak());
+/// Idle decay set far beyond the test's length: a decay tick during the
+/// measured window (500 ms by default, reached on a loaded machine) frees
+/// a buffer through a drop list, one allocation more than the static body.
+static POOL: std::sync::LazyLock<BytesPool> = std::sync::LazyLock::new(|| {
+    let config =
+        pool_core::BufferConfig::new().decay_interval(std::time::Duration::from_secs(3600));
+    BytesPool::with_config(config).unwrap().leak()
+});
 
 fn pooled_body() -> PooledBody {
     let mut buf = POOL.checkout(BODY);
