@@ -881,6 +881,11 @@ impl BufferConfig {
         let max_index = spacing.index(self.max_class);
         // One entry per class index from size 1 up, plus the unpooled slot
         // (size 0); classes outside the range keep nothing.
+        // The batch setting as a plain number (0: the default per class),
+        // read once: with `Option<usize>` in the loop the optimiser
+        // compared the payload of a `None` (uninitialised bytes) before
+        // selecting on the discriminant, which valgrind reports.
+        let batch_setting = std::hint::black_box(self.batch.unwrap_or(0));
         let classes = (0..=spacing.count())
             .map(|i| {
                 let size = if i < spacing.count() {
@@ -896,7 +901,12 @@ impl BufferConfig {
                 };
                 if (min_index..=max_index).contains(&i) {
                     let c = self.class_thread_capacity(size);
-                    class.batch = self.batch.unwrap_or(default_batch(c)).min(c);
+                    let batch = if batch_setting == 0 {
+                        default_batch(c)
+                    } else {
+                        batch_setting
+                    };
+                    class.batch = batch.min(c);
                     if size <= self.get_max_retained() {
                         class.cap = c;
                         class.depot_objects = self.depot_capacity;
