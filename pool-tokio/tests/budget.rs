@@ -122,9 +122,14 @@ fn aborted_tasks_holding_buffers_return_everything() {
     rt.block_on(async {
         let mut tasks = Vec::new();
         // The first holder says when it holds its buffers, so that the
-        // abort below certainly meets buffers out (no sleep to guess).
+        // abort below certainly meets buffers out (no sleep to guess). The
+        // others start only then: started together, they could fill the
+        // budget first (64 x 4 buffers are more than 1 MiB, and a waiter
+        // for 1 MiB queues everyone behind it) and leave the first holder
+        // waiting for ever, and the test with it.
         let (holding, held_now) = tokio::sync::oneshot::channel::<()>();
         let mut holding = Some(holding);
+        let mut held_now = Some(held_now);
         for i in 0..64 {
             let pool = pool.clone();
             let signal = holding.take();
@@ -140,6 +145,9 @@ fn aborted_tasks_holding_buffers_return_everything() {
                 std::future::pending::<()>().await;
                 drop((held, frozen));
             }));
+            if let Some(first) = held_now.take() {
+                first.await.unwrap();
+            }
         }
         // And tasks still waiting for budget when they are aborted.
         for _ in 0..8 {
@@ -148,7 +156,6 @@ fn aborted_tasks_holding_buffers_return_everything() {
                 let _ = pool.checkout_async(1 << 20).await;
             }));
         }
-        held_now.await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await; // let others run too
         assert!(pool.stats().outstanding() > 0);
         for t in &tasks {
