@@ -142,7 +142,7 @@ impl OverdraftWarn {
 }
 
 /// A debug span around a maintenance pass of the pool named `pool`
-/// (`kind`: `trim`, `decay`; nothing without the feature).
+/// (`kind`: `trim`, `decay`, `idle`; nothing without the feature).
 pub(crate) fn maintenance_span(pool: &str, kind: &'static str) -> impl Drop {
     let _ = (pool, kind);
     #[cfg(feature = "tracing")]

@@ -10,7 +10,8 @@
 //! Everything else is out of line, one job per module:
 //!
 //! - `cache.rs`: a thread's slot (stacks, counters, the claim) and the fast
-//!   pointer; all of the crate's `unsafe`.
+//!   pointer; the cache's `unsafe` (the rest is here, in `unmerged` and
+//!   the return guards, and one call in `upkeep.rs`).
 //! - `slow.rs`: misses and full caches (batch take and push), finding or
 //!   claiming this thread's slot, counts made off the fast path.
 //! - `catch_up.rs`: bringing a slot up to date with trims, decay ticks and
