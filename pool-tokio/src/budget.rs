@@ -161,6 +161,23 @@ impl Budget {
     pub(crate) fn release(&self, charge: usize) {
         self.semaphore.add_permits(charge);
     }
+
+    /// The charge of a buffer just served unpooled with `capacity` bytes:
+    /// at most its capacity. A request charged its class size, then served
+    /// above a largest class lowered meanwhile (a `reconfigure` between the
+    /// charge and the checkout), gets an unpooled buffer of the request's
+    /// size; the surplus goes back to the budget here. A returned buffer is
+    /// checked for sharing against its charge (see `pinned`), and a charge
+    /// past the capacity would read as shared for good: held, outstanding
+    /// and charged for ever.
+    #[cold]
+    pub(crate) fn fit_unpooled(&self, charge: usize, capacity: usize) -> usize {
+        if charge <= capacity {
+            return charge;
+        }
+        self.release(charge - capacity);
+        capacity
+    }
 }
 
 pub(crate) fn check_budget(limit: usize, config: &BufferConfig) -> Result<(), BuildError> {

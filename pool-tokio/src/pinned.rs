@@ -44,8 +44,8 @@ pub(crate) struct Entry {
     pub(crate) ticket: Ticket,
     pub(crate) charge: usize,
     pub(crate) track: Track,
-    /// The size to reclaim: the class size, or the request of an unpooled
-    /// buffer.
+    /// The size to reclaim: the class size, or the charge of an unpooled
+    /// buffer (never past its capacity: see `Budget::fit_unpooled`).
     size: usize,
 }
 

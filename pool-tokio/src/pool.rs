@@ -370,8 +370,12 @@ impl BytesPool {
             // A blocking thread: no batch stays cached here.
             inner.pool.take_uncached(n)
         };
+        let mut charge = charge;
         if !ticket.source().is_hit() {
             crate::background::on_miss(inner);
+            if let (None, Some(budget)) = (ticket.class_size(), &inner.budget) {
+                charge = budget.fit_unpooled(charge, buf.capacity());
+            }
         }
         crate::tracing::checkout(&inner.settings, &ticket, n);
         let track = crate::diagnostics::on_checkout(inner, n, ticket.class_size());

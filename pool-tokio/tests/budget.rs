@@ -269,3 +269,38 @@ fn frozen_buffers_hold_their_charge_and_detached_ones_leave_the_budget() {
     assert_eq!(pool.budget().unwrap().charged, 0);
     assert_eq!(detached.capacity(), 8192);
 }
+
+/// A request charged under one class range and served under another: the
+/// charge is the class size it had when charged (3072 B), the buffer an
+/// unpooled one of the request's size (3000 B) once the range shrank
+/// below it. Its return must still find it unshared: the pool checks
+/// sharing against the charge, so such a buffer was once held aside as
+/// "shared" for good, outstanding and charged forever.
+#[tokio::test]
+async fn a_request_charged_before_a_reconfigure_comes_back_whole() {
+    use std::future::Future;
+    use std::task::Poll;
+    let config = pool_core::BufferConfig::new().max_class(4096);
+    let pool = BytesPool::builder()
+        .config(config)
+        .budget(8192)
+        .build()
+        .unwrap();
+    let held: Vec<_> = (0..2).map(|_| pool.try_checkout(4096).unwrap()).collect();
+    let mut waiter = Box::pin(pool.checkout_async(3000));
+    // One poll: charged 3072 (the class in force), then waiting.
+    std::future::poll_fn(|cx| {
+        assert!(waiter.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    pool.reconfigure(config.max_class(2048)).unwrap();
+    drop(held);
+    let buf = waiter.await.unwrap();
+    assert!(buf.class_size().is_none(), "served unpooled");
+    assert!(buf.capacity() >= 3000);
+    drop(buf);
+    let stats = pool.stats();
+    assert_eq!(stats.outstanding(), 0, "{stats}");
+    assert_eq!(pool.budget().unwrap().charged, 0);
+}
