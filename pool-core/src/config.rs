@@ -355,10 +355,13 @@ impl PoolConfig {
                 cap: self.thread_capacity,
                 batch: self.get_batch(),
                 depot_objects: self.depot_capacity,
+                loose: false,
             }]),
             spacing: Spacing::new(0),
             min_shift: 0,
             max_index: 0,
+            first_loose: 1,
+            loose_bytes: 0,
             depot_bytes: usize::MAX,
             zero_on_return: false,
             decay_interval: self.decay_interval,
@@ -384,12 +387,17 @@ const fn default_batch(cap: usize) -> usize {
 /// request is rounded up by at most a quarter of the power of two below it
 /// (at most 25% of the request, 20% of the class), where power-of-two
 /// classes round up by as much as the request itself.
-/// A thread caches, per class, at most `thread_capacity` buffers and at most
-/// `thread_bytes` bytes (but always at least one buffer), so a thread holds
-/// many small buffers and few large ones.
+/// A thread caches, per class, at most `thread_capacity` buffers and its
+/// share of `thread_bytes` (which counts per power of two, split evenly
+/// among that doubling's classes), so a thread holds many small buffers
+/// and few large ones. A class whose share is below one buffer is *large*:
+/// a thread keeps at most one buffer of it, and at most `thread_bytes` in
+/// all large classes together (but always the buffer just given back); the
+/// others go to the depot, where every thread finds them.
 ///
-/// Defaults: classes 512 B ..= 1 MiB, four per doubling; per thread and class 64 buffers and
-/// 256 KiB; depot 1024 buffers per class and 64 MiB in all; a
+/// Defaults: classes 512 B ..= 1 MiB, four per doubling; per thread 64
+/// buffers per class and 256 KiB per doubling (64 KiB per class, so
+/// classes above 64 KiB are large); depot 1024 buffers per class and 64 MiB in all; a
 /// buffer whose capacity passed 1 MiB is dropped on return; buffers unused
 /// for 500 ms are freed by idle decay.
 ///
@@ -527,13 +535,18 @@ impl BufferConfig {
         self
     }
 
-    /// Most bytes one thread caches per class (default 256 KiB). A class
-    /// larger than this still caches one buffer per thread.
+    /// Most bytes one thread caches per power of two of class sizes, split
+    /// evenly among its classes (default 256 KiB: 64 KiB for each of four
+    /// classes). A class whose share is below one buffer is large (see
+    /// [`class_thread_capacity`](Self::class_thread_capacity)): one
+    /// buffer per thread at most, `thread_bytes` over all large classes.
     ///
     /// ```
     /// let config = pool_core::BufferConfig::new().thread_bytes(64 << 10);
-    /// assert_eq!(config.class_thread_capacity(4096), 16);
+    /// assert_eq!(config.class_thread_capacity(4096), 4); // 16 KiB each
     /// assert_eq!(config.class_thread_capacity(1 << 20), 1);
+    /// let old = config.classes_per_doubling(1); // one class: all of it
+    /// assert_eq!(old.class_thread_capacity(4096), 16);
     /// ```
     #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn thread_bytes(mut self, bytes: usize) -> Self {
@@ -750,15 +763,23 @@ impl BufferConfig {
         self.decay_interval
     }
 
-    /// How many buffers of a `class_size`-byte class one thread caches.
+    /// How many buffers of a `class_size`-byte class one thread caches:
+    /// its share of [`thread_bytes`](Self::thread_bytes) (which is per
+    /// power of two, split evenly among its classes) in buffers, at most
+    /// `thread_capacity`, and at least one. A class whose share is below one
+    /// buffer is *large*: a thread keeps at most one buffer of it, and at
+    /// most `thread_bytes` in all large classes together, but always the
+    /// buffer it was just given back.
     ///
     /// ```
-    /// let config = pool_core::BufferConfig::new();
+    /// let config = pool_core::BufferConfig::new(); // 256 KiB per doubling, 4 classes
     /// assert_eq!(config.class_thread_capacity(512), 64);
-    /// assert_eq!(config.class_thread_capacity(64 << 10), 4);
+    /// assert_eq!(config.class_thread_capacity(16 << 10), 4);
+    /// assert_eq!(config.class_thread_capacity(64 << 10), 1);
+    /// assert_eq!(config.class_thread_capacity(80 << 10), 1); // a large class
     /// ```
     pub const fn class_thread_capacity(&self, class_size: usize) -> usize {
-        let by_bytes = match self.thread_bytes.checked_div(class_size) {
+        let by_bytes = match self.class_share().checked_div(class_size) {
             Some(n) => n,
             None => usize::MAX,
         };
@@ -776,8 +797,10 @@ impl BufferConfig {
 
     /// The most bytes one thread's caches can hold under these settings:
     /// the sum over the class range of each class's thread capacity times
-    /// its size (real sizes: a buffer is kept only at exactly its class
-    /// size). With [`get_depot_bytes`](Self::get_depot_bytes) it bounds what
+    /// its size, with the large classes (see
+    /// [`class_thread_capacity`](Self::class_thread_capacity)) counted
+    /// together as `thread_bytes`, or their largest class if that is more
+    /// (real sizes: a buffer is kept only at exactly its class size). With [`get_depot_bytes`](Self::get_depot_bytes) it bounds what
     /// a pool retains: the depot's bytes plus this per thread that uses the
     /// pool. 0 for settings that [`validate`](Self::validate) rejects.
     ///
@@ -789,18 +812,46 @@ impl BufferConfig {
     ///     .classes_per_doubling(1);
     /// // 8 x 1 KiB + 4 x 2 KiB + 2 x 4 KiB
     /// assert_eq!(config.thread_bytes_bound(), 24 * 1024);
+    /// // Four classes per doubling share each doubling's 8 KiB: 2 KiB each,
+    /// // so the classes above 2 KiB are large and keep 8 KiB together.
     /// let four = config.classes_per_doubling(4);
-    /// let sum: usize = four.class_sizes()?.iter().map(|&c| four.class_thread_capacity(c) * c).sum();
-    /// assert_eq!(four.thread_bytes_bound(), sum);
+    /// let small: usize = four.class_sizes()?.iter().filter(|&&c| c <= 2048)
+    ///     .map(|&c| four.class_thread_capacity(c) * c).sum();
+    /// assert_eq!(four.thread_bytes_bound(), small + 8192);
     /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
     pub fn thread_bytes_bound(&self) -> usize {
         let Ok(sizes) = self.class_sizes() else {
             return 0;
         };
-        sizes.iter().fold(0usize, |total, &class| {
-            total.saturating_add(self.class_thread_capacity(class).saturating_mul(class))
-        })
+        let retained = sizes.iter().filter(|&&c| c <= self.get_max_retained());
+        let (mut small, mut large) = (0usize, 0usize);
+        for &class in retained {
+            if self.is_large_class(class) {
+                large = large.max(class);
+            } else {
+                small =
+                    small.saturating_add(self.class_thread_capacity(class).saturating_mul(class));
+            }
+        }
+        if large > 0 {
+            large = large.max(self.thread_bytes);
+        }
+        small.saturating_add(large)
+    }
+
+    /// Bytes of `thread_bytes` each class of a doubling may cache.
+    const fn class_share(&self) -> usize {
+        match self.thread_bytes.checked_div(self.classes_per_doubling) {
+            Some(n) => n,
+            None => self.thread_bytes,
+        }
+    }
+
+    /// Whether a class of `class_size` bytes is large: its share of
+    /// `thread_bytes` is below one buffer.
+    fn is_large_class(&self, class_size: usize) -> bool {
+        self.class_share() < class_size
     }
 
     /// Checks every setting without building a pool.
@@ -898,6 +949,7 @@ impl BufferConfig {
                     cap: 0,
                     batch: 1,
                     depot_objects: 0,
+                    loose: false,
                 };
                 if (min_index..=max_index).contains(&i) {
                     let c = self.class_thread_capacity(size);
@@ -910,16 +962,25 @@ impl BufferConfig {
                     if size <= self.get_max_retained() {
                         class.cap = c;
                         class.depot_objects = self.depot_capacity;
+                        class.loose = self.is_large_class(size);
                     }
                 }
                 class
             })
-            .collect();
+            .collect::<Box<[ClassLimits]>>();
+        // Large classes sit at the top of the range (sizes grow with the
+        // index).
+        let first_loose = classes
+            .iter()
+            .position(|c| c.loose)
+            .unwrap_or(classes.len());
         Ok(Limits {
             classes,
             spacing,
             min_shift: self.min_class.trailing_zeros(),
             max_index,
+            first_loose,
+            loose_bytes: self.thread_bytes,
             depot_bytes: self.depot_bytes,
             zero_on_return: self.zero_on_return,
             decay_interval: self.decay_interval,
@@ -939,6 +1000,10 @@ pub(crate) struct ClassLimits {
     pub(crate) batch: usize,
     /// Most values the depot holds.
     pub(crate) depot_objects: usize,
+    /// A large class: its share of `thread_bytes` is below one buffer, so
+    /// a thread keeps one at most, and the large classes together keep at
+    /// most `thread_bytes` (see `Limits::loose_bytes`).
+    pub(crate) loose: bool,
 }
 
 impl ClassLimits {
@@ -962,6 +1027,12 @@ pub(crate) struct Limits {
     pub(crate) min_shift: u32,
     /// Index of the largest class.
     pub(crate) max_index: usize,
+    /// Index of the first large class (`classes.len()` when none): every
+    /// class from it to `max_index` is large.
+    pub(crate) first_loose: usize,
+    /// Most bytes one thread keeps in all large classes together (always
+    /// at least the buffer just returned).
+    pub(crate) loose_bytes: usize,
     pub(crate) depot_bytes: usize,
     pub(crate) zero_on_return: bool,
     pub(crate) decay_interval: Duration,
@@ -997,18 +1068,32 @@ mod tests {
         let limits = config.limits().unwrap();
         let sizes: Vec<_> = limits.classes[limits.min_index()..=limits.max_index]
             .iter()
-            .map(|c| (c.size, c.cap, c.thread_bytes()))
+            .map(|c| (c.size, c.cap, c.thread_bytes(), c.loose))
             .collect();
+        // 4096 bytes per doubling, four classes: 1024 bytes each, so every
+        // class above 1024 is large.
         assert_eq!(
             sizes,
             [
-                (1024, 4, 4096),
-                (1280, 3, 3840),
-                (1536, 2, 3072),
-                (1792, 2, 3584),
-                (2048, 2, 4096)
+                (1024, 1, 1024, false),
+                (1280, 1, 1280, true),
+                (1536, 1, 1536, true),
+                (1792, 1, 1792, true),
+                (2048, 1, 2048, true)
             ]
         );
+        assert_eq!(limits.first_loose, limits.min_index() + 1);
+        assert_eq!(limits.loose_bytes, 4096);
+        let wide = config.thread_bytes(16 << 10).limits().unwrap();
+        let caps: Vec<_> = wide.classes[wide.min_index()..=wide.max_index]
+            .iter()
+            .map(|c| (c.cap, c.loose))
+            .collect();
+        assert_eq!(
+            caps,
+            [(4, false), (3, false), (2, false), (2, false), (2, false)]
+        );
+        assert_eq!(wide.first_loose, wide.classes.len());
         assert_eq!(limits.classes.len(), Spacing::new(2).count() + 1);
         assert_eq!(limits.classes.last().unwrap().size, 0, "the unpooled slot");
         assert!(limits.classes[..limits.min_index()]

@@ -48,8 +48,10 @@
 //! # Bounds and lifecycle
 //!
 //! - Per thread: at most `thread_capacity` values per class (and, for
-//!   buffers, `thread_bytes` bytes per class, but always at least one
-//!   buffer: a class larger than `thread_bytes` keeps one).
+//!   buffers, `thread_bytes` bytes per power of two, split among its
+//!   classes; a class whose share is below one buffer keeps at most one,
+//!   and all such large classes together at most `thread_bytes`, or the
+//!   one buffer just returned).
 //! - Depot: at most `depot_capacity` values per class and, for
 //!   buffers, `depot_bytes` bytes in all. Batches that do not fit are
 //!   dropped and counted.

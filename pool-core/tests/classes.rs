@@ -272,3 +272,53 @@ fn a_ticket_given_to_another_pool_never_lands_in_a_class_it_does_not_fit() {
     );
     assert_eq!(pow2.stats().retained_objects(), 0);
 }
+
+/// A thread keeps at most `thread_bytes` in all large classes together
+/// (those whose share of a doubling's `thread_bytes` is below one buffer),
+/// or the one buffer it just returned: returning one buffer of each large
+/// class keeps the last (1 MiB) and sends the rest to the depot, where
+/// any thread finds them. A loop on one large buffer still hits locally.
+#[test]
+fn large_classes_keep_thread_bytes_in_all_or_the_buffer_just_returned() {
+    let pool = BufferPool::<Vec<u8>>::new();
+    let config = pool.config();
+    let share = config.get_thread_bytes() / config.get_classes_per_doubling();
+    let large: Vec<usize> = config
+        .class_sizes()
+        .unwrap()
+        .into_iter()
+        .filter(|&c| c > share)
+        .collect();
+    assert_eq!(large.len(), 16, "80 KiB ..= 1 MiB");
+    assert!(large.iter().all(|&c| config.class_thread_capacity(c) == 1));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let held: Vec<_> = large.iter().map(|&c| pool.checkout(c)).collect();
+            drop(held);
+            let stats = pool.stats();
+            let (mut local, mut depot) = (0, 0);
+            for &c in &large {
+                let class = stats.class(c).unwrap();
+                local += class.retained_local as usize * c;
+                depot += class.retained_depot;
+            }
+            assert_eq!(local, 1 << 20, "the 1 MiB buffer, returned last\n{stats}");
+            assert_eq!(depot, 15, "{stats}");
+            assert!(local <= config.thread_bytes_bound());
+            for _ in 0..3 {
+                drop(pool.checkout(1 << 20));
+            }
+            let hits = pool.stats().class(1 << 20).unwrap().local_hits;
+            assert_eq!(hits, 3, "a loop on one large buffer hits locally");
+            // Smaller large buffers fit beside each other within thread_bytes.
+            drop(pool.checkout(80 << 10));
+            drop(pool.checkout(96 << 10));
+            let stats = pool.stats();
+            let kept: Vec<_> = [80 << 10, 96 << 10, 1 << 20]
+                .iter()
+                .map(|&c| stats.class(c).unwrap().retained_local)
+                .collect();
+            assert_eq!(kept, [1, 1, 0], "80 + 96 KiB within 256 KiB\n{stats}");
+        });
+    });
+}

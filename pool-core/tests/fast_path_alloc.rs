@@ -17,22 +17,24 @@ use pool_core::{BufferPool, Pool, PooledBuf};
 
 use common::{allocations, allocations_on_this_thread, count_this_thread};
 
-/// 64 returns into the 4 KiB class of a fresh cache (its capacity is 64).
+/// Returns into the 4 KiB class of a fresh cache, as many as it holds.
 #[test]
 fn returns_into_a_fresh_buffer_cache_allocate_nothing() {
     let pool = BufferPool::<Vec<u8>>::new();
+    let cap = pool.config().class_thread_capacity(4096);
+    assert!(cap > 1);
     thread::scope(|s| {
         s.spawn(|| {
             drop(pool.checkout(4096));
-            let held: Vec<_> = (0..64).map(|_| pool.checkout(4096)).collect();
+            let held: Vec<_> = (0..cap).map(|_| pool.checkout(4096)).collect();
             let mut held = held.into_iter();
             let n = allocations_on_this_thread(|| {
                 for g in held.by_ref() {
                     drop(g);
                 }
             });
-            assert_eq!(n, 0, "allocations in 64 returns into a fresh cache");
-            assert_eq!(pool.stats().class(4096).unwrap().retained_local, 64);
+            assert_eq!(n, 0, "allocations in {cap} returns into a fresh cache");
+            assert_eq!(pool.stats().class(4096).unwrap().retained_local, cap as u64);
         });
     });
 }
@@ -101,11 +103,12 @@ fn a_steady_producer_to_consumer_flow_allocates_nothing_per_message() {
             allocations() - before
         };
         // Warm-up. First, every buffer that can ever be in use at once: the
-        // channel's, both thread caches (64 each) and a batch in transit.
+        // channel's, both thread caches and a batch in transit.
         // Without this the pool would still be reaching its high-water mark
         // (one miss per buffer, once) whenever scheduling lets one thread
         // run far ahead: allocations, but not per message.
-        pool.prewarm_class(4096, in_flight + 3 * 64);
+        let cap = pool.config().class_thread_capacity(4096);
+        pool.prewarm_class(4096, in_flight + 3 * cap);
         window(false);
         let counts: Vec<u64> = (0..3).map(|_| window(true)).collect();
         drop(mark_tx);

@@ -53,6 +53,10 @@ pub(crate) struct Class<T> {
     batch: Cell<usize>,
     /// An empty vessel for the next batch pushed to the depot.
     vessel: Cell<Option<Vec<T>>>,
+    /// A large class (its share of `thread_bytes` is below one buffer):
+    /// `room` stays 0, so that every return into it takes the slow path,
+    /// which bounds what the thread keeps in all large classes together.
+    loose: Cell<bool>,
 }
 
 impl<T> Class<T> {
@@ -64,6 +68,7 @@ impl<T> Class<T> {
             counters: ClassCounters::default(),
             batch: Cell::new(1),
             vessel: Cell::new(None),
+            loose: Cell::new(false),
         }
     }
 
@@ -141,6 +146,31 @@ impl<T> Class<T> {
 
     pub(crate) fn cap(&self) -> usize {
         self.cap.get()
+    }
+
+    /// Whether this is a large class (see `loose`).
+    pub(crate) fn is_loose(&self) -> bool {
+        self.loose.get()
+    }
+
+    /// Marks this class large or not; a large class's fast-path room is 0.
+    /// Call after [`set_limits`](Self::set_limits).
+    pub(crate) fn set_loose(&self, loose: bool) {
+        self.loose.set(loose);
+        if loose {
+            self.room.set(0);
+        }
+    }
+
+    /// Moves the value out of `src` onto the stack of a large class, on
+    /// the slow path: like [`push_from`](Self::push_from) with the stack's
+    /// storage reserved first, then the fast path's room closed again.
+    /// False, with nothing done, when the stack is at its cap.
+    pub(crate) fn push_loose(&self, src: &ManuallyDrop<T>) -> bool {
+        self.make_room();
+        let kept = self.push_from(src);
+        self.room.set(0);
+        kept
     }
 
     pub(crate) fn batch(&self) -> usize {
@@ -239,6 +269,10 @@ pub(crate) struct Slot<T> {
     pub(crate) decay_gen: Cell<u64>,
     pub(crate) config_gen: Cell<u64>,
     classes: Box<[Class<T>]>,
+    /// Large classes are `first_loose..` (see `Class::loose`); together
+    /// they keep at most `loose_bytes` (or the one buffer just returned).
+    first_loose: Cell<usize>,
+    loose_bytes: Cell<usize>,
 }
 
 impl<T> std::fmt::Debug for Slot<T> {
@@ -264,7 +298,20 @@ impl<T> Slot<T> {
             decay_gen: Cell::new(0),
             config_gen: Cell::new(u64::MAX),
             classes: (0..classes).map(|_| Class::new()).collect(),
+            first_loose: Cell::new(classes),
+            loose_bytes: Cell::new(0),
         }
+    }
+
+    /// The index of the first large class and the most bytes this thread
+    /// keeps in the large classes together, as last caught up.
+    pub(crate) fn loose(&self) -> (usize, usize) {
+        (self.first_loose.get(), self.loose_bytes.get())
+    }
+
+    pub(crate) fn set_loose(&self, first: usize, bytes: usize) {
+        self.first_loose.set(first);
+        self.loose_bytes.set(bytes);
     }
 
     #[inline(always)]

@@ -36,8 +36,10 @@ impl<T: Send + 'static> Engine<T> {
             let limits = self.limits();
             for (c, l) in slot.classes().iter().zip(limits.classes.iter()) {
                 let cut = c.set_limits(l.cap, l.batch, &mut dropped);
+                c.set_loose(l.loose);
                 c.counters.trimmed.add(cut as u64);
             }
+            slot.set_loose(limits.first_loose, limits.loose_bytes);
         }
         if slot.decay_gen.get() != decay {
             slot.decay_gen.set(decay);

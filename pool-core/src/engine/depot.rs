@@ -20,12 +20,14 @@ use crossbeam_utils::{Backoff, CachePadded};
 
 use crate::loom::{lock, AtomicUsize, Mutex, Ordering};
 
-/// Empty batch vessels kept for reuse, per class. A vessel is a `Vec<T>`
-/// with the capacity of one batch. In a steady producer-to-consumer flow
-/// every batch in flight needs one; with fewer spares than that, consumers
-/// allocate vessels that producers free. 64 covers the default bounds
-/// (1024 objects in batches of 32, and then some) at a few KiB per class.
-const MAX_SPARE_VESSELS: usize = 64;
+/// Empty batch vessels kept for reuse, per class, at least. A vessel is a
+/// `Vec<T>` with the capacity of one batch. In a steady
+/// producer-to-consumer flow every batch in flight needs one; with fewer
+/// spares than that, consumers allocate vessels that producers free. So a
+/// depot keeps as many spares as it could hold batches of the size it
+/// serves (its object bound over the batch size, 129 for 1024 objects in
+/// batches of 8), and never fewer than this.
+const MIN_SPARE_VESSELS: usize = 64;
 
 /// A byte budget shared by all depots of one pool.
 #[derive(Debug)]
@@ -233,12 +235,15 @@ impl<T> Depot<T> {
         let n = batch.len();
         inner.objects -= n;
         inner.batches_out += 1;
-        if inner.spares.len() < MAX_SPARE_VESSELS {
+        let spare_bound = (inner.max_objects / n.max(1) + 1).max(MIN_SPARE_VESSELS);
+        if inner.spares.len() < spare_bound {
             if let Some(v) = vessel.take() {
                 debug_assert!(v.is_empty(), "a vessel must be empty");
-                if inner.spares.capacity() == 0 {
-                    // Once: room for every spare this depot may keep.
-                    inner.spares.reserve_exact(MAX_SPARE_VESSELS);
+                if inner.spares.len() == inner.spares.capacity() {
+                    // Once per high-water mark: room for every spare this
+                    // depot may keep.
+                    let room = spare_bound - inner.spares.len();
+                    inner.spares.reserve_exact(room);
                 }
                 inner.spares.push(v);
             }
@@ -253,9 +258,12 @@ impl<T> Depot<T> {
         let mut inner = lock(&self.inner);
         let n = inner.objects;
         inner.objects = 0;
-        inner.stamps.clear();
         inner.released += n as u64;
-        inner.spares.clear();
+        // The bookkeeping too (stamps, the spare vessels and their list):
+        // plain data and empty `Vec`s, no user code. Sized for every batch
+        // the bound admits, it grows again at the next high-water mark.
+        inner.stamps = Vec::new();
+        inner.spares = Vec::new();
         self.hint.store(0, Ordering::Relaxed);
         budget.release(n.saturating_mul(self.object_bytes));
         std::mem::take(&mut inner.full)

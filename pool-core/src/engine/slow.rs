@@ -133,15 +133,47 @@ impl<T: Send + 'static> Engine<T> {
         while c.len() >= c.cap() {
             self.spill_one(class, slot, &mut dropped);
         }
-        // The first return into this class reserves its stack.
-        c.make_room();
-        let kept = c.push_from(src);
+        let kept = if c.is_loose() {
+            let kept = c.push_loose(src);
+            self.bound_loose(slot, class, &mut dropped);
+            kept
+        } else {
+            // The first return into this class reserves its stack.
+            c.make_room();
+            c.push_from(src)
+        };
         debug_assert!(kept, "a spilled cache has room");
         if !kept {
             c.counters.stale.bump();
         }
         drop(dropped);
         kept
+    }
+
+    /// Keeps what `slot`'s large classes hold within their shared bound,
+    /// the buffer just returned into `kept` always kept: pushes whole
+    /// batches of the largest other classes to the depot until the rest
+    /// fits. Large classes are few (about a dozen) and their buffers large,
+    /// so a walk over them costs little beside the buffer itself.
+    fn bound_loose(&self, slot: &Slot<T>, kept: usize, dropped: &mut Vec<T>) {
+        let (first, bound) = slot.loose();
+        let classes = slot.classes().len();
+        let bound = bound.max(self.class_bytes(kept));
+        loop {
+            let mut held = 0usize;
+            let mut largest = None;
+            for i in first..classes {
+                let n = slot.class(i).len();
+                held = held.saturating_add(n.saturating_mul(self.class_bytes(i)));
+                if n > 0 && i != kept {
+                    largest = Some(i);
+                }
+            }
+            match largest {
+                Some(i) if held > bound => self.spill_one(i, slot, dropped),
+                _ => return,
+            }
+        }
     }
 
     /// The depot of `class` as a thread cache sees it.
