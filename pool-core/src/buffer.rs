@@ -5,7 +5,8 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use crate::config::{BufferConfig, ConfigError, Spacing};
+use crate::config::limits::Spacing;
+use crate::config::{BufferConfig, ConfigError};
 use crate::engine::{unmerged, CountOnUnwind, Engine, FastPut};
 use crate::loom::{lock, Mutex};
 use crate::stats::{Discard, Returned, Source, Stats};

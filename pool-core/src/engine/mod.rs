@@ -41,7 +41,7 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use crate::config::Limits;
+use crate::config::limits::Limits;
 use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering, ThreadLocal};
 use crate::outcome::{Discard, Returned, Source};
 
