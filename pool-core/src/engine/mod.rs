@@ -61,7 +61,8 @@ struct Gens {
     config: AtomicU64,
 }
 
-/// Read-mostly settings needed outside the caches (by `buffer.rs`).
+/// Read-mostly settings needed outside the caches (by `buffer.rs` and
+/// `buffer/upkeep.rs`).
 #[derive(Debug)]
 pub(crate) struct Hot {
     /// The class range: the smallest class's size and the largest class's
