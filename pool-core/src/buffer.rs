@@ -1,188 +1,34 @@
-//! Size-classed byte buffers: the `Buffer` trait and `BufferPool`.
+//! Size-classed byte buffers: [`BufferPool`] and its guards, [`PooledBuf`]
+//! and [`OwnedPooledBuf`]. The whole checkout and return is in this file:
+//! class selection (`slot_for`), the hit (`fill`, through the engine's
+//! `take_or`), and the return (the guards' `Drop`, `give_back`, the fast
+//! `keep_fast` and the one cold path). The rest by concern:
+//!
+//! - `storage.rs`: the [`Buffer`] trait and its impls.
+//! - `ticket.rs`: [`Ticket`] and [`CheckoutError`].
+//! - `upkeep.rs`: prewarm, trim, maintain, reconfigure, flush and stats.
+//!
+//! `storage.rs` and `ticket.rs` are leaves; `upkeep.rs` imports this file,
+//! which never imports it.
+
+mod storage;
+mod ticket;
+mod upkeep;
 
 use std::fmt;
-use std::mem::{ManuallyDrop, MaybeUninit};
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use crate::config::{BufferConfig, ConfigError, Spacing};
+use crate::config::limits::Spacing;
+use crate::config::{BufferConfig, ConfigError};
 use crate::engine::{unmerged, CountOnUnwind, Engine, FastPut};
 use crate::loom::{lock, Mutex};
-use crate::stats::{Discard, Returned, Source, Stats};
+use crate::stats::{Discard, Returned, Source};
 
-/// The slot of a checkout above the largest class, in tickets and guards.
-/// The engine counts those in its last class entry (`BufferPool::unpooled`).
-const UNPOOLED: u8 = u8::MAX;
-
-/// A growable byte buffer that a [`BufferPool`] can hold.
-///
-/// Implemented for `Vec<u8>`, and for `bytes::BytesMut` with the `bytes`
-/// feature.
-///
-/// A pool keeps a returned buffer only if it is exactly the allocation it
-/// lent: once [`clear`](Buffer::clear)ed (and, if that is not enough,
-/// [`reclaim`](Buffer::reclaim)ed), its [`capacity`](Buffer::capacity) must
-/// be the class size and its [`as_ptr`](Buffer::as_ptr) the address it had
-/// at checkout. So `with_capacity(n)` must give exactly `n` bytes of
-/// capacity, or the pool never keeps the buffer.
-///
-/// ```
-/// use pool_core::Buffer;
-/// let mut v = <Vec<u8> as Buffer>::with_capacity(4096);
-/// let start = Buffer::as_ptr(&v);
-/// v.extend_from_slice(b"old");
-/// assert!(v.reclaim(4096));
-/// assert!(v.is_empty() && Buffer::capacity(&v) == 4096 && Buffer::as_ptr(&v) == start);
-/// ```
-pub trait Buffer: Send + Sized + 'static {
-    /// A new, empty buffer of exactly `capacity` bytes of capacity.
-    fn with_capacity(capacity: usize) -> Self;
-
-    /// Bytes the buffer can hold without reallocating.
-    fn capacity(&self) -> usize;
-
-    /// The address of the buffer's first byte (its view's start). After a
-    /// successful `reclaim` of the whole allocation this is where the
-    /// allocation starts.
-    fn as_ptr(&self) -> *const u8;
-
-    /// Sets the length to 0, keeping the memory. Called on every return;
-    /// when the cleared buffer already spans exactly its class from where
-    /// it started, the pool keeps it without calling `reclaim`.
-    fn clear(&mut self);
-
-    /// Makes a returned buffer ready for reuse: length 0, and at least
-    /// `class_size` bytes of capacity that no other handle can read or
-    /// write, without allocating. Returns false when that is impossible
-    /// (for `BytesMut`, while a split-off part still shares the memory it
-    /// needs); the pool then drops the buffer instead of handing it out
-    /// again.
-    fn reclaim(&mut self, class_size: usize) -> bool;
-
-    /// Overwrites the whole capacity with zeros (after `reclaim`), for
-    /// pools built with [`BufferConfig::zero_on_return`].
-    fn zero(&mut self);
-}
-
-impl Buffer for Vec<u8> {
-    #[inline]
-    fn with_capacity(capacity: usize) -> Self {
-        Vec::with_capacity(capacity)
-    }
-
-    #[inline]
-    fn capacity(&self) -> usize {
-        Vec::capacity(self)
-    }
-
-    #[inline]
-    fn as_ptr(&self) -> *const u8 {
-        <[u8]>::as_ptr(self)
-    }
-
-    #[inline]
-    fn clear(&mut self) {
-        Vec::clear(self);
-    }
-
-    #[inline]
-    fn reclaim(&mut self, class_size: usize) -> bool {
-        Vec::clear(self);
-        Vec::capacity(self) >= class_size
-    }
-
-    fn zero(&mut self) {
-        Vec::clear(self);
-        self.spare_capacity_mut().fill(MaybeUninit::new(0));
-    }
-}
-
-#[cfg(feature = "bytes")]
-impl Buffer for bytes::BytesMut {
-    #[inline]
-    fn with_capacity(capacity: usize) -> Self {
-        bytes::BytesMut::with_capacity(capacity)
-    }
-
-    #[inline]
-    fn capacity(&self) -> usize {
-        bytes::BytesMut::capacity(self)
-    }
-
-    #[inline]
-    fn as_ptr(&self) -> *const u8 {
-        <[u8]>::as_ptr(self)
-    }
-
-    #[inline]
-    fn clear(&mut self) {
-        bytes::BytesMut::clear(self);
-    }
-
-    #[inline]
-    fn reclaim(&mut self, class_size: usize) -> bool {
-        bytes::BytesMut::clear(self);
-        // Never allocates. Succeeds when this handle can reach `class_size`
-        // bytes that no other handle can see: either it owns the allocation
-        // alone again (every split-off part has been dropped; the view then
-        // moves back to the allocation's start), or its own view already
-        // spans them. The pool then also requires the view to start where
-        // the allocation it lent started and to be exactly the class size,
-        // which a buffer that was advanced while shared, or that grew, fails.
-        // A split-off part may still exist then, but only one with zero
-        // capacity (`split_to(0)`, `split_off(capacity)`): `bytes` keeps
-        // views disjoint, so that part can neither read nor write any byte
-        // this buffer reaches, and a `reserve` on it allocates anew while
-        // this buffer lives.
-        self.try_reclaim(class_size)
-    }
-
-    fn zero(&mut self) {
-        bytes::BytesMut::clear(self);
-        self.spare_capacity_mut().fill(MaybeUninit::new(0));
-    }
-}
-
-/// Why [`BufferPool::try_checkout`] could not serve a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CheckoutError {
-    /// The request is larger than any allocation can be (`isize::MAX`).
-    TooLarge {
-        /// The capacity asked for.
-        requested: usize,
-    },
-}
-
-impl fmt::Display for CheckoutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CheckoutError::TooLarge { requested } => write!(
-                f,
-                "cannot check out {requested} bytes: no allocation can exceed {} bytes; \
-                 ask for less or split the data",
-                isize::MAX
-            ),
-        }
-    }
-}
-
-impl std::error::Error for CheckoutError {}
-
-/// Which class a checked-out buffer came from, so that it goes back to the
-/// right one however its capacity changed. Returned by
-/// [`BufferPool::take`], consumed by [`BufferPool::give_back`] or
-/// [`BufferPool::forget`].
-#[must_use = "give the ticket back with its buffer, or the buffer counts as outstanding forever"]
-#[derive(Debug, PartialEq, Eq)]
-pub struct Ticket {
-    slot: u8,
-    source: Source,
-    /// Where the lent allocation starts.
-    origin: usize,
-    /// The class size (0 when unpooled).
-    size: usize,
-}
+pub use self::storage::Buffer;
+use self::ticket::{check_size, UNPOOLED};
+pub use self::ticket::{CheckoutError, Ticket};
 
 /// How far the fast return got with a buffer it did not keep, so that
 /// the full return does not repeat it.
@@ -198,37 +44,6 @@ enum Tried {
     NoRoom,
 }
 
-impl Ticket {
-    /// Where the buffer came from (this thread's cache, the depot, a new
-    /// allocation, or an unpooled one).
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// let (buf, ticket) = pool.take(1 << 30);
-    /// assert_eq!(ticket.source(), pool_core::Source::Unpooled);
-    /// # pool.give_back(buf, ticket);
-    /// ```
-    pub fn source(&self) -> Source {
-        self.source
-    }
-
-    /// The class size the buffer came from, or `None` for a request above
-    /// the largest class (an unpooled allocation).
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// let (buf, ticket) = pool.take(1000);
-    /// assert_eq!(ticket.class_size(), Some(1024));
-    /// pool.give_back(buf, ticket);
-    /// let (buf, ticket) = pool.take(1100);
-    /// assert_eq!(ticket.class_size(), Some(1280));
-    /// pool.give_back(buf, ticket);
-    /// ```
-    pub fn class_size(&self) -> Option<usize> {
-        (self.slot != UNPOOLED).then_some(self.size)
-    }
-}
-
 /// A pool of byte buffers in size classes, four per power of two by
 /// default (512, 640, 768, 896, 1024, 1280, ... bytes; see
 /// [`BufferConfig::classes_per_doubling`]).
@@ -236,8 +51,8 @@ impl Ticket {
 /// A checkout of `n` bytes gets a buffer of the smallest class of at least
 /// `n` bytes (a 0-byte request gets the smallest class), so with the
 /// default spacing no buffer is more than 25% larger than its request (or
-/// than the smallest class). [`Stats::waste`] reports what the rounding
-/// costs. A request above
+/// than the smallest class). [`Stats::waste`](crate::Stats::waste)
+/// reports what the rounding costs. A request above
 /// the largest class gets a plain allocation of exactly `n` bytes, counted
 /// as unpooled and dropped on return. Each returned buffer is cleared
 /// (length 0: no stale bytes are readable) and kept only if it is exactly
@@ -730,161 +545,6 @@ impl<B: Buffer> BufferPool<B> {
         let (slot, _) = self.own(&ticket);
         self.engine.count_detach(self.counter_index(slot));
     }
-
-    /// Creates `count` buffers in every class of the configured range and
-    /// stores them in the depot, within its bounds (the byte
-    /// bound fills from the smallest class up). Returns how many were
-    /// stored.
-    ///
-    /// ```
-    /// let pool = pool_core::BufferConfig::new().min_class(1024).max_class(4096).build::<Vec<u8>>()?;
-    /// assert_eq!(pool.prewarm(10), 90); // 9 classes: 1024, 1280, ..., 3584, 4096
-    /// drop(pool.checkout(2000));
-    /// assert_eq!(pool.stats().misses(), 0);
-    /// # Ok::<(), pool_core::ConfigError>(())
-    /// ```
-    pub fn prewarm(&self, count: usize) -> usize {
-        let (min_class, max_index) = self.engine.hot.range();
-        let min_index = self.spacing.index(min_class);
-        (min_index..=max_index)
-            .map(|index| self.prewarm_class(self.sizes[index], count))
-            .sum()
-    }
-
-    /// Creates `count` buffers of the class serving `size` bytes and stores
-    /// them in the depot, within its bounds. Returns how many were
-    /// stored (0 for a size above the largest class).
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// assert_eq!(pool.prewarm_class(4096, 8), 8);
-    /// assert_eq!(pool.prewarm_class(1 << 30, 8), 0);
-    /// ```
-    pub fn prewarm_class(&self, size: usize, count: usize) -> usize {
-        let Some((slot, size)) = self.slot_for(size) else {
-            return 0;
-        };
-        self.engine
-            .prewarm(slot as usize, count, || B::with_capacity(size))
-    }
-
-    /// Drops every buffer the depot holds and asks every thread's
-    /// cache to drop its buffers at its next checkout or slow-path return (this thread's at
-    /// once). Returns the bytes dropped from the depot.
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// pool.prewarm_class(4096, 16);
-    /// assert_eq!(pool.trim(), 16 * 4096);
-    /// assert_eq!(pool.stats().retained_bytes(), 0);
-    /// ```
-    pub fn trim(&self) -> usize {
-        self.engine.trim().1
-    }
-
-    /// Idle decay; see [`Pool::maintain`](crate::Pool::maintain).
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// pool.maintain(); // cheap when nothing is due
-    /// ```
-    pub fn maintain(&self) -> bool {
-        self.engine.maintain()
-    }
-
-    /// Changes the settings of a live pool, class range included. Guards
-    /// already out stay valid; a buffer returning to a class that is no
-    /// longer in the range is dropped. On error nothing changes.
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// let held = pool.checkout(512);
-    /// pool.reconfigure(pool.config().min_class(4096))?;
-    /// drop(held); // its 512 B class is gone: dropped, not kept
-    /// assert_eq!(pool.checkout(1).capacity(), 4096);
-    /// # Ok::<(), pool_core::ConfigError>(())
-    /// ```
-    pub fn reconfigure(&self, config: BufferConfig) -> Result<(), ConfigError> {
-        let limits = config.limits()?;
-        if limits.spacing != self.spacing {
-            return Err(ConfigError::new(
-                "classes_per_doubling",
-                config.get_classes_per_doubling(),
-                format!(
-                    "{}, the spacing this pool was built with (it cannot change on a live pool: \
-                     build a new pool)",
-                    self.spacing.per_doubling()
-                ),
-            ));
-        }
-        let released = {
-            let mut current = lock(&self.config);
-            *current = config;
-            self.engine.reconfigure(limits)
-        };
-        // Dropped with no lock held: a buffer's `Drop` may use the pool.
-        drop(released);
-        Ok(())
-    }
-
-    /// Hands this thread's cache to the depot now (what happens
-    /// anyway when the thread exits). For a runtime's thread-stop hook.
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// drop(pool.checkout(4096));
-    /// pool.flush_thread();
-    /// assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
-    /// ```
-    pub fn flush_thread(&self) {
-        self.engine.flush_thread();
-    }
-
-    /// Bytes the depot holds now ([`Stats::depot_bytes`] without a
-    /// snapshot: one atomic load), for callers that check it often.
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// pool.prewarm_class(4096, 2);
-    /// assert_eq!(pool.depot_bytes(), 8192);
-    /// ```
-    pub fn depot_bytes(&self) -> usize {
-        self.engine.depot_bytes()
-    }
-
-    /// The settings in force.
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// assert_eq!(pool.config().get_max_class(), 1 << 20);
-    /// ```
-    pub fn config(&self) -> BufferConfig {
-        *lock(&self.config)
-    }
-
-    /// A snapshot of the pool's counters, per class, summed over all
-    /// threads. See [`Pool::stats`](crate::Pool::stats).
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// drop(pool.checkout(4096));
-    /// drop(pool.checkout(4096));
-    /// let stats = pool.stats();
-    /// let class = stats.class(4096).unwrap();
-    /// assert_eq!((class.checkouts, class.local_hits, class.misses), (2, 1, 1));
-    /// ```
-    pub fn stats(&self) -> Stats {
-        let (min_class, max_index) = self.engine.hot.range();
-        let min_index = self.spacing.index(min_class);
-        let sums = self.engine.sums();
-        let in_range = |slot: usize| (min_index..=max_index).contains(&slot);
-        Stats::from_sums(
-            sums,
-            |slot| (slot < self.classes).then(|| (self.sizes[slot], in_range(slot))),
-            self.engine.depot_bytes(),
-            true,
-        )
-    }
 }
 
 /// A new buffer of a class of `size` bytes, on a miss.
@@ -892,14 +552,6 @@ impl<B: Buffer> BufferPool<B> {
 #[inline(never)]
 fn new_buffer<B: Buffer>(size: usize) -> B {
     B::with_capacity(size)
-}
-
-fn check_size(n: usize) -> Result<(), CheckoutError> {
-    if n > isize::MAX as usize {
-        Err(CheckoutError::TooLarge { requested: n })
-    } else {
-        Ok(())
-    }
 }
 
 /// A buffer checked out of a [`BufferPool`], borrowing the pool.

@@ -41,7 +41,7 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use crate::config::Limits;
+use crate::config::limits::Limits;
 use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering, ThreadLocal};
 use crate::outcome::{Discard, Returned, Source};
 
@@ -61,7 +61,8 @@ struct Gens {
     config: AtomicU64,
 }
 
-/// Read-mostly settings needed outside the caches (by `buffer.rs`).
+/// Read-mostly settings needed outside the caches (by `buffer.rs` and
+/// `buffer/upkeep.rs`).
 #[derive(Debug)]
 pub(crate) struct Hot {
     /// The class range: the smallest class's size and the largest class's

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::cache::{self, Slot};
 use super::exit::ExitFlush;
 use super::{Engine, Sums};
-use crate::config::Limits;
+use crate::config::limits::Limits;
 use crate::loom::{lock, AtomicU64, Ordering};
 
 /// Decay steps per decay interval: a batch is freed between one interval
