@@ -1,14 +1,19 @@
 //! The bottom of every path: the state behind every handle (`Inner`) and
-//! `Handle` (`&'static` or `Arc`), `BytesPool` with `checkout` and
-//! `serve`, which every checkout ends in, and the guard `PooledBytes` with
-//! its `Drop` and `give_back`, which every return ends in (settling held
-//! buffers included). The guard's API is in `pooled.rs`, the budgeted
-//! paths in `budget.rs`, the builder in `builder.rs`.
+//! `Handle` (`&'static` or `Arc`); `BytesPool` with `checkout` and `serve`,
+//! which every checkout ends in; the guard `PooledBytes` with its `Drop`.
 //!
-//! Every other module of the crate that reaches a pool imports this one;
-//! this one imports only leaves, and calls the observers (diagnostics,
-//! tracing, the blocking-thread mark, the decay thread's runtime capture)
-//! with the fields they need, never with `Inner`.
+//! The whole return path is [`give_back`] in this file: the guard's
+//! `Drop`, a frozen buffer's last `Bytes` clone and a taken-apart `Framed`
+//! all end there, except the guard's common return (uncharged, untracked,
+//! on a thread that caches), which is one `BufferPool::give_back` and, for
+//! a discard, its event. Budgeted buffers that split-off parts still share
+//! are held aside (`pinned.rs`) and settled from here (`settle`).
+//!
+//! The guard's API is in `pooled.rs`, the budgeted paths in `budget.rs`,
+//! the builder in `builder.rs`: they import this file. This file imports
+//! only leaf modules, and calls the observers (diagnostics, tracing, the
+//! blocking-thread mark, the decay thread's runtime capture) with the
+//! fields they need, never with `Inner`.
 
 use std::fmt;
 use std::mem::ManuallyDrop;
