@@ -1,59 +1,16 @@
 //! A pool's background threads: the park hook's idle thread, the decay
-//! thread (`Builder::decay_thread`), and the runtime it reaches idle
-//! workers through (`RuntimeSeen`).
+//! thread (`Builder::decay_thread`). The state they share with the pool,
+//! `RuntimeSeen` (the runtime the decay thread reaches idle workers
+//! through, and the idle thread's switches), is in `background/seen.rs`.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use crate::pool::{BytesPool, Handle, Inner};
 
-/// The tokio runtime a pool last allocated under, for the decay thread to
-/// reach idle workers through (see `Builder::decay_thread`).
-/// Also holds the pool's idle thread (see `BytesPool::thread_parking`).
-#[derive(Default)]
-pub(crate) struct RuntimeSeen {
-    handle: Mutex<Option<tokio::runtime::Handle>>,
-    /// When the last capture ran, in ms since `started` plus one (0: never),
-    /// so that misses capture at most every `CAPTURE_EVERY`.
-    last: AtomicU64,
-    started: OnceLock<Instant>,
-    idle: Arc<IdleThread>,
-}
+pub(crate) mod seen;
 
-impl Drop for RuntimeSeen {
-    /// The pool is gone: its idle thread ends.
-    fn drop(&mut self) {
-        let mut state = lock(&self.idle.state);
-        state.closed = true;
-        self.idle.wake.notify_all();
-    }
-}
-
-/// The park hook's timer. Depot batches age only with time, and a worker
-/// that stays parked runs no pool code again, so a park that leaves more
-/// than the idle floor in the depot arms this thread: it runs decay steps
-/// until the depot is down to the floor, then waits, without waking, until
-/// a park arms it again.
-#[derive(Debug, Default)]
-struct IdleThread {
-    state: Mutex<IdleState>,
-    wake: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct IdleState {
-    /// Steps are due: the depot held more than the floor at the last check.
-    armed: bool,
-    /// A thread was started (or its start failed: not tried again).
-    started: bool,
-    /// The pool was dropped.
-    closed: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use self::seen::{lock, IdleThread};
 
 /// After a park's flush and decay step: arms the pool's idle thread (and
 /// starts it, the first time) if the depot holds more than the idle floor.
@@ -127,50 +84,6 @@ fn run_idle_thread(weak: WeakPool, idle: &IdleThread) {
         // (`RuntimeSeen::drop`).
         drop(pool);
         state = lock(&idle.state);
-    }
-}
-
-/// How often a miss may refresh the captured runtime: a service that builds
-/// a new runtime is followed within this time.
-const CAPTURE_EVERY: Duration = Duration::from_millis(100);
-
-impl RuntimeSeen {
-    fn handle(&self) -> Option<tokio::runtime::Handle> {
-        self.handle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
-/// After a miss (a new allocation, the slow path anyway): on a pool with a
-/// decay thread, remembers the current runtime, at most every
-/// `CAPTURE_EVERY`.
-#[inline]
-pub(crate) fn on_miss(inner: &Inner) {
-    if inner.settings.decay_thread {
-        capture_runtime(&inner.runtime);
-    }
-}
-
-#[cold]
-fn capture_runtime(seen: &RuntimeSeen) {
-    let started = *seen.started.get_or_init(Instant::now);
-    let now = started.elapsed().as_millis() as u64 + 1;
-    let last = seen.last.load(Relaxed);
-    if last != 0 && now.saturating_sub(last) < CAPTURE_EVERY.as_millis() as u64 {
-        return;
-    }
-    // Relaxed: only elects which miss refreshes; the mutex orders the handle.
-    if seen
-        .last
-        .compare_exchange(last, now, Relaxed, Relaxed)
-        .is_err()
-    {
-        return;
-    }
-    if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        *seen.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use tokio::task::JoinHandle;
 
-use crate::runtime::{set_thread_kind, thread_kind, RUNTIME_UNPARKED, WORKER};
+use crate::runtime::mark::{set_thread_kind, thread_kind, RUNTIME_UNPARKED, WORKER};
 
 /// While alive, the current thread counts as a blocking thread for every
 /// pool (unless it is a worker), as if the runtime hooks had marked it;

@@ -1,278 +1,204 @@
-//! The byte budget: the semaphore `Budget`, its snapshot `BudgetStats`,
-//! `Reservation`, and the checks of budget settings and request sizes.
+//! The byte budget: `BytesPool`'s budgeted paths (`try_checkout`,
+//! `checkout_async`, `reserve`, the framed values' growth charging) and
+//! `Reservation`. The semaphore `Budget` kept in each pool, its snapshot
+//! `BudgetStats` and the checks of budget settings and request sizes are in
+//! `budget/semaphore.rs`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use bytes::BytesMut;
-use pool_core::{BufferConfig, BufferPool};
-use tokio::sync::{Semaphore, TryAcquireError};
+use crate::error::TryCheckoutError;
+use crate::pool::PooledBytes;
+use crate::pool::{settle, BytesPool};
 
-use crate::error::{BuildError, TryCheckoutError};
-use crate::pool::{BytesPool, Inner};
-use crate::pooled::PooledBytes;
+pub(crate) mod semaphore;
 
-/// An optional bound on the bytes checked out and not yet returned.
-///
-/// Design: a `tokio::sync::Semaphore` whose permits are bytes. A checkout
-/// takes as many permits as its class size and `forget`s them; the return
-/// adds them back. The semaphore is fair (first come, first served, so a
-/// large request is not starved by small ones) and its `acquire_many` is
-/// cancel-safe: a waiter dropped before it completes gives back any permits
-/// already assigned to it and the next waiter is woken. Pools without a
-/// budget never touch it.
-pub(crate) struct Budget {
-    pub(crate) limit: usize,
-    pub(crate) semaphore: Semaphore,
-    pub(crate) overdrafts: AtomicU64,
-    /// Returned buffers whose memory split-off parts still use: still
-    /// charged.
-    pub(crate) pinned: crate::pinned::Pinned,
-    /// The rate-limited overdraft WARN, with the pool's name.
-    warn: crate::tracing::OverdraftWarn,
-}
+use self::semaphore::check_size;
+pub use self::semaphore::BudgetStats;
 
-impl Budget {
-    pub(crate) fn new(
-        limit: usize,
-        config: &BufferConfig,
-        pool: std::borrow::Cow<'static, str>,
-    ) -> Result<Budget, BuildError> {
-        check_budget(limit, config)?;
-        Ok(Budget {
-            limit,
-            semaphore: Semaphore::new(limit),
-            overdrafts: AtomicU64::new(0),
-            pinned: crate::pinned::Pinned::default(),
-            warn: crate::tracing::OverdraftWarn::new(pool),
-        })
-    }
-
-    /// The bytes a request of `n` charges: its class size under the
-    /// settings in force, or `n` itself above the largest class. A guard
-    /// releases exactly what it was charged, so a reconfiguration between
-    /// the charge and the checkout can mis-size one charge, never unbalance
-    /// the budget.
-    pub(crate) fn charge(
-        &self,
-        pool: &BufferPool<BytesMut>,
-        n: usize,
-    ) -> Result<usize, TryCheckoutError> {
-        check_size(n)?;
-        let charge = pool.class_size_for(n).unwrap_or(n);
-        if charge > self.limit {
-            return Err(TryCheckoutError::ExceedsBudget {
-                charge,
-                budget: self.limit,
-            });
-        }
-        if charge > u32::MAX as usize {
-            return Err(TryCheckoutError::TooLarge {
-                requested: n,
-                limit: u32::MAX as usize,
-            });
-        }
-        Ok(charge)
-    }
-
-    /// Takes `charge` bytes if the budget has them now, after settling
-    /// held buffers whose parts have dropped if it does not.
-    pub(crate) fn try_acquire(&self, inner: &Inner, charge: usize) -> Result<(), TryCheckoutError> {
-        match self.try_take(charge) {
-            Err(_) if crate::pinned::settle(inner) > 0 => self.try_take(charge),
-            taken => taken,
-        }
-    }
-
-    fn try_take(&self, charge: usize) -> Result<(), TryCheckoutError> {
-        // `charge` fits in u32: checked by `charge`.
-        match self.semaphore.try_acquire_many(charge as u32) {
-            Ok(permit) => {
-                permit.forget();
-                Ok(())
-            }
-            Err(TryAcquireError::NoPermits) => Err(TryCheckoutError::BudgetExhausted {
-                charge,
-                available: self.semaphore.available_permits(),
-                budget: self.limit,
-            }),
-            Err(TryAcquireError::Closed) => unreachable!("the budget semaphore is never closed"),
-        }
-    }
-
-    /// Waits for `charge` bytes, first come first served. Held buffers are
-    /// settled before waiting; while it waits, the settle thread returns
-    /// their charge as their parts drop (see `pinned`).
-    pub(crate) async fn acquire(&self, inner: &Inner, charge: usize) {
-        if self.try_acquire(inner, charge).is_ok() {
-            return;
-        }
-        match self.semaphore.acquire_many(charge as u32).await {
-            Ok(permit) => permit.forget(),
-            Err(_) => unreachable!("the budget semaphore is never closed"),
-        }
-    }
-
-    /// Whether a reservation of `bytes` could ever be served.
-    pub(crate) fn check_reservation(&self, bytes: usize) -> Result<(), TryCheckoutError> {
-        if bytes > self.limit {
-            return Err(TryCheckoutError::ExceedsBudget {
-                charge: bytes,
-                budget: self.limit,
-            });
-        }
-        if bytes > u32::MAX as usize {
-            return Err(TryCheckoutError::TooLarge {
-                requested: bytes,
-                limit: u32::MAX as usize,
-            });
-        }
-        Ok(())
-    }
-
-    /// Counts an overdraft of `bytes` and says so at WARN level, at most
-    /// once a second per pool (`crate::tracing::OverdraftWarn`).
-    #[cold]
-    pub(crate) fn overdraft(&self, bytes: usize, what: &'static str) {
-        let overdrafts = self.overdrafts.fetch_add(1, Relaxed) + 1;
-        self.warn.overdraft(
-            bytes,
-            what,
-            overdrafts,
-            self.limit,
-            self.semaphore.available_permits(),
-        );
-    }
-
-    /// Charges `bytes` of growth if the budget has them; otherwise counts
-    /// an overdraft and charges nothing. Returns the bytes charged.
-    pub(crate) fn charge_growth(&self, inner: &Inner, bytes: usize) -> usize {
-        let charge = bytes.min(u32::MAX as usize);
-        match self.try_acquire(inner, charge) {
-            Ok(()) => charge,
-            Err(_) => {
-                self.overdraft(bytes, "growth");
+impl BytesPool {
+    /// Checks out a buffer, or says why not: the size is impossible, or the
+    /// budget is exhausted now (or smaller than the request).
+    ///
+    /// ```
+    /// use pool_tokio::{BytesPool, TryCheckoutError};
+    /// let pool = BytesPool::builder().budget(8192).build()?;
+    /// assert!(matches!(pool.try_checkout(usize::MAX), Err(TryCheckoutError::TooLarge { .. })));
+    /// assert!(matches!(pool.try_checkout(10_000), Err(TryCheckoutError::ExceedsBudget { .. })));
+    /// let a = pool.try_checkout(4096)?;
+    /// let b = pool.try_checkout(4096)?;
+    /// assert!(matches!(pool.try_checkout(1), Err(TryCheckoutError::BudgetExhausted { .. })));
+    /// # drop((a, b));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_checkout(&self, min_capacity: usize) -> Result<PooledBytes, TryCheckoutError> {
+        let charge = match &self.handle.inner().budget {
+            None => {
+                check_size(min_capacity)?;
                 0
             }
-        }
+            Some(budget) => {
+                let charge = budget.charge(&self.handle.inner().pool, min_capacity)?;
+                budget.try_acquire(charge, || settle(self.handle.inner()))?;
+                charge
+            }
+        };
+        Ok(self.serve(min_capacity, charge))
     }
 
-    #[inline]
-    pub(crate) fn release(&self, charge: usize) {
-        self.semaphore.add_permits(charge);
-    }
-
-    /// The charge of a buffer just served unpooled with `capacity` bytes:
-    /// at most its capacity. A request charged its class size, then served
-    /// above a largest class lowered meanwhile (a `reconfigure` between the
-    /// charge and the checkout), gets an unpooled buffer of the request's
-    /// size; the surplus goes back to the budget here. A returned buffer is
-    /// checked for sharing against its charge (see `pinned`), and a charge
-    /// past the capacity would read as shared for good: held, outstanding
-    /// and charged for ever.
-    #[cold]
-    pub(crate) fn fit_unpooled(&self, charge: usize, capacity: usize) -> usize {
-        if charge <= capacity {
-            return charge;
-        }
-        self.release(charge - capacity);
-        capacity
-    }
-}
-
-pub(crate) fn check_budget(limit: usize, config: &BufferConfig) -> Result<(), BuildError> {
-    let min = config.get_min_class();
-    if limit < min || limit > Semaphore::MAX_PERMITS {
-        return Err(BuildError::Budget {
-            budget: limit,
-            expected: format!(
-                "from min_class ({min}, so that one buffer fits) to {} bytes",
-                Semaphore::MAX_PERMITS
-            ),
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn check_size(n: usize) -> Result<(), TryCheckoutError> {
-    if n > isize::MAX as usize {
-        Err(TryCheckoutError::TooLarge {
-            requested: n,
-            limit: isize::MAX as usize,
-        })
-    } else {
-        Ok(())
-    }
-}
-
-/// A snapshot of a pool's byte budget.
-///
-/// ```
-/// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build()?;
-/// let held = pool.checkout(3000); // charges its 3 KiB class
-/// let budget = pool.budget().unwrap();
-/// assert_eq!((budget.limit, budget.charged, budget.available()), (1 << 20, 3072, (1 << 20) - 3072));
-/// # drop(held);
-/// # Ok::<(), pool_tokio::BuildError>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BudgetStats {
-    /// The budget: most bytes checked out at once.
-    pub limit: usize,
-    /// Bytes charged by buffers checked out now, and by buffers whose
-    /// memory is still live because of a checkout: a guard returned while a
-    /// part split off it (`split_to`, `copy_to_bytes`, a codec's frame) is
-    /// alive keeps its charge until the last part drops (see
-    /// [`held_shared`](Self::held_shared)); a frozen buffer keeps it until
-    /// its last `Bytes` clone drops. What leaves the budget: a
-    /// [`detach`](crate::PooledBytes::detach)ed buffer (the caller's own
-    /// from then on) and growth of a plain guard past its class (an
-    /// allocation of the caller's: check out the size you need; framed
-    /// values do charge their buffers' growth).
-    pub charged: usize,
-    /// Overdrafts: checkouts by [`BytesPool::checkout`] (and by the sync
-    /// framed and codec paths built on it) served past an exhausted budget,
-    /// uncharged, because that method never waits nor fails; and buffer
-    /// growth inside framed values the budget could not cover. Each one is
-    /// counted here; the first is also a WARN-level event (target
-    /// `pool_tokio`, `outcome = "overdraft"`) with the `pool`, the bytes
-    /// and what overdrew (`checkout` or `growth`), later ones at most one
-    /// WARN a second per pool, whose `suppressed` field counts the
-    /// overdrafts since the previous WARN.
-    pub overdrafts: u64,
-    /// Of `charged`, the bytes of buffers that were returned while a part
-    /// split off them (`split_to`, `copy_to_bytes`, a codec's frame) was
-    /// still alive: their memory is live, so their charge stays until the
-    /// last part drops.
+    /// Checks out a buffer, waiting while the budget is exhausted until
+    /// returns free enough bytes (immediately on a pool without a budget).
+    /// Waiters are served first come, first served.
+    ///
+    /// Cancel-safe: dropping the future while it waits loses nothing (bytes
+    /// set aside for it go back to the budget and the next waiter is woken).
+    ///
+    /// Fails only for a request that could never be served
+    /// ([`TryCheckoutError::TooLarge`], [`TryCheckoutError::ExceedsBudget`]).
     ///
     /// ```
-    /// use bytes::Buf;
-    ///
-    /// let pool = pool_tokio::BytesPool::builder().budget(64 << 10).build()?;
-    /// let mut buf = pool.try_checkout(16 << 10).unwrap();
-    /// buf.extend_from_slice(&[7; 1000]);
-    /// let part = buf.copy_to_bytes(1000); // shares the buffer's memory
-    /// drop(buf);
-    /// assert_eq!(pool.budget().unwrap().charged, 16 << 10);
-    /// assert_eq!(pool.budget().unwrap().held_shared, 16 << 10);
-    /// drop(part);
-    /// assert_eq!(pool.budget().unwrap().charged, 0);
-    /// # Ok::<(), pool_tokio::BuildError>(())
-    /// ```
-    pub held_shared: usize,
-}
-
-impl BudgetStats {
-    /// Bytes that can be checked out now without waiting.
-    ///
-    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let pool = pool_tokio::BytesPool::builder().budget(8192).build()?;
-    /// assert_eq!(pool.budget().unwrap().available(), 8192);
-    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// let held = pool.checkout_async(8192).await?;
+    /// let waiter = tokio::spawn({
+    ///     let pool = pool.clone();
+    ///     async move { pool.checkout_async(4096).await.map(|b| b.capacity()) }
+    /// });
+    /// tokio::task::yield_now().await;
+    /// assert!(!waiter.is_finished()); // waits for a return...
+    /// drop(held); // ...which wakes it
+    /// assert_eq!(waiter.await??, 4096);
+    /// # Ok(())
+    /// # }
     /// ```
-    pub fn available(&self) -> usize {
-        self.limit - self.charged
+    pub async fn checkout_async(
+        &self,
+        min_capacity: usize,
+    ) -> Result<PooledBytes, TryCheckoutError> {
+        let charge = match &self.handle.inner().budget {
+            None => {
+                check_size(min_capacity)?;
+                0
+            }
+            Some(budget) => {
+                let charge = budget.charge(&self.handle.inner().pool, min_capacity)?;
+                budget.acquire(charge, || settle(self.handle.inner())).await;
+                charge
+            }
+        };
+        // No await point between taking the permits and building the
+        // guard: once the bytes are charged, the guard owns them.
+        Ok(self.serve(min_capacity, charge))
+    }
+
+    /// Sets `bytes` of the budget aside for one task (see [`Reservation`]),
+    /// waiting until the budget has them: first come, first served, and
+    /// cancel-safe (a dropped wait gives back what was set aside for it).
+    /// Immediate on a pool without a budget. Fails only for a reservation
+    /// that could never be served (over the whole budget, or over
+    /// `u32::MAX` bytes).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pool_tokio::TryCheckoutError> {
+    /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build().unwrap();
+    /// let r = pool.reserve(256 << 10).await?;
+    /// assert_eq!(pool.budget().unwrap().charged, 256 << 10);
+    /// drop(r);
+    /// assert_eq!(pool.budget().unwrap().charged, 0);
+    /// assert!(pool.reserve(2 << 20).await.is_err()); // could never be served
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reserve(&self, bytes: usize) -> Result<Reservation, TryCheckoutError> {
+        let Some(budget) = &self.handle.inner().budget else {
+            return Ok(self.unbounded_reservation());
+        };
+        budget.check_reservation(bytes)?;
+        budget.acquire(bytes, || settle(self.handle.inner())).await;
+        // No await point between taking the bytes and the value that owns them.
+        Ok(Reservation {
+            pool: self.clone(),
+            remaining: bytes,
+        })
+    }
+
+    /// [`reserve`](Self::reserve) without waiting: fails with
+    /// [`TryCheckoutError::BudgetExhausted`] if the budget lacks the bytes now.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder().budget(8192).build().unwrap();
+    /// let r = pool.try_reserve(8192)?;
+    /// assert!(pool.try_reserve(1).is_err());
+    /// drop(r);
+    /// assert!(pool.try_reserve(1).is_ok());
+    /// # Ok::<(), pool_tokio::TryCheckoutError>(())
+    /// ```
+    pub fn try_reserve(&self, bytes: usize) -> Result<Reservation, TryCheckoutError> {
+        let Some(budget) = &self.handle.inner().budget else {
+            return Ok(self.unbounded_reservation());
+        };
+        budget.check_reservation(bytes)?;
+        budget.try_acquire(bytes, || settle(self.handle.inner()))?;
+        Ok(Reservation {
+            pool: self.clone(),
+            remaining: bytes,
+        })
+    }
+
+    fn unbounded_reservation(&self) -> Reservation {
+        Reservation {
+            pool: self.clone(),
+            remaining: usize::MAX,
+        }
+    }
+
+    /// The budget's charge for a checkout of `n` bytes, or why it can never
+    /// be served; `Ok(0)` on a pool without a budget.
+    pub(crate) fn budget_charge_for(&self, n: usize) -> Result<usize, TryCheckoutError> {
+        match &self.handle.inner().budget {
+            None => check_size(n).map(|()| 0),
+            Some(budget) => budget.charge(&self.handle.inner().pool, n),
+        }
+    }
+
+    /// Takes `charge` bytes from the budget now if it has them (true on a
+    /// pool without one).
+    pub(crate) fn try_take_budget(&self, charge: usize) -> bool {
+        match &self.handle.inner().budget {
+            None => true,
+            Some(budget) => budget
+                .try_acquire(charge, || settle(self.handle.inner()))
+                .is_ok(),
+        }
+    }
+
+    /// Waits until the budget has `charge` bytes and takes them.
+    /// Cancel-safe: bytes set aside for a dropped waiter go back.
+    pub(crate) async fn take_budget(&self, charge: usize) {
+        if let Some(budget) = &self.handle.inner().budget {
+            budget.acquire(charge, || settle(self.handle.inner())).await;
+        }
+    }
+
+    /// Charges `bytes` of growth of a buffer already checked out (an
+    /// overdraft, counted and traced at WARN, if the budget lacks them);
+    /// returns the bytes charged, to be given back with
+    /// [`release_budget`](Self::release_budget).
+    pub(crate) fn charge_growth(&self, bytes: usize) -> usize {
+        match &self.handle.inner().budget {
+            Some(budget) if bytes > 0 => {
+                budget.charge_growth(bytes, || settle(self.handle.inner()))
+            }
+            _ => 0,
+        }
+    }
+
+    /// Gives `bytes` back to the budget.
+    pub(crate) fn release_budget(&self, bytes: usize) {
+        if let (Some(budget), true) = (&self.handle.inner().budget, bytes > 0) {
+            budget.release(bytes);
+        }
     }
 }
 

@@ -1,11 +1,13 @@
-//! `Builder`: the settings of a new `BytesPool`.
+//! `Builder`: the settings of a new `BytesPool`, and the constructors that
+//! go through it (`BytesPool::new`, `BytesPool::builder`).
 
 use std::sync::Arc;
 
 use pool_core::BufferConfig;
 
 use crate::error::BuildError;
-use crate::pool::{BytesPool, Handle, Inner, Settings};
+use crate::pool::{BytesPool, Handle, Inner};
+use crate::settings::Settings;
 
 /// Builds a [`BytesPool`]: pool-core settings and an optional byte budget.
 ///
@@ -181,7 +183,9 @@ impl Builder {
         let mut inner = Inner::with_settings(self.config, self.budget, self.settings)?;
         #[cfg(feature = "diagnostics")]
         {
-            inner.diagnostics = self.diagnostics.map(crate::diagnostics::Registry::new);
+            inner.diagnostics = self
+                .diagnostics
+                .map(crate::diagnostics::records::Registry::new);
         }
         let pool = BytesPool {
             handle: Handle::Shared(Arc::new(inner)),
@@ -221,5 +225,41 @@ impl Builder {
             #[cfg(feature = "diagnostics")]
             diagnostics: None,
         }
+    }
+}
+
+impl Default for BytesPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BytesPool {
+    /// A pool with pool-core's default settings (classes 512 B ..= 1 MiB)
+    /// and no budget.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::new();
+    /// assert_eq!(pool.checkout(0).capacity(), 512);
+    /// ```
+    pub fn new() -> Self {
+        match Self::builder().build() {
+            Ok(pool) => pool,
+            Err(e) => unreachable!("default settings are valid: {e}"),
+        }
+    }
+
+    /// A builder, for a budget or settings.
+    ///
+    /// ```
+    /// let pool = pool_tokio::BytesPool::builder()
+    ///     .config(pool_core::BufferConfig::new().min_class(1024))
+    ///     .budget(16 << 20)
+    ///     .build()?;
+    /// assert_eq!(pool.budget().unwrap().limit, 16 << 20);
+    /// # Ok::<(), pool_tokio::BuildError>(())
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
     }
 }

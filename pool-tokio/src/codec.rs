@@ -20,8 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::TryCheckoutError;
-use crate::pool::BytesPool;
-use crate::pooled::PooledBytes;
+use crate::pool::{BytesPool, PooledBytes};
 
 mod framed_io;
 mod length_delimited;

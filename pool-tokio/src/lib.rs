@@ -120,6 +120,7 @@ mod pinned;
 mod pool;
 mod pooled;
 mod runtime;
+mod settings;
 mod tracing;
 
 use std::sync::LazyLock;
@@ -137,14 +138,14 @@ pub use codec::{
 #[cfg(feature = "diagnostics")]
 pub use diagnostics::{Diagnostics, LeakReport, Outstanding};
 pub use error::{BuildError, TryCheckoutError};
-pub use pool::{BytesPool, DEFAULT_NAME};
-pub use pooled::PooledBytes;
+pub use pool::{BytesPool, PooledBytes};
 pub use runtime::RuntimeHooks;
+pub use settings::DEFAULT_NAME;
 
 static DEFAULT_INNER: LazyLock<pool::Inner> = LazyLock::new(|| {
-    let settings = pool::Settings {
+    let settings = settings::Settings {
         decay_thread: true,
-        ..pool::Settings::default()
+        ..settings::Settings::default()
     };
     match pool::Inner::with_settings(pool_core::BufferConfig::new(), None, settings) {
         Ok(inner) => inner,

@@ -22,6 +22,10 @@
 //! Pools without a budget never come here: their shared buffers are
 //! dropped on return, as pool-core does (the allocation lives on with its
 //! parts, and nothing bounds it).
+//!
+//! A leaf module: what needs the pool (returning a settled buffer, starting
+//! the settle thread with a handle of the pool) is `pool.rs`'s `settle`
+//! and `start_settle_thread`, which call in here with closures.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -30,8 +34,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use pool_core::Ticket;
 
-use crate::diagnostics::Track;
-use crate::pool::{Handle, Inner};
+use crate::diagnostics::records::Track;
 
 /// How often the settle thread checks held buffers.
 const SETTLE_EVERY: Duration = Duration::from_millis(2);
@@ -47,6 +50,15 @@ pub(crate) struct Entry {
     /// The size to reclaim: the class size, or the charge of an unpooled
     /// buffer (never past its capacity: see `Budget::fit_unpooled`).
     size: usize,
+}
+
+/// What [`Pinned::hold_if_shared`] did with a returned buffer.
+pub(crate) enum Hold {
+    /// Not shared: everything back, for a normal return.
+    Unique(BytesMut, Ticket, usize, Track),
+    /// Held here with its charge; `start_thread`: no settle thread runs,
+    /// the caller starts one.
+    Held { start_thread: bool },
 }
 
 #[derive(Default)]
@@ -89,22 +101,22 @@ impl Pinned {
     }
 
     /// Clears `buf` and, if its allocation is still shared with a split-off
-    /// part, keeps it here with its charge (starting the settle thread if
-    /// none runs). Otherwise hands everything back for a normal return.
+    /// part, keeps it here with its charge (saying whether the caller must
+    /// start the settle thread: none runs). Otherwise hands everything back
+    /// for a normal return.
     pub(crate) fn hold_if_shared(
         &self,
-        handle: &Handle,
         mut buf: BytesMut,
         ticket: Ticket,
         charge: usize,
         track: Track,
-    ) -> Option<(BytesMut, Ticket, usize, Track)> {
+    ) -> Hold {
         let size = ticket.class_size().unwrap_or(charge);
         buf.clear();
         // Never allocates; fails only while another handle shares the bytes
         // this one would need (see pool-core's `Buffer::reclaim`).
         if buf.try_reclaim(size) {
-            return Some((buf, ticket, charge, track));
+            return Hold::Unique(buf, ticket, charge, track);
         }
         let start = {
             let mut held = self.lock();
@@ -120,10 +132,9 @@ impl Pinned {
             self.len.store(held.entries.len(), Ordering::Release);
             !std::mem::replace(&mut held.thread, true)
         };
-        if start {
-            start_settle_thread(handle);
+        Hold::Held {
+            start_thread: start,
         }
-        None
     }
 
     /// Takes out every held buffer that is its allocation's only owner
@@ -159,69 +170,48 @@ impl Pinned {
             false
         }
     }
-}
 
-/// Returns every held buffer of `inner`'s pool whose parts have all
-/// dropped, releasing their charge. Returns the bytes released.
-pub(crate) fn settle(inner: &Inner) -> usize {
-    settle_then(inner, false)
-}
-
-/// `settle`; with `flush`, also hands this thread's cache to the depot
-/// before anyone else can look (the settle thread, which serves no
-/// checkouts of its own).
-fn settle_then(inner: &Inner, flush: bool) -> usize {
-    let Some(budget) = &inner.budget else {
-        return 0;
-    };
-    let _settling = budget
-        .pinned
-        .settling
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let mut released = 0;
-    for entry in budget.pinned.reunited() {
-        released += entry.charge;
-        crate::pooled::give_back_unique(inner, entry.buf, entry.ticket, entry.charge, entry.track);
-    }
-    if flush && released > 0 {
-        inner.pool.flush_thread();
-    }
-    released
-}
-
-/// Starts the thread that settles `handle`'s held buffers while there are
-/// any. It holds the pool: a pool dropped while parts of its buffers live
-/// on is freed once they are gone. A failure to spawn (resource limits)
-/// leaves settling to the pool's own calls (budget requests, `budget()`,
-/// `stats()`).
-fn start_settle_thread(handle: &Handle) {
-    let fallback = handle.clone();
-    let handle = handle.clone();
-    let spawned = std::thread::Builder::new()
-        .name("pool-tokio-settle".into())
-        .spawn(move || {
-            let inner = handle.inner();
-            let Some(budget) = &inner.budget else { return };
-            let mut idle = Duration::ZERO;
-            loop {
-                std::thread::sleep(SETTLE_EVERY);
-                // Returns on this thread go to its cache: flushed on.
-                settle_then(inner, true);
-                if budget.pinned.len() > 0 {
-                    idle = Duration::ZERO;
-                    continue;
-                }
-                idle += SETTLE_EVERY;
-                if idle >= LINGER && budget.pinned.thread_may_end() {
-                    return;
-                }
-            }
-        });
-    if spawned.is_err() {
-        if let Some(budget) = &fallback.inner().budget {
-            // The next held buffer tries again.
-            budget.pinned.lock().thread = false;
+    /// Settles: takes out every held buffer that is its allocation's only
+    /// owner again and hands each to `give_back` (which returns it and its
+    /// charge), then calls `then` with the bytes released, all under the
+    /// `settling` lock. Returns the bytes released.
+    pub(crate) fn settle(
+        &self,
+        mut give_back: impl FnMut(Entry),
+        then: impl FnOnce(usize),
+    ) -> usize {
+        let _settling = self.settling.lock().unwrap_or_else(|e| e.into_inner());
+        let mut released = 0;
+        for entry in self.reunited() {
+            released += entry.charge;
+            give_back(entry);
         }
+        then(released);
+        released
+    }
+
+    /// The settle thread's loop: `settle` every [`SETTLE_EVERY`] while
+    /// anything is held here; returns after [`LINGER`] with nothing held.
+    pub(crate) fn run_settle_thread(&self, mut settle: impl FnMut()) {
+        let mut idle = Duration::ZERO;
+        loop {
+            std::thread::sleep(SETTLE_EVERY);
+            settle();
+            if self.len() > 0 {
+                idle = Duration::ZERO;
+                continue;
+            }
+            idle += SETTLE_EVERY;
+            if idle >= LINGER && self.thread_may_end() {
+                return;
+            }
+        }
+    }
+
+    /// The settle thread could not be spawned (resource limits): the next
+    /// held buffer tries again, and until then settling is left to the
+    /// pool's own calls (budget requests, `budget()`, `stats()`).
+    pub(crate) fn settle_thread_failed(&self) {
+        self.lock().thread = false;
     }
 }

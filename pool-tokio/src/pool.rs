@@ -1,19 +1,35 @@
-//! `BytesPool`: the pool handle, its shared state (`Inner`, `Settings`,
-//! `Handle`) and checkout. The budget is in `budget.rs`, the builder in
-//! `builder.rs`.
+//! The bottom of every path: the state behind every handle (`Inner`) and
+//! `Handle` (`&'static` or `Arc`); `BytesPool` with `checkout` and `serve`,
+//! which every checkout ends in; the guard `PooledBytes` with its `Drop`.
+//!
+//! The whole return path is [`give_back`] in this file: the guard's
+//! `Drop`, a frozen buffer's last `Bytes` clone and a taken-apart `Framed`
+//! all end there, except the guard's common return (uncharged, untracked,
+//! on a thread that caches), which is one `BufferPool::give_back` and, for
+//! a discard, its event. Budgeted buffers that split-off parts still share
+//! are held aside (`pinned.rs`) and settled from here (`settle`).
+//!
+//! The guard's API is in `pooled.rs`, the budgeted paths in `budget.rs`,
+//! the builder in `builder.rs`: they import this file. This file imports
+//! only leaf modules, and calls the observers (diagnostics, tracing, the
+//! blocking-thread mark, the decay thread's runtime capture) with the
+//! fields they need, never with `Inner`.
 
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use pool_core::{BufferConfig, BufferPool, Stats};
+use pool_core::{BufferConfig, BufferPool, Returned, Stats, Ticket};
 
-pub(crate) use crate::budget::Budget;
-use crate::budget::{check_budget, check_size, BudgetStats, Reservation};
-use crate::builder::Builder;
+use crate::background::seen::{on_miss, RuntimeSeen};
+use crate::budget::semaphore::{check_budget, Budget, BudgetStats};
+use crate::diagnostics::records::{self as diagnostics, Records, Track};
 use crate::error::{BuildError, TryCheckoutError};
-use crate::pooled::PooledBytes;
+use crate::pinned::Hold;
+use crate::runtime::mark::{after_return, keeps_cache};
+use crate::settings::Settings;
 
 /// The state behind every handle of one pool.
 pub(crate) struct Inner {
@@ -22,46 +38,14 @@ pub(crate) struct Inner {
     /// Runtime, naming and tracing settings (`Builder::name` and friends).
     pub(crate) settings: Settings,
     /// The runtime the decay thread reaches idle workers through.
-    pub(crate) runtime: crate::background::RuntimeSeen,
-    /// Leak diagnostics, for pools built with `Builder::diagnostics`.
-    #[cfg(feature = "diagnostics")]
-    pub(crate) diagnostics: Option<crate::diagnostics::Registry>,
+    pub(crate) runtime: RuntimeSeen,
+    /// Leak diagnostics, for pools built with `Builder::diagnostics`
+    /// (nothing without the `diagnostics` feature).
+    pub(crate) diagnostics: Records,
     /// What `export_metrics` last added to each series.
     #[cfg(feature = "metrics")]
-    pub(crate) exported: crate::metrics::Exported,
+    pub(crate) exported: crate::metrics::series::Exported,
 }
-
-/// The settings of a pool that are pool-tokio's own (not pool-core's).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Settings {
-    /// Carried by statistics reports, trace events and metrics.
-    pub(crate) name: std::borrow::Cow<'static, str>,
-    /// Bytes that idle decay driven by this crate leaves retained.
-    pub(crate) idle_floor: usize,
-    /// Whether blocking threads of a runtime with this pool's hooks keep a
-    /// per-thread cache.
-    pub(crate) blocking_cache: bool,
-    /// Whether every hit is traced (misses and discards always are).
-    pub(crate) trace_hits: bool,
-    /// Whether a background thread drives idle decay (`Builder::decay_thread`).
-    pub(crate) decay_thread: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            name: std::borrow::Cow::Borrowed(DEFAULT_NAME),
-            idle_floor: 0,
-            blocking_cache: false,
-            trace_hits: false,
-            decay_thread: false,
-        }
-    }
-}
-
-/// The name of a pool built without [`Builder::name`], the
-/// [default pool](crate::default_pool)'s included.
-pub const DEFAULT_NAME: &str = "default";
 
 impl Inner {
     pub(crate) fn new(config: BufferConfig, budget: Option<usize>) -> Result<Inner, BuildError> {
@@ -82,9 +66,8 @@ impl Inner {
             pool,
             budget,
             settings,
-            runtime: crate::background::RuntimeSeen::default(),
-            #[cfg(feature = "diagnostics")]
-            diagnostics: None,
+            runtime: RuntimeSeen::default(),
+            diagnostics: Records::default(),
             #[cfg(feature = "metrics")]
             exported: Default::default(),
         })
@@ -121,9 +104,9 @@ impl Handle {
 ///
 /// # The byte budget
 ///
-/// A pool built with [`Builder::budget`] bounds the bytes checked out at
-/// once: every buffer charges its class size (an unpooled one its size)
-/// until it comes back, on every path: [`checkout`](BytesPool::checkout)
+/// A pool built with [`Builder::budget`](crate::Builder::budget) bounds the
+/// bytes checked out at once: every buffer charges its class size (an
+/// unpooled one its size) until it comes back, on every path: [`checkout`](BytesPool::checkout)
 /// and its variants, the framed values ([`framed`](BytesPool::framed) and
 /// friends, which also charge a codec's growth of their buffers as they see
 /// it after each poll), and pooled frames
@@ -149,7 +132,7 @@ impl Handle {
 /// waits for the next one hang on a 1 MiB budget). Ways out:
 /// - reserve a task's worst case up front with
 ///   [`reserve`](BytesPool::reserve) (one wait, holding nothing) and check
-///   its buffers out of the [`Reservation`], which never waits;
+///   its buffers out of the [`Reservation`](crate::Reservation), which never waits;
 /// - drop (or finish with) each frame before asking for the next, so a
 ///   waiter holds at most its read buffer;
 /// - admit at most `budget / per-connection worst case` connections at
@@ -157,7 +140,7 @@ impl Handle {
 ///   budget), so those admitted can always be served;
 /// - use [`try_checkout`](BytesPool::try_checkout) where holding is
 ///   unavoidable and shed load (close the connection, reply "busy") on
-///   [`TryCheckoutError::BudgetExhausted`].
+///   [`TryCheckoutError::BudgetExhausted`](crate::TryCheckoutError::BudgetExhausted).
 ///
 /// Guards of a pool built here hold an `Arc` of it (one atomic increment
 /// per checkout and one decrement per return); [`leak`](BytesPool::leak)
@@ -193,27 +176,7 @@ impl fmt::Debug for BytesPool {
     }
 }
 
-impl Default for BytesPool {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl BytesPool {
-    /// A pool with pool-core's default settings (classes 512 B ..= 1 MiB)
-    /// and no budget.
-    ///
-    /// ```
-    /// let pool = pool_tokio::BytesPool::new();
-    /// assert_eq!(pool.checkout(0).capacity(), 512);
-    /// ```
-    pub fn new() -> Self {
-        match Self::builder().build() {
-            Ok(pool) => pool,
-            Err(e) => unreachable!("default settings are valid: {e}"),
-        }
-    }
-
     /// A pool with the given settings and no budget.
     ///
     /// ```
@@ -230,20 +193,6 @@ impl BytesPool {
         Ok(BytesPool {
             handle: Handle::Shared(Arc::new(inner)),
         })
-    }
-
-    /// A builder, for a budget or settings.
-    ///
-    /// ```
-    /// let pool = pool_tokio::BytesPool::builder()
-    ///     .config(pool_core::BufferConfig::new().min_class(1024))
-    ///     .budget(16 << 20)
-    ///     .build()?;
-    /// assert_eq!(pool.budget().unwrap().limit, 16 << 20);
-    /// # Ok::<(), pool_tokio::BuildError>(())
-    /// ```
-    pub fn builder() -> Builder {
-        Builder::new()
     }
 
     pub(crate) fn from_static(inner: &'static Inner) -> Self {
@@ -340,11 +289,17 @@ impl BytesPool {
         buf
     }
 
+    /// Charges a checkout of `n` to `budget`, or overdraws it.
+    ///
+    /// Out of line: only pools with a budget come here, and the charge
+    /// (size checks, the semaphore, settling held buffers, the overdraft's
+    /// count and WARN) would otherwise be inlined into every `checkout`.
     #[cold]
     fn overdraft_charge(&self, budget: &Budget, n: usize) -> usize {
+        let inner = self.handle.inner();
         match budget
-            .charge(&self.handle.inner().pool, n)
-            .and_then(|c| budget.try_acquire(self.handle.inner(), c).map(|()| c))
+            .charge(&inner.pool, n)
+            .and_then(|c| budget.try_acquire(c, || settle(inner)).map(|()| c))
         {
             Ok(charge) => charge,
             Err(TryCheckoutError::TooLarge { requested, limit })
@@ -364,7 +319,7 @@ impl BytesPool {
     #[inline(always)]
     pub(crate) fn serve(&self, n: usize, charge: usize) -> PooledBytes {
         let inner = self.handle.inner();
-        let (buf, ticket) = if crate::runtime::keeps_cache(inner) {
+        let (buf, ticket) = if keeps_cache(inner.settings.blocking_cache) {
             inner.pool.take(n)
         } else {
             // A blocking thread: no batch stays cached here.
@@ -372,195 +327,14 @@ impl BytesPool {
         };
         let mut charge = charge;
         if !ticket.source().is_hit() {
-            crate::background::on_miss(inner);
+            on_miss(inner.settings.decay_thread, &inner.runtime);
             if let (None, Some(budget)) = (ticket.class_size(), &inner.budget) {
                 charge = budget.fit_unpooled(charge, buf.capacity());
             }
         }
         crate::tracing::checkout(&inner.settings, &ticket, n);
-        let track = crate::diagnostics::on_checkout(inner, n, ticket.class_size());
+        let track = diagnostics::on_checkout(&inner.diagnostics, n, ticket.class_size());
         PooledBytes::new(buf, ticket, charge, track, self.handle.clone())
-    }
-
-    /// Checks out a buffer, or says why not: the size is impossible, or the
-    /// budget is exhausted now (or smaller than the request).
-    ///
-    /// ```
-    /// use pool_tokio::{BytesPool, TryCheckoutError};
-    /// let pool = BytesPool::builder().budget(8192).build()?;
-    /// assert!(matches!(pool.try_checkout(usize::MAX), Err(TryCheckoutError::TooLarge { .. })));
-    /// assert!(matches!(pool.try_checkout(10_000), Err(TryCheckoutError::ExceedsBudget { .. })));
-    /// let a = pool.try_checkout(4096)?;
-    /// let b = pool.try_checkout(4096)?;
-    /// assert!(matches!(pool.try_checkout(1), Err(TryCheckoutError::BudgetExhausted { .. })));
-    /// # drop((a, b));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn try_checkout(&self, min_capacity: usize) -> Result<PooledBytes, TryCheckoutError> {
-        let charge = match &self.handle.inner().budget {
-            None => {
-                check_size(min_capacity)?;
-                0
-            }
-            Some(budget) => {
-                let charge = budget.charge(&self.handle.inner().pool, min_capacity)?;
-                budget.try_acquire(self.handle.inner(), charge)?;
-                charge
-            }
-        };
-        Ok(self.serve(min_capacity, charge))
-    }
-
-    /// Checks out a buffer, waiting while the budget is exhausted until
-    /// returns free enough bytes (immediately on a pool without a budget).
-    /// Waiters are served first come, first served.
-    ///
-    /// Cancel-safe: dropping the future while it waits loses nothing (bytes
-    /// set aside for it go back to the budget and the next waiter is woken).
-    ///
-    /// Fails only for a request that could never be served
-    /// ([`TryCheckoutError::TooLarge`], [`TryCheckoutError::ExceedsBudget`]).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let pool = pool_tokio::BytesPool::builder().budget(8192).build()?;
-    /// let held = pool.checkout_async(8192).await?;
-    /// let waiter = tokio::spawn({
-    ///     let pool = pool.clone();
-    ///     async move { pool.checkout_async(4096).await.map(|b| b.capacity()) }
-    /// });
-    /// tokio::task::yield_now().await;
-    /// assert!(!waiter.is_finished()); // waits for a return...
-    /// drop(held); // ...which wakes it
-    /// assert_eq!(waiter.await??, 4096);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn checkout_async(
-        &self,
-        min_capacity: usize,
-    ) -> Result<PooledBytes, TryCheckoutError> {
-        let charge = match &self.handle.inner().budget {
-            None => {
-                check_size(min_capacity)?;
-                0
-            }
-            Some(budget) => {
-                let charge = budget.charge(&self.handle.inner().pool, min_capacity)?;
-                budget.acquire(self.handle.inner(), charge).await;
-                charge
-            }
-        };
-        // No await point between taking the permits and building the
-        // guard: once the bytes are charged, the guard owns them.
-        Ok(self.serve(min_capacity, charge))
-    }
-
-    /// Sets `bytes` of the budget aside for one task (see [`Reservation`]),
-    /// waiting until the budget has them: first come, first served, and
-    /// cancel-safe (a dropped wait gives back what was set aside for it).
-    /// Immediate on a pool without a budget. Fails only for a reservation
-    /// that could never be served (over the whole budget, or over
-    /// `u32::MAX` bytes).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), pool_tokio::TryCheckoutError> {
-    /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build().unwrap();
-    /// let r = pool.reserve(256 << 10).await?;
-    /// assert_eq!(pool.budget().unwrap().charged, 256 << 10);
-    /// drop(r);
-    /// assert_eq!(pool.budget().unwrap().charged, 0);
-    /// assert!(pool.reserve(2 << 20).await.is_err()); // could never be served
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn reserve(&self, bytes: usize) -> Result<Reservation, TryCheckoutError> {
-        let Some(budget) = &self.handle.inner().budget else {
-            return Ok(self.unbounded_reservation());
-        };
-        budget.check_reservation(bytes)?;
-        budget.acquire(self.handle.inner(), bytes).await;
-        // No await point between taking the bytes and the value that owns them.
-        Ok(Reservation {
-            pool: self.clone(),
-            remaining: bytes,
-        })
-    }
-
-    /// [`reserve`](Self::reserve) without waiting: fails with
-    /// [`TryCheckoutError::BudgetExhausted`] if the budget lacks the bytes now.
-    ///
-    /// ```
-    /// let pool = pool_tokio::BytesPool::builder().budget(8192).build().unwrap();
-    /// let r = pool.try_reserve(8192)?;
-    /// assert!(pool.try_reserve(1).is_err());
-    /// drop(r);
-    /// assert!(pool.try_reserve(1).is_ok());
-    /// # Ok::<(), pool_tokio::TryCheckoutError>(())
-    /// ```
-    pub fn try_reserve(&self, bytes: usize) -> Result<Reservation, TryCheckoutError> {
-        let Some(budget) = &self.handle.inner().budget else {
-            return Ok(self.unbounded_reservation());
-        };
-        budget.check_reservation(bytes)?;
-        budget.try_acquire(self.handle.inner(), bytes)?;
-        Ok(Reservation {
-            pool: self.clone(),
-            remaining: bytes,
-        })
-    }
-
-    fn unbounded_reservation(&self) -> Reservation {
-        Reservation {
-            pool: self.clone(),
-            remaining: usize::MAX,
-        }
-    }
-
-    /// The budget's charge for a checkout of `n` bytes, or why it can never
-    /// be served; `Ok(0)` on a pool without a budget.
-    pub(crate) fn budget_charge_for(&self, n: usize) -> Result<usize, TryCheckoutError> {
-        match &self.handle.inner().budget {
-            None => check_size(n).map(|()| 0),
-            Some(budget) => budget.charge(&self.handle.inner().pool, n),
-        }
-    }
-
-    /// Takes `charge` bytes from the budget now if it has them (true on a
-    /// pool without one).
-    pub(crate) fn try_take_budget(&self, charge: usize) -> bool {
-        match &self.handle.inner().budget {
-            None => true,
-            Some(budget) => budget.try_acquire(self.handle.inner(), charge).is_ok(),
-        }
-    }
-
-    /// Waits until the budget has `charge` bytes and takes them.
-    /// Cancel-safe: bytes set aside for a dropped waiter go back.
-    pub(crate) async fn take_budget(&self, charge: usize) {
-        if let Some(budget) = &self.handle.inner().budget {
-            budget.acquire(self.handle.inner(), charge).await;
-        }
-    }
-
-    /// Charges `bytes` of growth of a buffer already checked out (an
-    /// overdraft, counted and traced at WARN, if the budget lacks them);
-    /// returns the bytes charged, to be given back with
-    /// [`release_budget`](Self::release_budget).
-    pub(crate) fn charge_growth(&self, bytes: usize) -> usize {
-        match &self.handle.inner().budget {
-            Some(budget) if bytes > 0 => budget.charge_growth(self.handle.inner(), bytes),
-            _ => 0,
-        }
-    }
-
-    /// Gives `bytes` back to the budget.
-    pub(crate) fn release_budget(&self, bytes: usize) {
-        if let (Some(budget), true) = (&self.handle.inner().budget, bytes > 0) {
-            budget.release(bytes);
-        }
     }
 
     /// A snapshot of the pool's counters (see [`pool_core::Stats`]; its
@@ -576,7 +350,7 @@ impl BytesPool {
     /// ```
     pub fn stats(&self) -> Stats {
         let inner = self.handle.inner();
-        crate::pinned::settle(inner);
+        settle(inner);
         inner.pool.stats()
     }
 
@@ -587,13 +361,8 @@ impl BytesPool {
     /// ```
     pub fn budget(&self) -> Option<BudgetStats> {
         let inner = self.handle.inner();
-        crate::pinned::settle(inner);
-        inner.budget.as_ref().map(|b| BudgetStats {
-            limit: b.limit,
-            charged: b.limit - b.semaphore.available_permits().min(b.limit),
-            overdrafts: b.overdrafts.load(Relaxed),
-            held_shared: b.pinned.charged(),
-        })
+        settle(inner);
+        inner.budget.as_ref().map(Budget::stats)
     }
 
     /// The settings in force.
@@ -605,7 +374,7 @@ impl BytesPool {
         self.handle.inner().pool.config()
     }
 
-    /// The pool's name ([`Builder::name`]; `"default"` unless set).
+    /// The pool's name ([`Builder::name`](crate::Builder::name); `"default"` unless set).
     ///
     /// ```
     /// assert_eq!(pool_tokio::BytesPool::new().name(), "default");
@@ -614,7 +383,7 @@ impl BytesPool {
         &self.handle.inner().settings.name
     }
 
-    /// The bytes idle decay leaves retained ([`Builder::idle_floor`]).
+    /// The bytes idle decay leaves retained ([`Builder::idle_floor`](crate::Builder::idle_floor)).
     ///
     /// ```
     /// assert_eq!(pool_tokio::BytesPool::new().idle_floor(), 0);
@@ -624,7 +393,7 @@ impl BytesPool {
     }
 
     /// Whether blocking threads keep a per-thread cache
-    /// ([`Builder::blocking_cache`]).
+    /// ([`Builder::blocking_cache`](crate::Builder::blocking_cache)).
     ///
     /// ```
     /// assert!(!pool_tokio::BytesPool::new().blocking_cache());
@@ -710,5 +479,287 @@ impl BytesPool {
     /// ```
     pub fn buffer_pool(&self) -> &BufferPool<BytesMut> {
         &self.handle.inner().pool
+    }
+}
+
+/// A [`BytesMut`] checked out of a [`BytesPool`]; dropping it returns the
+/// buffer to the pool, on whatever thread drops it.
+///
+/// Derefs to `BytesMut`, and implements [`BufMut`](bytes::BufMut), [`Buf`](bytes::Buf) and
+/// [`io::Write`](std::io::Write), so it goes wherever a `BytesMut` goes: `read_buf(&mut
+/// buf)`, a codec's `decode(&mut buf)`, `write!(buf, ...)`,
+/// `write_all_buf(&mut buf)` (which consumes the bytes from the front),
+/// `http_body_util::Full::new(buf)`. It is `Send + Sync + 'static`, so a
+/// task can hold it across `.await` and move between workers. It compares
+/// equal to byte slices, `Vec<u8>`, `Bytes` and `str` with the same bytes;
+/// [`Clone`] checks out a new pooled buffer (see [`clone`](Self::clone)).
+///
+/// # Reading into it: `read_buf`, not `read`
+///
+/// **A fresh checkout is empty (length 0).** `AsyncReadExt::read(&mut buf)`
+/// reads into the buffer's *initialised length*, so on a fresh checkout it
+/// reads nothing and returns `Ok(0)`, which looks exactly like end of
+/// stream. Use **`read_buf(&mut buf)`**, which appends into the spare
+/// capacity and returns `Ok(0)` only at end of stream. If an API needs an
+/// initialised `&mut [u8]`, check out with
+/// [`BytesPool::checkout_zeroed`] (length `n`, zero-filled):
+///
+/// ```
+/// use tokio::io::AsyncReadExt;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let mut input: &[u8] = b"hello";
+/// let mut buf = pool_tokio::checkout(64);
+/// assert_eq!(input.read(&mut buf).await?, 0); // length 0: reads nothing!
+/// assert_eq!(input.read_buf(&mut buf).await?, 5); // appends: right
+/// let mut slice = pool_tokio::checkout_zeroed(3);
+/// let mut more: &[u8] = b"abc";
+/// assert_eq!(more.read(&mut slice[..]).await?, 3); // length 3: fine
+/// assert_eq!(slice, b"abc"[..]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Split-off parts (`split_to`, `split_off`, `split`) share its memory and
+/// stay valid after it is dropped: the pool sees the memory is still shared
+/// and drops the buffer instead of reusing it. [`freeze`](Self::freeze)
+/// turns it into `Bytes` without a copy; the memory comes back to the pool
+/// when the last clone drops.
+///
+/// ```
+/// use std::io::Write;
+/// use bytes::BufMut;
+///
+/// let mut buf = pool_tokio::checkout(64);
+/// buf.put_slice(b"status: ");
+/// write!(buf, "{}", 200)?;
+/// assert_eq!(&buf[..], b"status: 200");
+/// let body = buf.freeze(); // no copy
+/// assert_eq!(&body[..], b"status: 200");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct PooledBytes {
+    /// Owned by the guard while `ticket` is `Some`; moved out (by `Drop` or
+    /// `into_raw`) exactly when `ticket` is taken. No `Option` around the
+    /// buffer: reaching it is a field access, and moving it is one copy.
+    buf: ManuallyDrop<BytesMut>,
+    ticket: Option<Ticket>,
+    pub(crate) charge: usize,
+    /// Zero-sized without the `diagnostics` feature.
+    track: Track,
+    pub(crate) handle: Handle,
+}
+
+impl PooledBytes {
+    #[inline]
+    pub(crate) fn new(
+        buf: BytesMut,
+        ticket: Ticket,
+        charge: usize,
+        track: Track,
+        handle: Handle,
+    ) -> Self {
+        PooledBytes {
+            buf: ManuallyDrop::new(buf),
+            ticket: Some(ticket),
+            charge,
+            track,
+            handle,
+        }
+    }
+
+    /// Takes the guard apart without returning the buffer.
+    #[inline]
+    pub(crate) fn into_raw(mut self) -> (BytesMut, Lease) {
+        let Some(ticket) = self.ticket.take() else {
+            unreachable!("a guard holds its buffer until dropped")
+        };
+        // SAFETY: `ticket` was `Some`, so the guard still owned `buf`; with
+        // `ticket` now `None`, `Drop` will not touch `buf` again.
+        let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
+        (
+            buf,
+            Lease {
+                ticket,
+                charge: self.charge,
+                track: self.track,
+            },
+        )
+    }
+
+    /// Rebuilds a guard from [`into_raw`](Self::into_raw)'s parts.
+    #[inline]
+    pub(crate) fn from_raw(buf: BytesMut, lease: Lease, handle: Handle) -> Self {
+        Self::new(buf, lease.ticket, lease.charge, lease.track, handle)
+    }
+
+    #[inline]
+    pub(crate) fn ticket(&self) -> &Ticket {
+        match &self.ticket {
+            Some(ticket) => ticket,
+            None => unreachable!("a guard holds its buffer until dropped"),
+        }
+    }
+}
+
+/// A checked-out buffer's accounting, apart from the buffer (while a
+/// `Framed` owns the buffer).
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub(crate) ticket: Ticket,
+    pub(crate) charge: usize,
+    pub(crate) track: Track,
+}
+
+impl Drop for PooledBytes {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            // SAFETY: `ticket` was `Some`, so the guard still owned `buf`;
+            // it is moved out once, here, and never touched again.
+            let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
+            let inner = self.handle.inner();
+            // The common return: nothing charged, nothing tracked, a thread
+            // that keeps a cache. Then pool-core's return is all there is
+            // to do, in one pass (its fast path, else its full one, each
+            // `Buffer` hook run once), and the only event is a discard's.
+            if self.charge == 0
+                && !diagnostics::tracking(&self.track)
+                && keeps_cache(inner.settings.blocking_cache)
+            {
+                let class = ticket.class_size();
+                let capacity = buf.capacity();
+                let returned = inner.pool.give_back(buf, ticket);
+                if returned != Returned::Kept {
+                    crate::tracing::returned(&inner.settings, class, capacity, returned);
+                }
+                return;
+            }
+            give_back_cold(&self.handle, buf, ticket, self.charge, self.track);
+        }
+    }
+}
+
+impl Deref for PooledBytes {
+    type Target = BytesMut;
+
+    #[inline]
+    fn deref(&self) -> &BytesMut {
+        &self.buf
+    }
+}
+
+impl DerefMut for PooledBytes {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+}
+
+/// Returns a buffer and its budget charge to the pool: the guard's full
+/// return, a frozen buffer's last clone and a taken-apart framed value.
+#[inline]
+pub(crate) fn give_back(
+    handle: &Handle,
+    buf: BytesMut,
+    ticket: Ticket,
+    charge: usize,
+    track: Track,
+) {
+    let inner = handle.inner();
+    // A charged buffer whose memory a split-off part still uses keeps its
+    // charge until the part drops (see `pinned`).
+    let (buf, ticket, charge, track) = match &inner.budget {
+        Some(budget) if charge > 0 => {
+            match budget.pinned.hold_if_shared(buf, ticket, charge, track) {
+                Hold::Unique(buf, ticket, charge, track) => (buf, ticket, charge, track),
+                Hold::Held { start_thread } => {
+                    if start_thread {
+                        start_settle_thread(handle);
+                    }
+                    return;
+                }
+            }
+        }
+        _ => (buf, ticket, charge, track),
+    };
+    give_back_unique(inner, buf, ticket, charge, track);
+}
+
+/// Returns a buffer to the pool and its charge to the budget, with the
+/// observers told; the buffer is not held aside whatever its state.
+fn give_back_unique(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
+    diagnostics::on_return(&inner.diagnostics, track);
+    let class = ticket.class_size();
+    let capacity = buf.capacity();
+    let returned = inner.pool.give_back(buf, ticket);
+    crate::tracing::returned(&inner.settings, class, capacity, returned);
+    after_return(&inner.pool, inner.settings.blocking_cache);
+    // After the buffer is back, so that a woken waiter can find it.
+    if charge > 0 {
+        if let Some(budget) = &inner.budget {
+            budget.release(charge);
+        }
+    }
+}
+
+/// The guard's return when its fast path does not apply.
+///
+/// Out of line: charged, tracked and blocking-thread returns are the rare
+/// ones, and inlining `give_back` (held buffers, observers, the budget)
+/// into every `drop` would grow the common return that `Drop` keeps inline.
+#[cold]
+#[inline(never)]
+fn give_back_cold(handle: &Handle, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
+    give_back(handle, buf, ticket, charge, track);
+}
+
+/// Returns every held buffer of `inner`'s pool whose parts have all
+/// dropped, releasing their charge (see `pinned`). Returns the bytes
+/// released.
+pub(crate) fn settle(inner: &Inner) -> usize {
+    settle_then(inner, false)
+}
+
+/// `settle`; with `flush`, also hands this thread's cache to the depot
+/// before anyone else can look (the settle thread, which serves no
+/// checkouts of its own).
+fn settle_then(inner: &Inner, flush: bool) -> usize {
+    let Some(budget) = &inner.budget else {
+        return 0;
+    };
+    budget.pinned.settle(
+        |entry| give_back_unique(inner, entry.buf, entry.ticket, entry.charge, entry.track),
+        |released| {
+            if flush && released > 0 {
+                inner.pool.flush_thread();
+            }
+        },
+    )
+}
+
+/// Starts the thread that settles `handle`'s held buffers while there are
+/// any (`Pinned::run_settle_thread`). It holds the pool: a pool dropped
+/// while parts of its buffers live on is freed once they are gone. A
+/// failure to spawn (resource limits) leaves settling to the pool's own
+/// calls (budget requests, `budget()`, `stats()`).
+fn start_settle_thread(handle: &Handle) {
+    let held = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("pool-tokio-settle".into())
+        .spawn(move || {
+            let inner = held.inner();
+            if let Some(budget) = &inner.budget {
+                // Returns on this thread go to its cache: flushed on.
+                budget.pinned.run_settle_thread(|| {
+                    settle_then(inner, true);
+                });
+            }
+        });
+    if spawned.is_err() {
+        if let Some(budget) = &handle.inner().budget {
+            // The next held buffer tries again.
+            budget.pinned.settle_thread_failed();
+        }
     }
 }

@@ -1,192 +1,22 @@
-//! `PooledBytes`, the checkout guard, and the owner behind a frozen one.
+//! `PooledBytes`'s API: `freeze` (the owner behind a frozen buffer,
+//! `Frozen`), `detach`, its accessors, pooled `Clone`, equality with byte
+//! types, `Buf`, `BufMut` and `io::Write`.
 //!
-//! The whole return path is [`give_back`]: the guard's `Drop`, a frozen
-//! buffer's last `Bytes` clone and a taken-apart `Framed` all end there,
-//! except the guard's common return (uncharged, untracked, on a thread that
-//! caches), which is one `BufferPool::give_back` and, for a discard, its
-//! event.
+//! The guard itself, its `Drop` and the whole return path (`give_back`) are
+//! in `pool.rs`, beside the checkout: a frozen buffer's last `Bytes` clone
+//! and a taken-apart `Framed` end in `give_back` too.
 
 use std::fmt;
 use std::io;
-use std::mem::ManuallyDrop;
-use std::ops::{Deref, DerefMut};
 
 use bytes::buf::UninitSlice;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use pool_core::{Returned, Source, Ticket};
+use pool_core::Source;
 
-use crate::diagnostics::{self, Track};
-use crate::pool::{BytesPool, Handle, Inner};
-
-/// Returns a buffer and its budget charge to the pool.
-#[inline]
-fn give_back(handle: &Handle, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
-    let inner = handle.inner();
-    // A charged buffer whose memory a split-off part still uses keeps its
-    // charge until the part drops (see `pinned`).
-    let (buf, ticket, charge, track) = match &inner.budget {
-        Some(budget) if charge > 0 => {
-            match budget
-                .pinned
-                .hold_if_shared(handle, buf, ticket, charge, track)
-            {
-                Some(back) => back,
-                None => return,
-            }
-        }
-        _ => (buf, ticket, charge, track),
-    };
-    give_back_unique(inner, buf, ticket, charge, track);
-}
-
-/// Returns a buffer to the pool and its charge to the budget, with the
-/// observers told; the buffer is not held aside whatever its state.
-pub(crate) fn give_back_unique(
-    inner: &Inner,
-    buf: BytesMut,
-    ticket: Ticket,
-    charge: usize,
-    track: Track,
-) {
-    diagnostics::on_return(inner, track);
-    let class = ticket.class_size();
-    let capacity = buf.capacity();
-    let returned = inner.pool.give_back(buf, ticket);
-    crate::tracing::returned(&inner.settings, class, capacity, returned);
-    crate::runtime::after_return(inner);
-    // After the buffer is back, so that a woken waiter can find it.
-    if charge > 0 {
-        if let Some(budget) = &inner.budget {
-            budget.release(charge);
-        }
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn give_back_cold(handle: &Handle, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
-    give_back(handle, buf, ticket, charge, track);
-}
-
-/// A [`BytesMut`] checked out of a [`BytesPool`]; dropping it returns the
-/// buffer to the pool, on whatever thread drops it.
-///
-/// Derefs to `BytesMut`, and implements [`BufMut`], [`Buf`] and
-/// [`io::Write`], so it goes wherever a `BytesMut` goes: `read_buf(&mut
-/// buf)`, a codec's `decode(&mut buf)`, `write!(buf, ...)`,
-/// `write_all_buf(&mut buf)` (which consumes the bytes from the front),
-/// `http_body_util::Full::new(buf)`. It is `Send + Sync + 'static`, so a
-/// task can hold it across `.await` and move between workers. It compares
-/// equal to byte slices, `Vec<u8>`, `Bytes` and `str` with the same bytes;
-/// [`Clone`] checks out a new pooled buffer (see [`clone`](Self::clone)).
-///
-/// # Reading into it: `read_buf`, not `read`
-///
-/// **A fresh checkout is empty (length 0).** `AsyncReadExt::read(&mut buf)`
-/// reads into the buffer's *initialised length*, so on a fresh checkout it
-/// reads nothing and returns `Ok(0)`, which looks exactly like end of
-/// stream. Use **`read_buf(&mut buf)`**, which appends into the spare
-/// capacity and returns `Ok(0)` only at end of stream. If an API needs an
-/// initialised `&mut [u8]`, check out with
-/// [`BytesPool::checkout_zeroed`] (length `n`, zero-filled):
-///
-/// ```
-/// use tokio::io::AsyncReadExt;
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> std::io::Result<()> {
-/// let mut input: &[u8] = b"hello";
-/// let mut buf = pool_tokio::checkout(64);
-/// assert_eq!(input.read(&mut buf).await?, 0); // length 0: reads nothing!
-/// assert_eq!(input.read_buf(&mut buf).await?, 5); // appends: right
-/// let mut slice = pool_tokio::checkout_zeroed(3);
-/// let mut more: &[u8] = b"abc";
-/// assert_eq!(more.read(&mut slice[..]).await?, 3); // length 3: fine
-/// assert_eq!(slice, b"abc"[..]);
-/// # Ok(())
-/// # }
-/// ```
-///
-/// Split-off parts (`split_to`, `split_off`, `split`) share its memory and
-/// stay valid after it is dropped: the pool sees the memory is still shared
-/// and drops the buffer instead of reusing it. [`freeze`](Self::freeze)
-/// turns it into `Bytes` without a copy; the memory comes back to the pool
-/// when the last clone drops.
-///
-/// ```
-/// use std::io::Write;
-/// use bytes::BufMut;
-///
-/// let mut buf = pool_tokio::checkout(64);
-/// buf.put_slice(b"status: ");
-/// write!(buf, "{}", 200)?;
-/// assert_eq!(&buf[..], b"status: 200");
-/// let body = buf.freeze(); // no copy
-/// assert_eq!(&body[..], b"status: 200");
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub struct PooledBytes {
-    /// Owned by the guard while `ticket` is `Some`; moved out (by `Drop` or
-    /// `into_raw`) exactly when `ticket` is taken. No `Option` around the
-    /// buffer: reaching it is a field access, and moving it is one copy.
-    buf: ManuallyDrop<BytesMut>,
-    ticket: Option<Ticket>,
-    charge: usize,
-    /// Zero-sized without the `diagnostics` feature.
-    track: Track,
-    handle: Handle,
-}
+use crate::diagnostics::records::on_return;
+use crate::pool::{give_back, BytesPool, Handle, Lease, PooledBytes};
 
 impl PooledBytes {
-    #[inline]
-    pub(crate) fn new(
-        buf: BytesMut,
-        ticket: Ticket,
-        charge: usize,
-        track: Track,
-        handle: Handle,
-    ) -> Self {
-        PooledBytes {
-            buf: ManuallyDrop::new(buf),
-            ticket: Some(ticket),
-            charge,
-            track,
-            handle,
-        }
-    }
-
-    /// Takes the guard apart without returning the buffer.
-    #[inline]
-    pub(crate) fn into_raw(mut self) -> (BytesMut, Lease) {
-        let Some(ticket) = self.ticket.take() else {
-            unreachable!("a guard holds its buffer until dropped")
-        };
-        // SAFETY: `ticket` was `Some`, so the guard still owned `buf`; with
-        // `ticket` now `None`, `Drop` will not touch `buf` again.
-        let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
-        (
-            buf,
-            Lease {
-                ticket,
-                charge: self.charge,
-                track: self.track,
-            },
-        )
-    }
-
-    /// Rebuilds a guard from [`into_raw`](Self::into_raw)'s parts.
-    #[inline]
-    pub(crate) fn from_raw(buf: BytesMut, lease: Lease, handle: Handle) -> Self {
-        Self::new(buf, lease.ticket, lease.charge, lease.track, handle)
-    }
-
-    #[inline]
-    fn ticket(&self) -> &Ticket {
-        match &self.ticket {
-            Some(ticket) => ticket,
-            None => unreachable!("a guard holds its buffer until dropped"),
-        }
-    }
-
     /// Turns the buffer's contents into [`Bytes`] without copying. The
     /// memory goes back to the pool when the last clone of the `Bytes` (and
     /// of any slice of it) drops.
@@ -259,7 +89,7 @@ impl PooledBytes {
         let handle = self.handle.clone();
         let (buf, lease) = self.into_raw();
         let inner = handle.inner();
-        diagnostics::on_return(inner, lease.track);
+        on_return(&inner.diagnostics, lease.track);
         inner.pool.forget(lease.ticket);
         if let Some(budget) = &inner.budget {
             if lease.charge > 0 {
@@ -424,60 +254,6 @@ impl PartialEq for PooledBytes {
 }
 
 impl Eq for PooledBytes {}
-
-/// A checked-out buffer's accounting, apart from the buffer (while a
-/// `Framed` owns the buffer).
-#[derive(Debug)]
-pub(crate) struct Lease {
-    ticket: Ticket,
-    charge: usize,
-    track: Track,
-}
-
-impl Drop for PooledBytes {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            // SAFETY: `ticket` was `Some`, so the guard still owned `buf`;
-            // it is moved out once, here, and never touched again.
-            let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
-            let inner = self.handle.inner();
-            // The common return: nothing charged, nothing tracked, a thread
-            // that keeps a cache. Then pool-core's return is all there is
-            // to do, in one pass (its fast path, else its full one, each
-            // `Buffer` hook run once), and the only event is a discard's.
-            if self.charge == 0
-                && !diagnostics::tracking(&self.track)
-                && crate::runtime::keeps_cache(inner)
-            {
-                let class = ticket.class_size();
-                let capacity = buf.capacity();
-                let returned = inner.pool.give_back(buf, ticket);
-                if returned != Returned::Kept {
-                    crate::tracing::returned(&inner.settings, class, capacity, returned);
-                }
-                return;
-            }
-            give_back_cold(&self.handle, buf, ticket, self.charge, self.track);
-        }
-    }
-}
-
-impl Deref for PooledBytes {
-    type Target = BytesMut;
-
-    #[inline]
-    fn deref(&self) -> &BytesMut {
-        &self.buf
-    }
-}
-
-impl DerefMut for PooledBytes {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut BytesMut {
-        &mut self.buf
-    }
-}
 
 impl AsRef<[u8]> for PooledBytes {
     #[inline]

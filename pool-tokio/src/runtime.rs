@@ -1,59 +1,18 @@
 //! Runtime integration: thread hooks (composable with the user's own), the
-//! blocking-thread cache policy, the maintenance task, the reporter.
+//! maintenance task, the reporter. The blocking-thread mark they set and
+//! the cache policy read from it are in `runtime/mark.rs`.
 
-use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::pool::{BytesPool, Inner};
+use crate::pool::BytesPool;
 
-/// What this crate's hooks have learnt about the current thread.
-const UNKNOWN: u8 = 0;
-/// `on_thread_start` ran and the thread never parked: a blocking thread
-/// (tokio parks only workers), or a worker before its first park.
-pub(crate) const RUNTIME_UNPARKED: u8 = 1;
-/// The thread parked at least once: a worker.
-pub(crate) const WORKER: u8 = 2;
+pub(crate) mod mark;
 
-thread_local! {
-    static THREAD_KIND: Cell<u8> = const { Cell::new(UNKNOWN) };
-}
-
-#[inline]
-pub(crate) fn thread_kind() -> u8 {
-    // `try_with`: returns also run during thread teardown.
-    THREAD_KIND.try_with(Cell::get).unwrap_or(UNKNOWN)
-}
-
-pub(crate) fn set_thread_kind(kind: u8) {
-    let _ = THREAD_KIND.try_with(|k| k.set(kind));
-}
-
-/// After a buffer went back on this thread: on a blocking thread of a pool
-/// without [`Builder::blocking_cache`](crate::Builder::blocking_cache), moves
-/// this thread's cache on to the depot, so it keeps nothing.
-#[inline(always)]
-pub(crate) fn after_return(inner: &Inner) {
-    if !keeps_cache(inner) {
-        flush_blocking(inner);
-    }
-}
-
-/// Whether this thread may cache: keep buffers it returns, and the rest of
-/// a depot batch it checks out of (false on a blocking thread of a pool
-/// without `blocking_cache`).
-#[inline(always)]
-pub(crate) fn keeps_cache(inner: &Inner) -> bool {
-    inner.settings.blocking_cache || thread_kind() != RUNTIME_UNPARKED
-}
-
-#[cold]
-fn flush_blocking(inner: &Inner) {
-    inner.pool.flush_thread();
-}
+use self::mark::{set_thread_kind, thread_kind, RUNTIME_UNPARKED, WORKER};
 
 impl BytesPool {
     /// What to call from your own

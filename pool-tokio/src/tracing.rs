@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use pool_core::{Returned, Source, Ticket};
 
-use crate::pool::Settings;
+use crate::settings::Settings;
 
 /// The `class` field of an event: the class size in bytes, or `unpooled`
 /// for requests above the largest class (the spelling the metrics' label
@@ -111,6 +111,9 @@ impl OverdraftWarn {
     /// An overdraft of `bytes` (by `what`: `checkout` or `growth`), the
     /// budget's `overdrafts`-th: a WARN, unless one was logged for this
     /// pool less than `OVERDRAFT_WARN_INTERVAL` ago.
+    ///
+    /// Out of line: called only on overdrafts, and the clock read and the
+    /// event's formatting would bloat its caller.
     #[cold]
     pub(crate) fn overdraft(
         &self,

@@ -51,8 +51,7 @@ mod write;
 pub(crate) use read::{lend_direct, take_direct, Direct, ReadSide};
 pub(crate) use write::{queue_body, Body, WriteSide};
 
-use crate::pool::BytesPool;
-use crate::pooled::PooledBytes;
+use crate::pool::{BytesPool, PooledBytes};
 
 /// A pooled buffer owned by a framed value.
 pub(crate) struct Owned {
@@ -155,6 +154,11 @@ impl Owned {
         }
     }
 
+    /// Charges the buffer's growth since the last charge to the budget.
+    ///
+    /// Out of line: a buffer grows past its class rarely, and `settle` runs
+    /// after every poll; the budget's charge (and a possible overdraft)
+    /// stays out of that loop.
     #[cold]
     fn charge_growth(&mut self) {
         let more = self.buf.capacity() - self.covered;

@@ -53,8 +53,7 @@ use std::fmt;
 use std::io;
 
 use crate::error::TryCheckoutError;
-use crate::pool::BytesPool;
-use crate::pooled::PooledBytes;
+use crate::pool::{BytesPool, PooledBytes};
 
 mod builder;
 mod decode;

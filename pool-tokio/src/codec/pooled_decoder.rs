@@ -4,8 +4,7 @@
 use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::pool::BytesPool;
-use crate::pooled::PooledBytes;
+use crate::pool::{BytesPool, PooledBytes};
 
 /// Wraps any tokio-util [`Decoder`] whose frames are bytes (`BytesMut`,
 /// `Bytes`, `String`, `Vec<u8>`: anything `AsRef<[u8]>`) so that each frame

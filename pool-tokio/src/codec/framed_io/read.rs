@@ -13,7 +13,7 @@ use tokio::io::AsyncRead;
 use tokio_util::codec::Decoder;
 
 use super::Owned;
-use crate::pooled::PooledBytes;
+use crate::pool::PooledBytes;
 
 /// A frame whose body is being read: `frame` holds the bytes so far, `len`
 /// is the frame's full length.
@@ -238,6 +238,10 @@ impl ReadSide {
     /// The codec (or a caller through `read_buffer_mut`) moved the buffer
     /// to an allocation of its own: move its bytes into a pooled checkout
     /// of that size.
+    ///
+    /// Out of line: a codec that reallocates the read buffer is the
+    /// exception (a checkout and a copy), and the read loop checks for it
+    /// after every decode.
     #[cold]
     fn adopt(&mut self, anchor: Option<BytesMut>) {
         let fresh = self.buf.fresh(self.buf.buf.capacity(), &self.buf.buf);

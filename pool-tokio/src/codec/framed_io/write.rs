@@ -15,7 +15,7 @@ use tokio::io::AsyncWrite;
 use tokio_util::codec::Encoder;
 
 use super::Owned;
-use crate::pooled::PooledBytes;
+use crate::pool::PooledBytes;
 
 /// At most this many slices per vectored write (tokio-util's own bound in
 /// `poll_write_buf`; well under every platform's `IOV_MAX`).

@@ -8,7 +8,7 @@ use bytes::{Buf, BytesMut};
 use tokio_util::codec::Decoder;
 
 use super::{budget_error, PooledLengthDelimitedCodec, State, Step, DIRECT_READ};
-use crate::pooled::PooledBytes;
+use crate::pool::PooledBytes;
 
 impl PooledLengthDelimitedCodec {
     /// Reads a header from `src` if one is complete: the frame length.

@@ -9,7 +9,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Encoder;
 
 use super::PooledLengthDelimitedCodec;
-use crate::pooled::PooledBytes;
+use crate::pool::PooledBytes;
 
 impl PooledLengthDelimitedCodec {
     /// The header for a body of `len` bytes, in the first `.1` bytes.

@@ -13,8 +13,7 @@ use tokio::io::AsyncRead;
 
 use super::{budget_error, PooledLengthDelimitedCodec, State, Step, DIRECT_READ, READ_BUFFER};
 use crate::error::TryCheckoutError;
-use crate::pool::BytesPool;
-use crate::pooled::PooledBytes;
+use crate::pool::{BytesPool, PooledBytes};
 
 impl PooledLengthDelimitedCodec {
     /// A [`FrameReader`] over `io` with this codec: a `Stream` of pooled
