@@ -171,11 +171,18 @@ fn frozen_body() -> Full<Bytes> {
     Full::new(buf.freeze())
 }
 
+/// The fewest allocations of three runs each, interleaved: a stray
+/// allocation from outside the exchange (seen once in a loaded
+/// `cargo test --workspace`: 3501 against 3500) can only add to a run, and
+/// one allocation per response more still shows in every run.
 #[test]
 fn hyper_sends_a_pooled_body_with_no_allocation_beyond_a_static_one() {
-    let floor = hyper_allocations(static_body);
-    let pooled = hyper_allocations(pooled_body);
-    let frozen = hyper_allocations(frozen_body);
+    let (mut floor, mut pooled, mut frozen) = (u64::MAX, u64::MAX, u64::MAX);
+    for _ in 0..3 {
+        floor = floor.min(hyper_allocations(static_body));
+        pooled = pooled.min(hyper_allocations(pooled_body));
+        frozen = frozen.min(hyper_allocations(frozen_body));
+    }
     assert!(floor > 0, "hyper itself allocates per request");
     assert_eq!(
         pooled, floor,
