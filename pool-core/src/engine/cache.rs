@@ -53,9 +53,11 @@ pub(crate) struct Class<T> {
     batch: Cell<usize>,
     /// An empty vessel for the next batch pushed to the depot.
     vessel: Cell<Option<Vec<T>>>,
-    /// A large class (its share of `thread_bytes` is below one buffer):
-    /// `room` stays 0, so that every return into it takes the slow path,
-    /// which bounds what the thread keeps in all large classes together.
+    /// A large class (its share of `thread_bytes` is below one buffer). It
+    /// is *closed* (`room` 0) until a return opens it on the slow path,
+    /// which first closes other large classes (their buffers to the depot)
+    /// so that the open ones fit the thread's bound for large classes
+    /// together; an open class then takes and returns on the fast path.
     loose: Cell<bool>,
 }
 
@@ -153,24 +155,23 @@ impl<T> Class<T> {
         self.loose.get()
     }
 
-    /// Marks this class large or not; a large class's fast-path room is 0.
-    /// Call after [`set_limits`](Self::set_limits).
+    /// Marks this class large or not; a large class starts closed. Call
+    /// after [`set_limits`](Self::set_limits).
     pub(crate) fn set_loose(&self, loose: bool) {
         self.loose.set(loose);
         if loose {
-            self.room.set(0);
+            self.close();
         }
     }
 
-    /// Moves the value out of `src` onto the stack of a large class, on
-    /// the slow path: like [`push_from`](Self::push_from) with the stack's
-    /// storage reserved first, then the fast path's room closed again.
-    /// False, with nothing done, when the stack is at its cap.
-    pub(crate) fn push_loose(&self, src: &ManuallyDrop<T>) -> bool {
-        self.make_room();
-        let kept = self.push_from(src);
+    /// Whether the fast path may return into this class.
+    pub(crate) fn is_open(&self) -> bool {
+        self.room.get() > 0
+    }
+
+    /// Closes a large class to the fast path's returns.
+    pub(crate) fn close(&self) {
         self.room.set(0);
-        kept
     }
 
     pub(crate) fn batch(&self) -> usize {

@@ -133,15 +133,13 @@ impl<T: Send + 'static> Engine<T> {
         while c.len() >= c.cap() {
             self.spill_one(class, slot, &mut dropped);
         }
-        let kept = if c.is_loose() {
-            let kept = c.push_loose(src);
-            self.bound_loose(slot, class, &mut dropped);
-            kept
-        } else {
-            // The first return into this class reserves its stack.
-            c.make_room();
-            c.push_from(src)
-        };
+        if c.is_loose() && !c.is_open() {
+            self.open_loose(slot, class, &mut dropped);
+        }
+        // The first return into this class reserves its stack (and opens a
+        // large one).
+        c.make_room();
+        let kept = c.push_from(src);
         debug_assert!(kept, "a spilled cache has room");
         if !kept {
             c.counters.stale.bump();
@@ -150,27 +148,36 @@ impl<T: Send + 'static> Engine<T> {
         kept
     }
 
-    /// Keeps what `slot`'s large classes hold within their shared bound,
-    /// the buffer just returned into `kept` always kept: pushes whole
-    /// batches of the largest other classes to the depot until the rest
-    /// fits. Large classes are few (about a dozen) and their buffers large,
-    /// so a walk over them costs little beside the buffer itself.
-    fn bound_loose(&self, slot: &Slot<T>, kept: usize, dropped: &mut Vec<T>) {
+    /// Makes room among `slot`'s large classes for `opening` to open: the
+    /// open ones (each holding at most one buffer) must fit the thread's
+    /// bound for large classes together, or `opening` alone if it is
+    /// larger. Closes the largest others, their buffers to the depot, until
+    /// they do. Large classes are about a dozen and their buffers large, so
+    /// this walk, only when a class opens, costs little beside the buffer.
+    fn open_loose(&self, slot: &Slot<T>, opening: usize, dropped: &mut Vec<T>) {
         let (first, bound) = slot.loose();
         let classes = slot.classes().len();
-        let bound = bound.max(self.class_bytes(kept));
+        let bound = bound.max(self.class_bytes(opening));
         loop {
-            let mut held = 0usize;
+            // What the large classes could hold once `opening` is open.
+            let mut bytes = self.class_bytes(opening);
             let mut largest = None;
-            for i in first..classes {
-                let n = slot.class(i).len();
-                held = held.saturating_add(n.saturating_mul(self.class_bytes(i)));
-                if n > 0 && i != kept {
+            for i in (first..classes).filter(|&i| i != opening) {
+                let c = slot.class(i);
+                let n = c.len().max(c.is_open() as usize);
+                if n > 0 {
+                    bytes = bytes.saturating_add(n.saturating_mul(self.class_bytes(i)));
                     largest = Some(i);
                 }
             }
             match largest {
-                Some(i) if held > bound => self.spill_one(i, slot, dropped),
+                Some(i) if bytes > bound => {
+                    let c = slot.class(i);
+                    c.close();
+                    while c.len() > 0 {
+                        self.spill_one(i, slot, dropped);
+                    }
+                }
                 _ => return,
             }
         }
