@@ -113,6 +113,17 @@ impl Pinned {
     ) -> Hold {
         let size = ticket.class_size().unwrap_or(charge);
         buf.clear();
+        // A guard reallocated since its checkout (a `reserve` past what a
+        // split left it) no longer holds the lent allocation: nothing here
+        // can see when the parts that do drop, and its own allocation can
+        // never give back `size`. It goes back like any reallocated buffer
+        // (dropped), with its charge; the parts keep the old allocation
+        // alive, uncharged, until they drop.
+        let at = buf.as_ptr() as usize;
+        let lent = ticket.origin();
+        if at < lent || at > lent.saturating_add(size) {
+            return Hold::Unique(buf, ticket, charge, track);
+        }
         // Never allocates; fails only while another handle shares the bytes
         // this one would need (see pool-core's `Buffer::reclaim`).
         if buf.try_reclaim(size) {

@@ -304,3 +304,31 @@ async fn a_request_charged_before_a_reconfigure_comes_back_whole() {
     assert_eq!(stats.outstanding(), 0, "{stats}");
     assert_eq!(pool.budget().unwrap().charged, 0);
 }
+
+/// A guard that outgrew its share of a split buffer: `reserve` while a
+/// split-off part still holds the front reallocates the guard to a new,
+/// smaller allocation (bytes keeps at most 64 KiB of the old capacity as
+/// its hint). Its return can never reclaim the class size from that one,
+/// so it was held aside as "shared" for good: outstanding and charged.
+/// Now it goes back like any reallocated buffer (dropped, counted), and
+/// its charge with it; the part keeps the old allocation alive, uncharged,
+/// until it drops. Pooled and unpooled alike. (Found by `fuzz_ops` in a
+/// 50,000-case release run.)
+#[test]
+fn a_guard_reallocated_after_a_split_comes_back_whole() {
+    let pool = budgeted(4 << 20);
+    for request in [200_000, 1_500_000] {
+        let mut buf = pool.try_checkout(request).unwrap();
+        let lent = buf.capacity();
+        buf.extend_from_slice(&vec![7u8; request]);
+        let part = buf.split_to(request); // the guard keeps the tail
+        buf.reserve(lent - request + 1); // past the tail: reallocates
+        assert!(buf.capacity() < lent, "{} >= {lent}", buf.capacity());
+        drop(buf);
+        assert_eq!(pool.budget().unwrap().held_shared, 0);
+        assert_eq!(pool.stats().outstanding(), 0, "{}", pool.stats());
+        assert_eq!(part.len(), request);
+        drop(part);
+    }
+    assert_eq!(pool.budget().unwrap().charged, 0);
+}

@@ -30,9 +30,10 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 const THREADS: usize = 3;
 
 /// Settings names a refused configuration may blame.
-const SETTINGS: [&str; 9] = [
+const SETTINGS: [&str; 10] = [
     "min_class",
     "max_class",
+    "classes_per_doubling",
     "thread_capacity",
     "thread_bytes",
     "batch",
@@ -46,6 +47,8 @@ const SETTINGS: [&str; 9] = [
 struct Settings {
     min_class: usize,
     max_class: usize,
+    /// Mostly the default 4; a reconfigure to another spacing is refused.
+    classes_per_doubling: usize,
     thread_capacity: usize,
     thread_bytes: usize,
     batch: Option<usize>,
@@ -61,6 +64,7 @@ impl Settings {
         let mut c = BufferConfig::new()
             .min_class(self.min_class)
             .max_class(self.max_class)
+            .classes_per_doubling(self.classes_per_doubling)
             .thread_capacity(self.thread_capacity)
             .thread_bytes(self.thread_bytes)
             .depot_capacity(self.depot_capacity)
@@ -104,6 +108,7 @@ fn settings() -> impl Strategy<Value = Settings> {
         ],
         any::<bool>(),
         prop_oneof![30 => 1u64..50, 1 => Just(0u64)],
+        prop_oneof![12 => Just(4usize), 1 => Just(1usize), 1 => Just(2usize), 1 => Just(8usize), 1 => Just(3usize)],
     )
         .prop_map(
             |(
@@ -116,8 +121,10 @@ fn settings() -> impl Strategy<Value = Settings> {
                 max_retained,
                 zero_on_return,
                 decay_ms,
+                classes_per_doubling,
             )| Settings {
                 min_class,
+                classes_per_doubling,
                 max_class: if independent {
                     other_max
                 } else {

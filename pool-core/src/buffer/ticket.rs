@@ -55,6 +55,23 @@ impl Ticket {
     pub fn class_size(&self) -> Option<usize> {
         (self.slot != UNPOOLED).then_some(self.size)
     }
+
+    /// The address where the lent allocation starts (the buffer's
+    /// `as_ptr()` at checkout), pooled or not: with the capacity lent it
+    /// tells whether a buffer still uses that allocation or was
+    /// reallocated since.
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// let (mut buf, ticket) = pool.take(1000);
+    /// assert_eq!(ticket.origin(), buf.as_ptr() as usize);
+    /// buf.reserve(1 << 20); // outgrows the class: a new allocation
+    /// assert_ne!(ticket.origin(), buf.as_ptr() as usize);
+    /// pool.give_back(buf, ticket); // dropped, not kept
+    /// ```
+    pub fn origin(&self) -> usize {
+        self.origin
+    }
 }
 
 /// Why [`BufferPool::try_checkout`](crate::BufferPool::try_checkout) could

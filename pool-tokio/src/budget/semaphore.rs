@@ -246,7 +246,10 @@ pub struct BudgetStats {
     /// [`detach`](crate::PooledBytes::detach)ed buffer (the caller's own
     /// from then on) and growth of a plain guard past its class (an
     /// allocation of the caller's: check out the size you need; framed
-    /// values do charge their buffers' growth).
+    /// values do charge their buffers' growth). A guard that such growth
+    /// reallocated while a split-off part held the rest of its buffer
+    /// gives its charge back when it is returned, while the part keeps the
+    /// old allocation alive until it drops.
     pub charged: usize,
     /// Overdrafts: checkouts by
     /// [`BytesPool::checkout`](crate::BytesPool::checkout) (and by the sync
