@@ -151,6 +151,7 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!((class.retained_local, class.retained_depot), (0, 7)); // no batch kept here
     /// pool.give_back(buf, ticket);
     /// ```
+    #[inline]
     pub fn take_uncached(&self, min_capacity: usize) -> (B, Ticket) {
         let (buf, slot, size, source) = match self.slot_for(min_capacity) {
             Some((slot, size)) => {
