@@ -68,13 +68,14 @@
 //!
 //! # Safety and correctness
 //!
-//! The `unsafe` code is in the engine: its per-thread slot
-//! (`src/engine/cache.rs`: stacks that only the thread which claimed the
-//! slot touches, and a destructor-free thread-local pointer to the last slot
-//! used) and the fast path that moves values in and out of it
-//! (`src/engine/mod.rs`: a volatile move, `assume_init` of a value a slow
-//! path wrote, the return guards' `ManuallyDrop` handling); plus one call in
-//! the exit flush and the guards' `ManuallyDrop` handling in `pool.rs` and
+//! The `unsafe` code is mostly in `src/spine.rs`, the checkout and return
+//! fast path: the per-thread slot (stacks that only the thread which
+//! claimed the slot touches, and a destructor-free thread-local pointer to
+//! the last slot used), the moves of values in and out of it (a volatile
+//! move, the return guards' `ManuallyDrop` handling) and `unsafe impl Sync`
+//! for the slot. The rest: the slow paths' pop and `assume_init` of a value
+//! they wrote (`src/engine/cache.rs`, `src/engine/mod.rs`), one call in the
+//! exit flush, and the guards' `ManuallyDrop` handling in `pool.rs` and
 //! `buffer.rs`. Every block states why it is sound. The depot protocol, the
 //! slot handoff between an exiting thread and the next owner of its id, and
 //! catch-up with trims, decay ticks and reconfigures racing the fast path
@@ -103,6 +104,7 @@ mod loom;
 mod outcome;
 mod pool;
 mod recycle;
+mod spine;
 mod stats;
 
 pub use buffer::{Buffer, BufferPool, CheckoutError, OwnedPooledBuf, PooledBuf, Ticket};

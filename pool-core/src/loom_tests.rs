@@ -13,8 +13,8 @@
 use loom::sync::Arc;
 use loom::thread;
 
-use crate::engine::cache::Slot;
 use crate::engine::depot::{Budget, ClassDepot, Depot};
+use crate::spine::Slot;
 
 /// Bytes per object in the models.
 const OBJ: usize = 8;

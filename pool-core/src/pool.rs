@@ -6,9 +6,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::config::{ConfigError, PoolConfig};
-use crate::engine::Engine;
 use crate::loom::{lock, Mutex};
 use crate::recycle::{DefaultRecycle, Recycle, Reset};
+use crate::spine::Engine;
 use crate::stats::{Discard, Stats};
 
 /// The only class of a generic pool.

@@ -54,6 +54,15 @@ pub trait Buffer: Send + Sized + 'static {
     fn zero(&mut self);
 }
 
+/// A new buffer of a class of `size` bytes, on a miss. Out of line: the
+/// allocation is the miss's cost anyway, and keeping it out keeps the
+/// inlined hit (`fill` in `spine.rs`) small.
+#[cold]
+#[inline(never)]
+pub(crate) fn new_buffer<B: Buffer>(size: usize) -> B {
+    B::with_capacity(size)
+}
+
 impl Buffer for Vec<u8> {
     #[inline]
     fn with_capacity(capacity: usize) -> Self {

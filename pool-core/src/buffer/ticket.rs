@@ -4,11 +4,11 @@
 
 use std::fmt;
 
-use crate::stats::Source;
+use crate::outcome::Source;
 
 /// The slot of a checkout above the largest class, in tickets and guards.
 /// The engine counts those in its last class entry (`BufferPool::unpooled`).
-pub(super) const UNPOOLED: u8 = u8::MAX;
+pub(crate) const UNPOOLED: u8 = u8::MAX;
 
 /// Which class a checked-out buffer came from, so that it goes back to the
 /// right one however its capacity changed. Returned by
@@ -18,12 +18,12 @@ pub(super) const UNPOOLED: u8 = u8::MAX;
 #[must_use = "give the ticket back with its buffer, or the buffer counts as outstanding forever"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Ticket {
-    pub(super) slot: u8,
-    pub(super) source: Source,
+    pub(crate) slot: u8,
+    pub(crate) source: Source,
     /// Where the lent allocation starts.
-    pub(super) origin: usize,
+    pub(crate) origin: usize,
     /// The class size (0 when unpooled).
-    pub(super) size: usize,
+    pub(crate) size: usize,
 }
 
 impl Ticket {
@@ -101,7 +101,7 @@ impl fmt::Display for CheckoutError {
 
 impl std::error::Error for CheckoutError {}
 
-pub(super) fn check_size(n: usize) -> Result<(), CheckoutError> {
+pub(crate) fn check_size(n: usize) -> Result<(), CheckoutError> {
     if n > isize::MAX as usize {
         Err(CheckoutError::TooLarge { requested: n })
     } else {

@@ -1,6 +1,10 @@
-//! A thread's cache for one pool, with the slot's `unsafe` (its cells, the
-//! fast pointer, `unsafe impl Sync`); the engine's other `unsafe` moves
-//! values in and out of the fast path in `engine/mod.rs`.
+//! The slow operations of a thread's cache for one pool: building a
+//! [`Slot`] and its [`Class`] stacks, the claim and release, refills and
+//! spills through the depot, new limits, trims. The types and their fast
+//! operations (the stacks' cell, `Class::pop`, `Class::push_from`, the fast
+//! pointer, `unsafe impl Sync for Slot`) are in `spine.rs`. The `unsafe`
+//! here: `Class::pop_into` (the slow path's pop, straight into the
+//! caller's place) and `slot_from_raw`.
 //!
 //! A [`Slot`] lives in the pool's `thread_local::ThreadLocal`, which owns
 //! it. A thread *claims* a slot (an atomic owner word) before it uses it and
@@ -11,7 +15,7 @@
 //! allocation. The counters are atomics written only by the owner, so that
 //! `stats()` can sum them from any thread.
 //!
-//! The fast path reaches the slot through [`fast`]: a destructor-free
+//! The fast path reaches the slot through `spine::fast`: a destructor-free
 //! `const` thread-local holding the id of the last pool this thread used and
 //! a pointer to its slot. Reading it is a plain TLS load; it registers no
 //! destructor, so it is readable at any point of thread teardown.
@@ -25,41 +29,12 @@
 //! ```
 
 use std::cell::Cell;
-use std::mem::{ManuallyDrop, MaybeUninit};
+use std::mem::MaybeUninit;
 
 use crate::engine::counters::ClassCounters;
 use crate::engine::depot::Transfer;
 use crate::loom::{AtomicUsize, Ordering, UnsafeCell};
-
-/// One class's share of a thread's cache. `repr(C)` keeps the fields the
-/// fast path touches (`items`, `room`, the first counters) on one line.
-///
-/// A thread has one per class index of the pool (117 with four classes
-/// per doubling, the unpooled slot included), most of them never used: a
-/// class's stack is reserved only at the first return into it, so an
-/// unused class costs this struct and no allocation.
-#[repr(C)]
-pub(crate) struct Class<T> {
-    /// The stack; the top is the most recently returned value. Its capacity
-    /// is always at least `room`, so pushes below `room` never allocate.
-    items: UnsafeCell<Vec<T>>,
-    /// Values the fast path may push: `cap` once the stack's storage is
-    /// reserved (at the first return, on the slow path), 0 before.
-    room: Cell<usize>,
-    /// Most values kept; 0 when the class is not retained.
-    cap: Cell<usize>,
-    pub(crate) counters: ClassCounters,
-    /// Values moved to or from the depot at once (1 ..= cap).
-    batch: Cell<usize>,
-    /// An empty vessel for the next batch pushed to the depot.
-    vessel: Cell<Option<Vec<T>>>,
-    /// A large class (its share of `thread_bytes` is below one buffer). It
-    /// is *closed* (`room` 0) until a return opens it on the slow path,
-    /// which first closes other large classes (their buffers to the depot)
-    /// so that the open ones fit the thread's bound for large classes
-    /// together; an open class then takes and returns on the fast path.
-    loose: Cell<bool>,
-}
+use crate::spine::{Class, Slot};
 
 impl<T> Class<T> {
     fn new() -> Self {
@@ -72,23 +47,6 @@ impl<T> Class<T> {
             vessel: Cell::new(None),
             loose: Cell::new(false),
         }
-    }
-
-    /// The stack, for the owner only.
-    #[allow(clippy::mut_from_ref)]
-    #[inline(always)]
-    fn items(&self) -> &mut Vec<T> {
-        // SAFETY: a `Class` is reached only through a `Slot` its thread has
-        // claimed (see `Slot`), so only one thread ever touches `items`, and
-        // within it every `&mut` lives inside one method of this impl that
-        // runs no user code and does not call another, so no two overlap.
-        self.items.with_mut(|items| unsafe { &mut *items })
-    }
-
-    /// The top value, moved out; `None`, touching nothing, when empty.
-    #[inline(always)]
-    pub(crate) fn pop(&self) -> Option<T> {
-        self.items().pop()
     }
 
     /// Moves the top value into `dst`. False, touching nothing, when empty.
@@ -105,28 +63,6 @@ impl<T> Class<T> {
         unsafe {
             items.set_len(top);
             std::ptr::copy_nonoverlapping(items.as_ptr().add(top), dst.as_mut_ptr(), 1);
-        }
-        true
-    }
-
-    /// Moves the value out of `src` onto the stack if there is room. On
-    /// true the caller must treat `src` as moved out (never drop it); on
-    /// false nothing happened.
-    #[inline(always)]
-    pub(crate) fn push_from(&self, src: &ManuallyDrop<T>) -> bool {
-        let items = self.items();
-        let len = items.len();
-        if len >= self.room.get() {
-            return false;
-        }
-        debug_assert!(len < items.capacity(), "cache storage below its room");
-        // SAFETY: `len < room <= capacity` (storage is reserved whenever
-        // `room` is set, in `set_limits` and `make_room`), so index `len`
-        // is inside the allocation. The copy duplicates the value there and `set_len`
-        // makes the vector its owner; the caller retires the other copy.
-        unsafe {
-            std::ptr::copy_nonoverlapping(&**src as *const T, items.as_mut_ptr().add(len), 1);
-            items.set_len(len + 1);
         }
         true
     }
@@ -258,37 +194,11 @@ impl<T> Class<T> {
     }
 }
 
-/// A thread's cache and counters for one pool.
-pub(crate) struct Slot<T> {
-    /// The pool epoch this cache last caught up with; `u64::MAX` forces the
-    /// next operation onto the slow path.
-    epoch: Cell<u64>,
-    /// 0 when free, else the token of the thread that claimed it.
-    owner: AtomicUsize,
-    /// Generations of trim, decay and configuration last applied.
-    pub(crate) trim_gen: Cell<u64>,
-    pub(crate) decay_gen: Cell<u64>,
-    pub(crate) config_gen: Cell<u64>,
-    classes: Box<[Class<T>]>,
-    /// Large classes are `first_loose..` (see `Class::loose`); together
-    /// they keep at most `loose_bytes` (or the one buffer just returned).
-    first_loose: Cell<usize>,
-    loose_bytes: Cell<usize>,
-}
-
 impl<T> std::fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Slot").finish_non_exhaustive()
     }
 }
-
-// SAFETY: other threads reach a `Slot` through `ThreadLocal::iter` (for
-// statistics: they read only the atomic counters) and through `claim` (an
-// atomic compare-exchange on `owner`). Every `Cell` and `UnsafeCell` is
-// touched only by the thread that claimed the slot, between its claim
-// (Acquire) and its release (Release), so no two threads ever race on them.
-// The values cached are `T: Send`.
-unsafe impl<T: Send> Sync for Slot<T> {}
 
 impl<T> Slot<T> {
     pub(crate) fn new(classes: usize) -> Self {
@@ -315,24 +225,8 @@ impl<T> Slot<T> {
         self.loose_bytes.set(bytes);
     }
 
-    #[inline(always)]
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.get()
-    }
-
     pub(crate) fn set_epoch(&self, epoch: u64) {
         self.epoch.set(epoch);
-    }
-
-    /// Class `class` of this cache, without a bounds check on the fast path.
-    #[inline(always)]
-    pub(crate) fn class(&self, class: usize) -> &Class<T> {
-        debug_assert!(class < self.classes.len());
-        // SAFETY: every caller passes a class index below the engine's class
-        // count, which is the length of `classes` (`Engine::new` builds both
-        // from the same number; `BufferPool` maps requests above its largest
-        // class to its last, counter-only slot, and `Pool` uses class 0).
-        unsafe { self.classes.get_unchecked(class) }
     }
 
     pub(crate) fn classes(&self) -> &[Class<T>] {
@@ -374,47 +268,6 @@ impl<T> Slot<T> {
     }
 }
 
-#[cfg(not(loom))]
-std::thread_local! {
-    /// `(pool id, slot)` of the last pool this thread used. Destructor-free.
-    static FAST: Cell<(u64, *const ())> = const { Cell::new((0, std::ptr::null())) };
-}
-
-#[cfg(loom)]
-loom::thread_local! {
-    static FAST: Cell<(u64, *const ())> = Cell::new((0, std::ptr::null()));
-}
-
-/// This thread's slot of the pool with id `pool`, if it is the last pool
-/// this thread used. The borrow of `_engine` bounds the slot's lifetime.
-#[inline(always)]
-pub(crate) fn fast<T, E>(pool: u64, _engine: &E) -> Option<&Slot<T>> {
-    let (id, slot) = FAST.with(Cell::get);
-    if id == pool {
-        // SAFETY: `FAST` holds `(pool, slot)` only after `set_fast` stored
-        // them on this thread, where `slot` is a `Slot<T>` of the pool with
-        // id `pool`, claimed by this thread. Pool ids are never reused, so
-        // the pool is `_engine`'s, which is alive while `_engine` is borrowed and owns the slot
-        // (a `ThreadLocal` never moves or frees its entries while it lives).
-        // The slot stays claimed by this thread until its exit flush, which
-        // clears `FAST` first.
-        Some(unsafe { &*(slot as *const Slot<T>) })
-    } else {
-        None
-    }
-}
-
-/// Makes `slot` (claimed by this thread, in the pool with id `pool`) the
-/// target of [`fast`].
-pub(crate) fn set_fast<T>(pool: u64, slot: &Slot<T>) {
-    FAST.with(|f| f.set((pool, slot as *const Slot<T> as *const ())));
-}
-
-/// Forgets the fast pointer (at thread exit).
-pub(crate) fn clear_fast() {
-    let _ = FAST.try_with(|f| f.set((0, std::ptr::null())));
-}
-
 /// The slot behind a pointer that the exit registry stored.
 ///
 /// # Safety
@@ -431,6 +284,7 @@ pub(crate) unsafe fn slot_from_raw<'a, T>(ptr: *const ()) -> &'a Slot<T> {
 mod tests {
     use super::*;
     use std::cell::RefCell;
+    use std::mem::ManuallyDrop;
 
     /// A depot that keeps everything: the local cache tested alone.
     #[derive(Default)]

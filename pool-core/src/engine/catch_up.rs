@@ -1,9 +1,8 @@
 //! Bringing a thread's slot up to date with trims, decay ticks and
 //! configuration changes, on that thread's next slow-path operation.
 
-use super::cache::Slot;
-use super::Engine;
 use crate::loom::Ordering;
+use crate::spine::{Engine, Slot};
 
 impl<T: Send + 'static> Engine<T> {
     /// Applies to `slot` (claimed by this thread) every trim, decay tick and

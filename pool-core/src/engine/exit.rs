@@ -46,7 +46,7 @@ impl Drop for Registry {
         // `try_with`: destructor-free in std (always there), but loom's
         // stand-ins may be destroyed first.
         let _ = STATE.try_with(|s| s.set(DEAD));
-        super::cache::clear_fast();
+        crate::spine::clear_fast();
         let entries = std::mem::take(self.0.get_mut());
         for (pool, slot) in entries {
             // A panic here (a value's `Drop`, run for what the depot

@@ -4,11 +4,10 @@
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::sync::{Arc, Weak};
 
-use super::cache::{self, Slot};
 use super::depot::ClassDepot;
 use super::exit::{self, ExitFlush};
-use super::Engine;
 use crate::outcome::{Discard, Source};
+use crate::spine::{self, Engine, Slot};
 
 impl<T: Send + 'static> Engine<T> {
     /// This thread's slot, claimed, or `None` when the thread is tearing
@@ -16,7 +15,7 @@ impl<T: Send + 'static> Engine<T> {
     /// same `thread_local` id. Makes it the fast pointer's target.
     #[inline]
     pub(super) fn slot<'a>(self: &'a Arc<Self>) -> Option<&'a Slot<T>> {
-        match cache::fast(self.id, &**self) {
+        match spine::fast(self.id, &**self) {
             Some(slot) => Some(slot),
             None => self.slot_slow(),
         }
@@ -47,7 +46,7 @@ impl<T: Send + 'static> Engine<T> {
             // catch up with the limits in force.
             debug_assert_eq!(slot.epoch(), u64::MAX);
         }
-        cache::set_fast(self.id, slot);
+        spine::set_fast(self.id, slot);
         Some(slot)
     }
 

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use super::cache::{self, Slot};
+use super::cache;
 use super::exit::ExitFlush;
-use super::{Engine, Sums};
+use super::Sums;
 use crate::config::limits::Limits;
 use crate::loom::{lock, AtomicU64, Ordering};
+use crate::spine::{Engine, Slot};
 
 /// Decay steps per decay interval: a batch is freed between one interval
 /// and a quarter more after the last thread stopped needing it.
@@ -178,7 +179,7 @@ impl<T: Send + 'static> Engine<T> {
     /// owner.
     #[cfg(loom)]
     pub(crate) fn caught_up(&self, class: usize) -> Option<(usize, usize, usize)> {
-        let slot = cache::fast(self.id, self)?;
+        let slot = crate::spine::fast(self.id, self)?;
         drop(self.catch_up(slot));
         let c = slot.class(class);
         Some((c.len(), c.cap(), c.batch()))
