@@ -151,7 +151,7 @@ impl<T: Send + 'static> Engine<T> {
     /// open ones (each holding at most one buffer) must fit the thread's
     /// bound for large classes together, or `opening` alone if it is
     /// larger. Closes the largest others, their buffers to the depot, until
-    /// they do. Large classes are about a dozen and their buffers large, so
+    /// they do. Large classes are few (16 by default) and their buffers large, so
     /// this walk, only when a class opens, costs little beside the buffer.
     fn open_loose(&self, slot: &Slot<T>, opening: usize, dropped: &mut Vec<T>) {
         let (first, bound) = slot.loose();
