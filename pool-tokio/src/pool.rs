@@ -18,6 +18,7 @@
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
+use std::ptr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -539,15 +540,19 @@ impl BytesPool {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct PooledBytes {
-    /// Owned by the guard while `ticket` is `Some`; moved out (by `Drop` or
-    /// `into_raw`) exactly when `ticket` is taken. No `Option` around the
-    /// buffer: reaching it is a field access, and moving it is one copy.
+    /// Owned by the guard until `Drop` or `into_raw` moves it out, each of
+    /// which consumes the guard. No `Option` around it (nor around
+    /// `ticket`): reaching it is a field access, moving it is one copy, and
+    /// `Drop` tests no tag.
     buf: ManuallyDrop<BytesMut>,
-    ticket: Option<Ticket>,
+    ticket: Ticket,
     pub(crate) charge: usize,
     /// Zero-sized without the `diagnostics` feature.
     track: Track,
-    pub(crate) handle: Handle,
+    /// Dropped by `Drop` itself (or `into_raw`), so that the guard's drop
+    /// glue is `Drop` alone: no `Arc` release or unwinding path of its own
+    /// around it.
+    handle: ManuallyDrop<Handle>,
 }
 
 impl PooledBytes {
@@ -561,28 +566,30 @@ impl PooledBytes {
     ) -> Self {
         PooledBytes {
             buf: ManuallyDrop::new(buf),
-            ticket: Some(ticket),
+            ticket,
             charge,
             track,
-            handle,
+            handle: ManuallyDrop::new(handle),
         }
     }
 
     /// Takes the guard apart without returning the buffer.
     #[inline]
-    pub(crate) fn into_raw(mut self) -> (BytesMut, Lease) {
-        let Some(ticket) = self.ticket.take() else {
-            unreachable!("a guard holds its buffer until dropped")
+    pub(crate) fn into_raw(self) -> (BytesMut, Lease) {
+        let mut guard = ManuallyDrop::new(self);
+        // SAFETY: `guard` is never dropped, so `Drop` does not run: each
+        // field with an owner is moved out (or dropped) once, here, and
+        // `guard` is not used after.
+        let (buf, ticket) = unsafe {
+            ManuallyDrop::drop(&mut guard.handle);
+            (ManuallyDrop::take(&mut guard.buf), ptr::read(&guard.ticket))
         };
-        // SAFETY: `ticket` was `Some`, so the guard still owned `buf`; with
-        // `ticket` now `None`, `Drop` will not touch `buf` again.
-        let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
         (
             buf,
             Lease {
                 ticket,
-                charge: self.charge,
-                track: self.track,
+                charge: guard.charge,
+                track: guard.track,
             },
         )
     }
@@ -595,10 +602,13 @@ impl PooledBytes {
 
     #[inline]
     pub(crate) fn ticket(&self) -> &Ticket {
-        match &self.ticket {
-            Some(ticket) => ticket,
-            None => unreachable!("a guard holds its buffer until dropped"),
-        }
+        &self.ticket
+    }
+
+    /// How the guard reaches its pool.
+    #[inline]
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
     }
 }
 
@@ -614,29 +624,37 @@ pub(crate) struct Lease {
 impl Drop for PooledBytes {
     #[inline]
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            // SAFETY: `ticket` was `Some`, so the guard still owned `buf`;
-            // it is moved out once, here, and never touched again.
-            let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
-            let inner = self.handle.inner();
-            // The common return: nothing charged, nothing tracked, a thread
-            // that keeps a cache. Then pool-core's return is all there is
-            // to do, in one pass (its fast path, else its full one, each
-            // `Buffer` hook run once), and the only event is a discard's.
-            if self.charge == 0
-                && !diagnostics::tracking(&self.track)
-                && keeps_cache(inner.settings.blocking_cache)
-            {
-                let class = ticket.class_size();
-                let capacity = buf.capacity();
-                let returned = inner.pool.give_back(buf, ticket);
-                if returned != Returned::Kept {
-                    crate::tracing::returned(&inner.settings, class, capacity, returned);
-                }
-                return;
+        // The common return: nothing charged, nothing tracked, a thread
+        // that keeps a cache. Then pool-core's return is all there is to
+        // do, in one pass (its fast path, else its full one, each `Buffer`
+        // hook run once), and the only event is a discard's. Everything
+        // else (the budget, diagnostics, a blocking thread's flush) is one
+        // call to `give_back_cold`, which takes the guard by reference.
+        let inner = self.handle.inner();
+        if self.charge == 0
+            && !diagnostics::tracking(&self.track)
+            && keeps_cache(inner.settings.blocking_cache)
+        {
+            // SAFETY: `Drop` runs once, on a guard that still owns its
+            // buffer and ticket (`into_raw` never lets it run): each is
+            // moved out once, here, and never touched again.
+            let (buf, ticket) =
+                unsafe { (ManuallyDrop::take(&mut self.buf), ptr::read(&self.ticket)) };
+            let class = ticket.class_size();
+            let capacity = buf.capacity();
+            let returned = inner.pool.give_back(buf, ticket);
+            if returned != Returned::Kept {
+                crate::tracing::returned(&inner.settings, class, capacity, returned);
             }
-            give_back_cold(&self.handle, buf, ticket, self.charge, self.track);
+            if let Handle::Shared(_) = *self.handle {
+                // SAFETY: as above, for the handle.
+                unsafe { release(&mut self.handle) };
+            }
+            return;
         }
+        // SAFETY: `Drop` runs once, on a guard that still owns its buffer,
+        // ticket and handle.
+        unsafe { give_back_cold(self) };
     }
 }
 
@@ -703,15 +721,49 @@ fn give_back_unique(inner: &Inner, buf: BytesMut, ticket: Ticket, charge: usize,
     }
 }
 
-/// The guard's return when its fast path does not apply.
+/// The guard's return when its fast path does not apply: `give_back`, in
+/// full.
 ///
-/// Out of line: charged, tracked and blocking-thread returns are the rare
-/// ones, and inlining `give_back` (held buffers, observers, the budget)
-/// into every `drop` would grow the common return that `Drop` keeps inline.
+/// Out of line, with the guard by reference: charged, tracked and
+/// blocking-thread returns are the rare ones. Inlined, the whole of
+/// `give_back` would be in every `drop`; called with the buffer and ticket
+/// by value, `Drop` copied the ticket to the stack for the call on every
+/// return (a 16-byte load of fields the checkout had just stored 8 bytes at
+/// a time). By reference, nothing is copied: W1 178-179 instructions instead
+/// of 194, and faster side by side (`benches/RESULTS.md`, "`PooledBytes`'s
+/// drop, without copies").
+///
+/// # Safety
+///
+/// `guard` still owns its buffer, ticket and handle, and is not used after.
 #[cold]
 #[inline(never)]
-fn give_back_cold(handle: &Handle, buf: BytesMut, ticket: Ticket, charge: usize, track: Track) {
-    give_back(handle, buf, ticket, charge, track);
+unsafe fn give_back_cold(guard: &mut PooledBytes) {
+    // SAFETY: the caller's promise.
+    let (buf, ticket, handle) = unsafe {
+        (
+            ManuallyDrop::take(&mut guard.buf),
+            ptr::read(&guard.ticket),
+            ManuallyDrop::take(&mut guard.handle),
+        )
+    };
+    give_back(&handle, buf, ticket, guard.charge, guard.track);
+}
+
+/// Drops a guard's `Arc` handle.
+///
+/// Out of line but not cold (every return to an `Arc` pool comes here):
+/// inlined, the decrement and its `drop_slow` call grow the drop glue that
+/// every guard's drop runs, the static default pool's too (4 instructions
+/// more per W1 operation, and slower, side by side).
+///
+/// # Safety
+///
+/// `handle` is not used after.
+#[inline(never)]
+unsafe fn release(handle: &mut ManuallyDrop<Handle>) {
+    // SAFETY: the caller's promise.
+    unsafe { ManuallyDrop::drop(handle) };
 }
 
 /// Returns every held buffer of `inner`'s pool whose parts have all

@@ -68,7 +68,7 @@ impl PooledBytes {
     /// assert_eq!(pool.stats().total().discarded.total(), 0); // kept for reuse
     /// ```
     pub fn freeze(self) -> Bytes {
-        let handle = self.handle.clone();
+        let handle = self.handle().clone();
         let (buf, lease) = self.into_raw();
         Bytes::from_owner(Frozen {
             buf: Some((buf, lease)),
@@ -86,7 +86,7 @@ impl PooledBytes {
     /// assert_eq!(pool.stats().outstanding(), 0);
     /// ```
     pub fn detach(self) -> BytesMut {
-        let handle = self.handle.clone();
+        let handle = self.handle().clone();
         let (buf, lease) = self.into_raw();
         let inner = handle.inner();
         on_return(&inner.diagnostics, lease.track);
@@ -142,7 +142,7 @@ impl PooledBytes {
     /// ```
     pub fn pool(&self) -> BytesPool {
         BytesPool {
-            handle: self.handle.clone(),
+            handle: self.handle().clone(),
         }
     }
 }
