@@ -27,3 +27,8 @@ args=(--lib)
 for t in "${MIRI_TESTS[@]}"; do args+=(--test "$t"); done
 cargo +nightly miri test -p "$PACKAGE" --features "$FEATURES" --target-dir target/miri \
     "${args[@]}" "$@"
+
+# pool-tokio's own `unsafe` (the guard's `ManuallyDrop` fields and the
+# `ptr::read` of its ticket in `Drop`, `into_raw` and the cold return):
+# the unit tests in `pool.rs`, every way a guard ends, on both handles.
+cargo +nightly miri test -p pool-tokio --lib --target-dir target/miri -- pool::tests::

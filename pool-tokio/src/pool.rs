@@ -555,6 +555,11 @@ pub struct PooledBytes {
     handle: ManuallyDrop<Handle>,
 }
 
+// `Drop`, `into_raw` and `give_back_cold` move the ticket out with
+// `ptr::read` and leave the field in place: sound only while a `Ticket`
+// has no drop glue (plain numbers).
+const _: () = assert!(!std::mem::needs_drop::<Ticket>());
+
 impl PooledBytes {
     #[inline]
     pub(crate) fn new(
@@ -813,5 +818,50 @@ fn start_settle_thread(handle: &Handle) {
             // The next held buffer tries again.
             budget.pinned.settle_thread_failed();
         }
+    }
+}
+
+/// The guard's `unsafe` paths (its `Drop` on both handles, the cold return
+/// of a charged guard, `into_raw` through `freeze` and `detach`), small
+/// enough for Miri: `scripts/miri.sh` runs them.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_way_a_guard_ends_gives_back_each_part_once() {
+        // A `Static` handle on a static of the test's own: the default
+        // pool starts a decay thread, and a leaked pool would be reported
+        // as a leak by Miri.
+        static INNER: std::sync::LazyLock<Inner> = std::sync::LazyLock::new(|| {
+            Inner::with_settings(BufferConfig::new(), None, Settings::default()).unwrap()
+        });
+        let shared = BytesPool::new();
+        let leaked = &BytesPool::from_static(&INNER);
+        // No decay thread: Miri wants every thread joined by the end.
+        let budgeted = BytesPool::builder()
+            .budget(1 << 20)
+            .decay_thread(false)
+            .build()
+            .unwrap();
+        for pool in [&shared, leaked, &budgeted] {
+            let mut buf = pool.checkout(100);
+            buf.extend_from_slice(b"abc");
+            drop(buf); // the common return, or the cold one when charged
+            let mut frozen = pool.checkout(100);
+            frozen.extend_from_slice(b"frozen");
+            let bytes = frozen.freeze();
+            let tail = bytes.slice(2..);
+            drop(bytes);
+            assert_eq!(&tail[..], b"ozen");
+            drop(tail);
+            let detached = pool.checkout(100).detach();
+            assert_eq!(detached.capacity(), 512);
+            let stats = pool.stats();
+            assert_eq!(stats.outstanding(), 0, "{stats}");
+            assert_eq!(stats.total().returns, 2);
+            assert_eq!(stats.total().detached, 1);
+        }
+        assert_eq!(budgeted.budget().unwrap().charged, 0);
     }
 }
