@@ -141,7 +141,7 @@ impl Handle {
 ///   budget), so those admitted can always be served;
 /// - use [`try_checkout`](BytesPool::try_checkout) where holding is
 ///   unavoidable and shed load (close the connection, reply "busy") on
-///   [`TryCheckoutError::BudgetExhausted`](crate::TryCheckoutError::BudgetExhausted).
+///   [`TryCheckoutError::BudgetExhausted`].
 ///
 /// Guards of a pool built here hold an `Arc` of it (one atomic increment
 /// per checkout and one decrement per return); [`leak`](BytesPool::leak)
