@@ -155,10 +155,11 @@ impl<B: Buffer> BufferPool<B> {
     pub fn take_uncached(&self, min_capacity: usize) -> (B, Ticket) {
         let (buf, slot, size, source) = match self.slot_for(min_capacity) {
             Some((slot, size)) => {
-                let (buf, source) =
+                let (buf, source, served) =
                     self.engine
                         .take_or_uncached(slot as usize, min_capacity, || new_buffer(size));
-                (buf, slot, size, source)
+                let served = served as u8;
+                (buf, served, self.sizes[served as usize], source)
             }
             None => (
                 self.take_unpooled(min_capacity),

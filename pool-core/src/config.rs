@@ -330,6 +330,7 @@ pub struct BufferConfig {
     max_retained: Option<usize>,
     zero_on_return: bool,
     decay_interval: Duration,
+    fallback_classes: Option<usize>,
 }
 
 impl Default for BufferConfig {
@@ -358,6 +359,7 @@ impl BufferConfig {
             max_retained: None,
             zero_on_return: false,
             decay_interval: Duration::from_millis(500),
+            fallback_classes: None,
         }
     }
 
@@ -413,6 +415,38 @@ impl BufferConfig {
     #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
     pub const fn classes_per_doubling(mut self, classes: usize) -> Self {
         self.classes_per_doubling = classes;
+        self
+    }
+
+    /// How many classes above a missed one may serve it (default: half of
+    /// [`classes_per_doubling`](Self::classes_per_doubling), so 2, at most
+    /// half a doubling up; see
+    /// [`get_fallback_classes`](Self::get_fallback_classes)).
+    ///
+    /// A checkout whose class has no buffer in this thread's cache nor in
+    /// the depot takes an idle buffer of one of the next `classes` classes
+    /// (the nearest first, from this thread's cache or the depot) before it
+    /// allocates. The buffer lent is then larger than the class of the
+    /// request, is counted in the class it belongs to (its hits, its
+    /// requested bytes and so its waste) and goes back to that class. Under
+    /// a mix of sizes, buffers then serve neighbouring classes' peaks
+    /// instead of each class keeping its own: fewer bytes retained for the
+    /// same hit rate, a little more waste. 0 turns it off; a value past
+    /// the largest class stops there.
+    ///
+    /// ```
+    /// use pool_core::BufferConfig;
+    /// let pool = BufferConfig::new().build::<Vec<u8>>()?;
+    /// drop(pool.checkout(3500)); // a 3584-byte buffer, idle in this thread
+    /// assert_eq!(pool.checkout(3000).capacity(), 3584); // class 3072 had none
+    /// let exact = BufferConfig::new().fallback_classes(0).build::<Vec<u8>>()?;
+    /// drop(exact.checkout(3500));
+    /// assert_eq!(exact.checkout(3000).capacity(), 3072);
+    /// # Ok::<(), pool_core::ConfigError>(())
+    /// ```
+    #[must_use = "a setter returns the changed config and leaves `self` as it was: use the result"]
+    pub const fn fallback_classes(mut self, classes: usize) -> Self {
+        self.fallback_classes = Some(classes);
         self
     }
 
@@ -561,6 +595,24 @@ impl BufferConfig {
     /// ```
     pub const fn get_classes_per_doubling(&self) -> usize {
         self.classes_per_doubling
+    }
+
+    /// How many classes above a missed one may serve it: the value set
+    /// with [`fallback_classes`](Self::fallback_classes), else half of
+    /// [`classes_per_doubling`](Self::get_classes_per_doubling) (2 by
+    /// default; 0 for power-of-two classes).
+    ///
+    /// ```
+    /// use pool_core::BufferConfig;
+    /// assert_eq!(BufferConfig::new().get_fallback_classes(), 2);
+    /// assert_eq!(BufferConfig::new().classes_per_doubling(1).get_fallback_classes(), 0);
+    /// assert_eq!(BufferConfig::new().fallback_classes(0).get_fallback_classes(), 0);
+    /// ```
+    pub const fn get_fallback_classes(&self) -> usize {
+        match self.fallback_classes {
+            Some(n) => n,
+            None => self.classes_per_doubling / 2,
+        }
     }
 
     /// The class sizes of the configured range, smallest first.

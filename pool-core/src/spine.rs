@@ -241,6 +241,9 @@ pub(crate) struct Hot {
     pub(crate) max_index: AtomicUsize,
     /// Whether returned buffers are zeroed.
     pub(crate) zero: AtomicUsize,
+    /// How many classes above a missed one may serve it (read on misses
+    /// only).
+    pub(crate) fallback: AtomicUsize,
 }
 
 impl Hot {
@@ -249,6 +252,13 @@ impl Hot {
     pub(crate) fn zero_on_return(&self) -> bool {
         // Relaxed: a setting read as a hint; see `range`.
         self.zero.load(Ordering::Relaxed) != 0
+    }
+
+    /// How many classes above a missed one may serve it.
+    #[inline]
+    pub(crate) fn fallback(&self) -> usize {
+        // Relaxed: a setting read as a hint; see `range`.
+        self.fallback.load(Ordering::Relaxed)
     }
 
     /// The configured class range as `(min_class, max_index)`.
@@ -368,7 +378,7 @@ impl<T: Send + 'static> Engine<T> {
         class: usize,
         requested: Option<usize>,
         create: impl FnOnce() -> T,
-    ) -> (T, Source) {
+    ) -> (T, Source, usize) {
         if let Some(slot) = fast(self.id, &**self) {
             // Relaxed: a stale epoch only delays catching up by one
             // operation; `catch_up` reads the generations with Acquire.
@@ -379,7 +389,7 @@ impl<T: Send + 'static> Engine<T> {
                     if let Some(n) = requested {
                         c.counters.requested.add(n as u64);
                     }
-                    return (value, Source::Local);
+                    return (value, Source::Local, class);
                 }
             }
         }
@@ -649,10 +659,13 @@ impl<B: Buffer> BufferPool<B> {
     pub(crate) fn fill(&self, min_capacity: usize) -> (B, u8, usize, Source) {
         match self.slot_for(min_capacity) {
             Some((slot, size)) => {
-                let (buf, source) = self
-                    .engine
-                    .take_or(slot as usize, Some(min_capacity), || new_buffer(size));
-                (buf, slot, size, source)
+                let (buf, source, served) =
+                    self.engine
+                        .take_or(slot as usize, Some(min_capacity), || new_buffer(size));
+                // `served` is `slot` but after a miss served by a larger
+                // class (out of line): `max_index` < 255.
+                let served = served as u8;
+                (buf, served, self.sizes[served as usize], source)
             }
             None => {
                 let buf = unmerged(self.take_unpooled(min_capacity));

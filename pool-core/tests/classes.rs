@@ -322,3 +322,75 @@ fn large_classes_keep_thread_bytes_in_all_or_the_buffer_just_returned() {
         });
     });
 }
+
+/// A miss whose class has nothing idle takes an idle buffer of one of the
+/// next `fallback_classes` classes (the nearest first, from this thread's
+/// cache or the depot), counted in that class, before it allocates; past
+/// them, or with the fallback off, it allocates a buffer of its own class.
+#[test]
+fn a_miss_takes_an_idle_buffer_of_the_next_classes_before_allocating() {
+    // 2560, 3072, 3584, 4096, 5120: 4096 is two classes above 3072.
+    let pool = BufferConfig::new().build::<Vec<u8>>().unwrap();
+    assert_eq!(BufferConfig::new().get_fallback_classes(), 2);
+    assert_eq!(pool.prewarm_class(5120, 1), 1); // three classes up: unused
+    assert_eq!(pool.prewarm_class(4096, 1), 1);
+    assert_eq!(pool.prewarm_class(3584, 1), 1);
+    let a = pool.checkout(3000);
+    assert_eq!(a.capacity(), 3584, "the nearest larger class first");
+    let b = pool.checkout(3000);
+    assert_eq!(b.capacity(), 4096);
+    let c = pool.checkout(3000);
+    assert_eq!(c.capacity(), 3072, "5120 is past the fallback: allocated");
+    let stats = pool.stats();
+    let class = |size| *stats.class(size).unwrap();
+    assert_eq!(
+        (class(3072).checkouts, class(3072).misses),
+        (1, 1),
+        "only the allocation counts in the requested class"
+    );
+    for size in [3584, 4096] {
+        let s = class(size);
+        assert_eq!((s.checkouts, s.depot_hits), (1, 1), "class {size}");
+        assert_eq!(
+            s.requested_bytes, 3000,
+            "class {size}: its waste counts the request"
+        );
+        assert_eq!(s.lent_bytes, size as u64, "class {size}");
+    }
+    assert_eq!(class(5120).retained_depot, 1);
+    drop((a, b, c));
+    let stats = pool.stats();
+    assert_eq!(stats.outstanding(), 0);
+    // Each went back to the class it belongs to, here in this thread.
+    for size in [3072, 3584, 4096] {
+        assert_eq!(stats.class(size).unwrap().retained_local, 1, "class {size}");
+    }
+
+    // This thread's cache of a larger class serves too; and the fallback
+    // off, a miss allocates its own class even beside idle larger buffers.
+    let pool = BufferConfig::new().build::<Vec<u8>>().unwrap();
+    drop(pool.checkout(3500));
+    assert_eq!(pool.checkout(3000).capacity(), 3584);
+    let exact = BufferConfig::new()
+        .fallback_classes(0)
+        .build::<Vec<u8>>()
+        .unwrap();
+    assert_eq!(exact.prewarm_class(3584, 1), 1);
+    drop(exact.checkout(3500 + 84));
+    assert_eq!(exact.checkout(3000).capacity(), 3072);
+    assert_eq!(exact.stats().class(3584).unwrap().retained_local, 1);
+}
+
+/// A thread that keeps no cache (`take_uncached`) falls back as well, and
+/// the batch it took from the larger class's depot goes back at once.
+#[test]
+fn an_uncached_miss_falls_back_and_keeps_nothing() {
+    let pool = BufferConfig::new().batch(4).build::<Vec<u8>>().unwrap();
+    assert_eq!(pool.prewarm_class(3584, 4), 4);
+    let (buf, ticket) = pool.take_uncached(3000);
+    assert_eq!((buf.capacity(), ticket.class_size()), (3584, Some(3584)));
+    let class = *pool.stats().class(3584).unwrap();
+    assert_eq!((class.retained_local, class.retained_depot), (0, 3));
+    pool.give_back(buf, ticket);
+    assert_eq!(pool.stats().outstanding(), 0);
+}

@@ -58,7 +58,7 @@ impl Inner {
         budget: Option<usize>,
         settings: Settings,
     ) -> Result<Inner, BuildError> {
-        let pool = BufferPool::with_config(config)?;
+        let pool = BufferPool::with_config(exact_if_budgeted(config, budget.is_some()))?;
         let budget = match budget {
             None => None,
             Some(limit) => Some(Budget::new(limit, &config, settings.name.clone())?),
@@ -72,6 +72,17 @@ impl Inner {
             #[cfg(feature = "metrics")]
             exported: Default::default(),
         })
+    }
+}
+
+/// `config`, with no [fallback](BufferConfig::fallback_classes) to larger
+/// classes on a budgeted pool: its budget charges each checkout the class of
+/// the request, so every buffer must come from that class.
+fn exact_if_budgeted(config: BufferConfig, budgeted: bool) -> BufferConfig {
+    if budgeted {
+        config.fallback_classes(0)
+    } else {
+        config
     }
 }
 
@@ -418,7 +429,9 @@ impl BytesPool {
         if let Some(budget) = &inner.budget {
             check_budget(budget.limit, &config)?;
         }
-        inner.pool.reconfigure(config)?;
+        inner
+            .pool
+            .reconfigure(exact_if_budgeted(config, inner.budget.is_some()))?;
         Ok(())
     }
 

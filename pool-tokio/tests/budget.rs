@@ -332,3 +332,25 @@ fn a_guard_reallocated_after_a_split_comes_back_whole() {
     }
     assert_eq!(pool.budget().unwrap().charged, 0);
 }
+
+/// A budget charges each checkout the class of its request, so a budgeted
+/// pool never serves a miss from a larger class (`fallback_classes` is 0
+/// there, and `config` says so), while an unbudgeted one does.
+#[test]
+fn a_budgeted_pool_serves_each_request_from_its_own_class() {
+    let budgeted = BytesPool::builder().budget(1 << 20).build().unwrap();
+    assert_eq!(budgeted.config().get_fallback_classes(), 0);
+    budgeted.prewarm(3584, 1);
+    let buf = budgeted.try_checkout(3000).unwrap();
+    assert_eq!(buf.capacity(), 3072);
+    assert_eq!(budgeted.budget().unwrap().charged, 3072);
+    drop(buf);
+    budgeted
+        .reconfigure(budgeted.config().fallback_classes(2))
+        .unwrap();
+    assert_eq!(budgeted.config().get_fallback_classes(), 0, "kept off");
+
+    let plain = BytesPool::new();
+    plain.prewarm(3584, 1);
+    assert_eq!(plain.checkout(3000).capacity(), 3584);
+}

@@ -419,7 +419,14 @@ fn run_thread(pool: BytesPool, ops: Vec<Op>, live: Arc<Live>, base: u64) {
                         assert_refused(&e);
                         // Another thread may have changed it meanwhile; this
                         // call at least did not install the refused one.
-                        assert_ne!(pool.config(), s.config(), "refused but installed: {e}");
+                        // (A budgeted pool installs it with no fallback.)
+                        let installed = pool.config();
+                        assert_ne!(installed, s.config(), "refused but installed: {e}");
+                        assert_ne!(
+                            installed,
+                            s.config().fallback_classes(0),
+                            "refused but installed: {e}"
+                        );
                     }
                 }
             }
@@ -508,7 +515,12 @@ fn one_case(s: Settings, budget: Option<usize>, ops: Vec<Vec<Op>>) -> Result<(),
     }
     let pool = match builder.build() {
         Ok(pool) => {
-            prop_assert_eq!(pool.config(), s.config());
+            // A budgeted pool serves each request from its own class.
+            let expected = match budget {
+                Some(_) => s.config().fallback_classes(0),
+                None => s.config(),
+            };
+            prop_assert_eq!(pool.config(), expected);
             pool
         }
         Err(e) => {

@@ -119,6 +119,8 @@ pub(crate) struct Limits {
     pub(crate) depot_bytes: usize,
     pub(crate) zero_on_return: bool,
     pub(crate) decay_interval: Duration,
+    /// Classes above a missed one that may serve it (0: none).
+    pub(crate) fallback: usize,
 }
 
 impl Limits {
@@ -181,6 +183,7 @@ impl PoolConfig {
             depot_bytes: usize::MAX,
             zero_on_return: false,
             decay_interval: self.decay_interval,
+            fallback: 0,
         })
     }
 }
@@ -294,6 +297,7 @@ impl BufferConfig {
             depot_bytes: self.depot_bytes,
             zero_on_return: self.zero_on_return,
             decay_interval: self.decay_interval,
+            fallback: self.get_fallback_classes(),
         })
     }
 }

@@ -68,6 +68,7 @@ impl Hot {
         self.max_index.store(limits.max_index, Ordering::Relaxed);
         self.zero
             .store(limits.zero_on_return as usize, Ordering::Relaxed);
+        self.fallback.store(limits.fallback, Ordering::Relaxed);
     }
 }
 
@@ -92,6 +93,7 @@ impl<T: Send + 'static> Engine<T> {
             min_class: AtomicUsize::new(1),
             max_index: AtomicUsize::new(0),
             zero: AtomicUsize::new(0),
+            fallback: AtomicUsize::new(0),
         };
         hot.set(&limits);
         Engine {
@@ -162,19 +164,19 @@ impl<T: Send + 'static> Engine<T> {
         class: usize,
         requested: Option<usize>,
         create: impl FnOnce() -> T,
-    ) -> (T, Source) {
+    ) -> (T, Source, usize) {
         let mut dst = MaybeUninit::uninit();
-        let source = self.take_slow(class, &mut dst);
+        let (source, served) = self.take_slow(class, &mut dst);
         if source != Source::New {
-            self.count_requested(class, requested.unwrap_or(0));
+            self.count_requested(served, requested.unwrap_or(0));
             // SAFETY: `take_slow` wrote a value into `dst` whenever it
             // returned a source other than `New` (`Class::pop_into`
             // returned true).
-            return (unsafe { dst.assume_init() }, source);
+            return (unsafe { dst.assume_init() }, source, served);
         }
         let value = create();
         self.count_miss(class, requested.unwrap_or(0));
-        (value, Source::New)
+        (value, Source::New, class)
     }
 
     /// Checkout as a value, like [`Engine::take_or`], that leaves this
@@ -185,11 +187,11 @@ impl<T: Send + 'static> Engine<T> {
         class: usize,
         requested: usize,
         create: impl FnOnce() -> T,
-    ) -> (T, Source) {
+    ) -> (T, Source, usize) {
         let mut dst = MaybeUninit::uninit();
-        let (source, dropped) = self.take_uncached_slow(class, &mut dst);
+        let (source, served, dropped) = self.take_uncached_slow(class, &mut dst);
         if source != Source::New {
-            self.count_requested(class, requested);
+            self.count_requested(served, requested);
             // SAFETY: `take_slow` wrote a value into `dst` whenever it
             // returned a source other than `New`.
             let value = unsafe { dst.assume_init() };
@@ -198,18 +200,18 @@ impl<T: Send + 'static> Engine<T> {
                 // in one drops `value` too, counted as a return.
                 let unwind = CountOnUnwind {
                     engine: self,
-                    class,
+                    class: served,
                     why: Discard::Rejected,
                 };
                 drop(dropped);
                 unwind.disarm();
             }
-            return (value, source);
+            return (value, source, served);
         }
         debug_assert!(dropped.is_empty(), "nothing taken, nothing spilled");
         let value = create();
         self.count_miss(class, requested);
-        (value, Source::New)
+        (value, Source::New, class)
     }
 
     /// Return of the value in `src`, which the caller owns and must not use

@@ -52,9 +52,13 @@ impl<T: Send + 'static> Engine<T> {
 
     #[cold]
     #[inline(never)]
-    pub(super) fn take_slow(self: &Arc<Self>, class: usize, dst: &mut MaybeUninit<T>) -> Source {
+    pub(super) fn take_slow(
+        self: &Arc<Self>,
+        class: usize,
+        dst: &mut MaybeUninit<T>,
+    ) -> (Source, usize) {
         let Some(slot) = self.slot() else {
-            return Source::New;
+            return (Source::New, class);
         };
         // Dropped before anything is taken: a panicking `Drop` then leaves
         // no value half handed out.
@@ -62,11 +66,51 @@ impl<T: Send + 'static> Engine<T> {
         let c = slot.class(class);
         if c.pop_into(dst) {
             c.counters.local_hits.bump();
-            return Source::Local;
+            return (Source::Local, class);
         }
         if c.cap() == 0 {
-            return Source::New;
+            return (Source::New, class);
         }
+        match self.take_batch(slot, class, dst) {
+            Source::New => self.take_larger(slot, class, dst),
+            source => (source, class),
+        }
+    }
+
+    /// A miss in `class` that its own depot cannot serve: a buffer of one
+    /// of the next `fallback_classes` classes (`Hot::fallback`), from this thread's cache
+    /// or that class's depot, so that an idle larger buffer serves the
+    /// request instead of a new allocation (the pool's memory then
+    /// follows demand across neighbouring classes instead of growing to
+    /// each class's own peak). Returns the class served.
+    fn take_larger(
+        &self,
+        slot: &Slot<T>,
+        class: usize,
+        dst: &mut MaybeUninit<T>,
+    ) -> (Source, usize) {
+        let (_, max_index) = self.hot.range();
+        let last = class.saturating_add(self.hot.fallback()).min(max_index);
+        for j in class + 1..=last {
+            let c = slot.class(j);
+            if c.cap() == 0 {
+                continue;
+            }
+            if c.pop_into(dst) {
+                c.counters.local_hits.bump();
+                return (Source::Local, j);
+            }
+            if let source @ Source::Depot = self.take_batch(slot, j, dst) {
+                return (source, j);
+            }
+        }
+        (Source::New, class)
+    }
+
+    /// A batch of `class` from its depot into `slot`'s cache, one value of
+    /// it into `dst`.
+    fn take_batch(&self, slot: &Slot<T>, class: usize, dst: &mut MaybeUninit<T>) -> Source {
+        let c = slot.class(class);
         match c.refill(&self.class_depot(class)) {
             Some(n) if c.pop_into(dst) => {
                 c.counters.depot_hits.bump();
@@ -97,18 +141,18 @@ impl<T: Send + 'static> Engine<T> {
         self: &Arc<Self>,
         class: usize,
         dst: &mut MaybeUninit<T>,
-    ) -> (Source, Vec<T>) {
-        let source = self.take_slow(class, dst);
+    ) -> (Source, usize, Vec<T>) {
+        let (source, served) = self.take_slow(class, dst);
         let mut dropped = Vec::new();
         if source == Source::Depot {
             if let Some(slot) = self.slot() {
-                let c = slot.class(class);
+                let c = slot.class(served);
                 while c.len() > 0 {
-                    self.spill_one(class, slot, &mut dropped);
+                    self.spill_one(served, slot, &mut dropped);
                 }
             }
         }
-        (source, dropped)
+        (source, served, dropped)
     }
 
     #[cold]
