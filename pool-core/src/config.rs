@@ -286,13 +286,16 @@ const fn default_batch(cap: usize) -> usize {
 /// and few large ones. A class whose share is below one buffer is *large*:
 /// a thread keeps at most one buffer of it, and at most `thread_bytes` in
 /// all large classes together (but always the buffer just given back); the
-/// others go to the depot, where every thread finds them.
+/// others go to the depot, where every thread finds them. A miss takes an
+/// idle buffer of one of the next [`fallback_classes`](Self::fallback_classes)
+/// classes before it allocates.
 ///
 /// Defaults: classes 512 B ..= 1 MiB, four per doubling; per thread 64
 /// buffers per class and 256 KiB per doubling (64 KiB per class, so
 /// classes above 64 KiB are large); depot 1024 buffers per class and 64 MiB in all; a
 /// buffer whose capacity passed 1 MiB is dropped on return; buffers unused
-/// for 500 ms are freed by idle decay.
+/// for 500 ms are freed by idle decay; a miss may take a buffer up to two
+/// classes larger.
 ///
 /// ```
 /// use pool_core::BufferConfig;

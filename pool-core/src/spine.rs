@@ -371,7 +371,9 @@ impl<T: Send + 'static> Engine<T> {
     /// compiles to nothing.
     ///
     /// The value comes back by value, never through a pointer the caller
-    /// passed in, so that an inlined checkout can keep it in registers.
+    /// passed in, so that an inlined checkout can keep it in registers,
+    /// with the class that served it: `class`, but for a miss served by a
+    /// larger class (`fallback_classes`).
     #[inline(always)]
     pub(crate) fn take_or(
         self: &Arc<Self>,

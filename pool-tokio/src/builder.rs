@@ -46,7 +46,10 @@ impl Builder {
 
     /// A bound on the bytes checked out at once (each buffer charges its
     /// class size; an unpooled one its requested size), from `min_class`
-    /// to `Semaphore::MAX_PERMITS`. Default: none.
+    /// to `Semaphore::MAX_PERMITS`. Default: none. A budgeted pool serves
+    /// each request from its own class: its
+    /// [`fallback_classes`](pool_core::BufferConfig::fallback_classes) is
+    /// 0, whatever the config says.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build()?;

@@ -416,7 +416,8 @@ impl BytesPool {
 
     /// Changes the settings of a live pool (see
     /// [`BufferPool::reconfigure`]). On a pool with a budget, the smallest
-    /// class must still fit in it. On error nothing changes.
+    /// class must still fit in it, and `fallback_classes` stays 0. On error
+    /// nothing changes.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
