@@ -171,10 +171,11 @@ impl<B: Buffer> BufferPool<B> {
         self.lend(buf, slot, size, source)
     }
 
-    /// The size of the class that would serve a request of `min_capacity`
-    /// bytes under the settings in force, or `None` when the request is
-    /// above the largest class (an unpooled allocation of exactly
-    /// `min_capacity` bytes).
+    /// The size of the class of a request of `min_capacity` bytes under the
+    /// settings in force, or `None` when the request is above the largest
+    /// class (an unpooled allocation of exactly `min_capacity` bytes). A
+    /// miss may still be served by a larger class's idle buffer (see
+    /// [`BufferConfig::fallback_classes`](crate::BufferConfig::fallback_classes)).
     ///
     /// ```
     /// let pool = pool_core::BufferPool::<Vec<u8>>::new();

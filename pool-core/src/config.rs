@@ -276,10 +276,12 @@ const fn default_batch(cap: usize) -> usize {
 /// Classes run from `min_class` to `max_class` (both powers of two), with
 /// [`classes_per_doubling`](Self::classes_per_doubling) classes per power of
 /// two (default 4: 512, 640, 768, 896, 1024, 1280, ...). A checkout of `n`
-/// bytes gets a buffer from the smallest class of at least `n` bytes, so a
+/// bytes is served by the smallest class of at least `n` bytes, so a
 /// request is rounded up by at most a quarter of the power of two below it
 /// (at most 25% of the request, 20% of the class), where power-of-two
-/// classes round up by as much as the request itself.
+/// classes round up by as much as the request itself; when that class has
+/// nothing idle, by a larger class's idle buffer (see
+/// [`fallback_classes`](Self::fallback_classes)).
 /// A thread caches, per class, at most `thread_capacity` buffers and its
 /// share of `thread_bytes` (which counts per power of two, split evenly
 /// among that doubling's classes), so a thread holds many small buffers

@@ -479,8 +479,12 @@ pub(crate) enum Tried {
 ///
 /// A checkout of `n` bytes gets a buffer of the smallest class of at least
 /// `n` bytes (a 0-byte request gets the smallest class), so with the
-/// default spacing no buffer is more than 25% larger than its request (or
-/// than the smallest class). [`Stats::waste`](crate::Stats::waste)
+/// default spacing the class is at most 25% larger than the request (or
+/// is the smallest class). When that class has no buffer idle, in this
+/// thread's cache or the depot, an idle buffer of one of the next
+/// [`fallback_classes`](BufferConfig::fallback_classes) classes serves it
+/// (by default two: at most 1.5x the class) before a new buffer of the
+/// class is allocated. [`Stats::waste`](crate::Stats::waste)
 /// reports what the rounding costs. A request above
 /// the largest class gets a plain allocation of exactly `n` bytes, counted
 /// as unpooled and dropped on return. Each returned buffer is cleared

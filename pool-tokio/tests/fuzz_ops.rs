@@ -57,6 +57,8 @@ struct Settings {
     max_retained: Option<usize>,
     zero_on_return: bool,
     decay_ms: u64,
+    /// `fallback_classes`: mostly the default (half a doubling).
+    fallback: Option<usize>,
 }
 
 impl Settings {
@@ -76,6 +78,9 @@ impl Settings {
         }
         if let Some(m) = self.max_retained {
             c = c.max_retained(m);
+        }
+        if let Some(f) = self.fallback {
+            c = c.fallback_classes(f);
         }
         c
     }
@@ -109,6 +114,12 @@ fn settings() -> impl Strategy<Value = Settings> {
         any::<bool>(),
         prop_oneof![30 => 1u64..50, 1 => Just(0u64)],
         prop_oneof![12 => Just(4usize), 1 => Just(1usize), 1 => Just(2usize), 1 => Just(8usize), 1 => Just(3usize)],
+        prop_oneof![
+            6 => Just(None),
+            1 => Just(Some(0usize)),
+            1 => (1usize..6).prop_map(Some),
+            1 => Just(Some(usize::MAX))
+        ],
     )
         .prop_map(
             |(
@@ -122,6 +133,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 zero_on_return,
                 decay_ms,
                 classes_per_doubling,
+                fallback,
             )| Settings {
                 min_class,
                 classes_per_doubling,
@@ -138,6 +150,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 max_retained,
                 zero_on_return,
                 decay_ms,
+                fallback,
             },
         )
 }

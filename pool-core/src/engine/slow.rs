@@ -305,3 +305,50 @@ impl<T: Send + 'static> Engine<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::BufferConfig;
+
+    /// The fallback's `pop_into` of another class's cache and depot, and
+    /// the return of the borrowed buffer to its own class, here and on
+    /// another thread (Miri runs this: `scripts/miri.sh`, `--lib`).
+    #[test]
+    fn a_miss_served_by_a_larger_class_comes_back_to_that_class() {
+        let pool = BufferConfig::new()
+            .min_class(64)
+            .max_class(256)
+            .build::<Vec<u8>>()
+            .unwrap();
+        // 64, 80, 96, 112, 128, ...: 96 and 112 are one and two classes up.
+        drop(pool.checkout(96)); // into this thread's cache
+        assert_eq!(pool.prewarm_class(112, 1), 1); // into the depot
+        let mut from_cache = pool.checkout(80);
+        assert_eq!(from_cache.capacity(), 96);
+        let from_depot = pool.checkout(80);
+        assert_eq!(from_depot.capacity(), 112);
+        let new = pool.checkout(80);
+        assert_eq!(new.capacity(), 80);
+        from_cache.extend_from_slice(&[7; 90]);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                drop(from_depot);
+                // To the depot now, not at thread exit (which may still
+                // run after the scope ends, beside the stats read below).
+                pool.flush_thread();
+            });
+        });
+        drop((from_cache, new));
+        let stats = pool.stats();
+        assert_eq!(stats.outstanding(), 0);
+        let held = |size| {
+            let c = stats.class(size).unwrap();
+            c.retained_local + c.retained_depot
+        };
+        assert_eq!((held(80), held(96), held(112)), (1, 1, 1));
+        // The next checkout of 96 bytes gets the one it lent, emptied.
+        let again = pool.checkout(96);
+        assert!(again.is_empty());
+        assert_eq!(again.capacity(), 96);
+    }
+}
