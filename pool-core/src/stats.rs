@@ -228,6 +228,13 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 /// A snapshot of a pool's counters: per class, and unpooled requests.
 ///
+/// The counters are read one after another while other threads run, so a
+/// buffer moving between a thread's cache and the depot at that moment (a
+/// spill, a flush, a thread's exit) can show in both `retained_local` and
+/// `retained_depot`. Once no thread is using the pool (thread exits
+/// included: a scoped thread's exit flush may still run after its scope
+/// ends) the figures add up.
+///
 /// ```
 /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
 /// drop(pool.checkout(100));
