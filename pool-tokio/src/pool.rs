@@ -236,8 +236,8 @@ impl BytesPool {
 
     /// Checks out an empty buffer of at least `min_capacity` bytes (its
     /// class size, or on a miss, in a pool without a budget, a larger idle
-    /// buffer: see [`BufferConfig::fallback_classes`]). Never waits and never fails: on a pool whose budget is
-    /// exhausted it is served anyway, uncharged, and counted in
+    /// buffer: see [`BufferConfig::fallback_classes`]). Never waits and
+    /// never fails: on a pool whose budget is exhausted it is served anyway, uncharged, and counted in
     /// [`BudgetStats::overdrafts`]; use
     /// [`checkout_async`](BytesPool::checkout_async) to wait for the budget
     /// or [`try_checkout`](BytesPool::try_checkout) to be refused.

@@ -58,6 +58,7 @@
 //! `Builder::blocking_cache(true)`; `pblock` hands frames to
 //! `pool_tokio::spawn_blocking` instead of tokio's; `tb=N` sets `thread_bytes(N)`;
 //! `maxret=N` sets `max_retained(N)`; `depot=N` sets `depot_bytes(N)`;
+//! `fb=N` sets `fallback_classes(N)`;
 //! `decay=MS` sets `decay_interval`. A variant of `checkout` is compared
 //! with `fresh` carrying the same `nofreeze`/`noblock` if that ran, else
 //! with `fresh`.
@@ -402,6 +403,7 @@ struct Mode {
     max_retained: Option<usize>,
     depot_bytes: Option<usize>,
     decay_ms: Option<u64>,
+    fallback: Option<usize>,
 }
 
 const BASES: [&str; 5] = ["plain", "pooled", "framed", "checkout", "fresh"];
@@ -439,6 +441,7 @@ impl Mode {
                 Some(("tb", v)) => m.thread_bytes = Some(num(v)?),
                 Some(("maxret", v)) => m.max_retained = Some(num(v)?),
                 Some(("depot", v)) => m.depot_bytes = Some(num(v)?),
+                Some(("fb", v)) => m.fallback = Some(num(v)?),
                 Some(("decay", v)) => m.decay_ms = Some(num(v)? as u64),
                 Some(("parkgap", v)) => {
                     m.hooks = true;
@@ -447,7 +450,7 @@ impl Mode {
                 _ => {
                     return Err(format!(
                         "unknown modifier {p:?} in {name:?}: expected nofreeze, noblock, hooks, \
-                         nohooks, nomaint, bcache, pblock, tb=N, maxret=N, depot=N, decay=MS or parkgap=MS"
+                         nohooks, nomaint, bcache, pblock, tb=N, maxret=N, depot=N, fb=N, decay=MS or parkgap=MS"
                     ))
                 }
             }
@@ -472,6 +475,9 @@ impl Mode {
         }
         if let Some(ms) = self.decay_ms {
             config = config.decay_interval(Duration::from_millis(ms));
+        }
+        if let Some(n) = self.fallback {
+            config = config.fallback_classes(n);
         }
         BytesPool::builder()
             .config(config)

@@ -63,26 +63,32 @@ impl<T: Send + 'static> Engine<T> {
         // Dropped before anything is taken: a panicking `Drop` then leaves
         // no value half handed out.
         drop(self.catch_up(slot));
-        let c = slot.class(class);
-        if c.pop_into(dst) {
-            c.counters.local_hits.bump();
-            return (Source::Local, class);
-        }
-        if c.cap() == 0 {
-            return (Source::New, class);
-        }
-        match self.take_batch(slot, class, dst) {
+        match self.take_class(slot, class, dst) {
             Source::New => self.take_larger(slot, class, dst),
             source => (source, class),
         }
     }
 
+    /// A value of `class` into `dst`: from `slot`'s cache, else a batch
+    /// from the class's depot (`New`: none, `dst` untouched).
+    fn take_class(&self, slot: &Slot<T>, class: usize, dst: &mut MaybeUninit<T>) -> Source {
+        let c = slot.class(class);
+        if c.pop_into(dst) {
+            c.counters.local_hits.bump();
+            return Source::Local;
+        }
+        if c.cap() == 0 {
+            return Source::New;
+        }
+        self.take_batch(slot, class, dst)
+    }
+
     /// A miss in `class` that its own depot cannot serve: a buffer of one
-    /// of the next `fallback_classes` classes (`Hot::fallback`), from this thread's cache
-    /// or that class's depot, so that an idle larger buffer serves the
-    /// request instead of a new allocation (the pool's memory then
-    /// follows demand across neighbouring classes instead of growing to
-    /// each class's own peak). Returns the class served.
+    /// of the next `fallback_classes` classes (`Hot::fallback`), from this
+    /// thread's cache or that class's depot, so that an idle larger buffer
+    /// serves the request instead of a new allocation (the pool's memory
+    /// then follows demand across neighbouring classes instead of growing
+    /// to each class's own peak). Returns the class served.
     fn take_larger(
         &self,
         slot: &Slot<T>,
@@ -92,16 +98,9 @@ impl<T: Send + 'static> Engine<T> {
         let (_, max_index) = self.hot.range();
         let last = class.saturating_add(self.hot.fallback()).min(max_index);
         for j in class + 1..=last {
-            let c = slot.class(j);
-            if c.cap() == 0 {
-                continue;
-            }
-            if c.pop_into(dst) {
-                c.counters.local_hits.bump();
-                return (Source::Local, j);
-            }
-            if let source @ Source::Depot = self.take_batch(slot, j, dst) {
-                return (source, j);
+            match self.take_class(slot, j, dst) {
+                Source::New => continue,
+                source => return (source, j),
             }
         }
         (Source::New, class)
