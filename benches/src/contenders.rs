@@ -282,9 +282,9 @@ pub fn pool_core_pool() -> &'static pool_core::BufferPool<BytesMut> {
 // ---------------------------------------------------------------- pool-tokio
 
 /// This project's tokio layer: `pool_tokio::checkout(n)` from the
-/// process-wide default pool (pool-core's defaults, no budget; built with
-/// pool-tokio's default `tracing` feature and no subscriber), `PooledBytes`
-/// guard dropped on return.
+/// process-wide default pool (pool-core's defaults, no budget; pool-tokio
+/// built without its `tracing` feature unless benches' own `tracing`
+/// feature turns it on, as W6 does), `PooledBytes` guard dropped on return.
 #[derive(Debug)]
 pub struct PoolTokio;
 
