@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 use crate::config::{BufferConfig, ConfigError};
 use crate::loom::{lock, Mutex};
-use crate::spine::{Engine, Tried};
+use crate::outcome::Tried;
+use crate::spine::Engine;
 use crate::stats::{Discard, Returned, Source};
 
 use self::storage::new_buffer;

@@ -2,6 +2,9 @@
 //! ([`Source`]) and what became of a returned value ([`Returned`], and why
 //! it was dropped: [`Discard`]).
 //!
+//! Also the hot path's own outcomes, crate-private: what a fast put did
+//! (`FastPut`) and how far a fast return got (`Tried`).
+//!
 //! A leaf module: the engine reports these and `stats.rs` counts them, and
 //! it imports neither.
 
@@ -112,4 +115,30 @@ pub enum Returned {
     Kept,
     /// Dropped, for this reason.
     Discarded(Discard),
+}
+
+/// What `Engine::put_fast_if` (`spine.rs`) did with a returning value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FastPut {
+    /// Moved into this thread's cache.
+    Kept,
+    /// The check said no: nothing moved, the full return path must run.
+    Refused,
+    /// The check accepted it, but this thread's cache was not at hand or
+    /// was full: nothing moved; only the slow put is left to try.
+    NoRoom,
+}
+
+/// How far the fast return got with a buffer it did not keep, so that
+/// the full return does not repeat it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tried {
+    /// Nothing done: an unpooled buffer.
+    No,
+    /// Cleared, and not exactly the allocation lent (or to be zeroed):
+    /// `reclaim` and the checks are left, then the whole put.
+    Refused,
+    /// Cleared and exactly the allocation lent, but this thread's cache had
+    /// no room: only the slow put is left.
+    NoRoom,
 }
