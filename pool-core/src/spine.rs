@@ -2,21 +2,20 @@
 //! read top to bottom in this one file, with the types they touch.
 //!
 //! In reading order: the fast pointer (`FAST`, [`fast`], [`fast_class`],
-//! [`set_fast`]); a
-//! thread's cache ([`Class`], one stack per class index, and [`Slot`]) with
-//! the fast operations on it (`Class::pop`, `Class::push_from`); the
+//! [`set_fast`]); a thread's cache ([`Class`], one stack per class index,
+//! and [`Slot`]) with the fast operations on it (`Class::pop`, `Class::push_from`); the
 //! engine's hot halves ([`Engine::take_or`], [`Engine::put_fast_if`],
 //! [`Engine::guarded`], [`Engine::put_fast`]); and `BufferPool`'s checkout
 //! and common return (`checkout`, `take`, `fill`, `slot_for`, `origin`,
 //! `give_back`, `try_give_back_fast`, `keep_fast`, `give_back_slot`).
 //!
 //! - A hit: `BufferPool::checkout` → `fill` → `slot_for` (`Hot::range`) →
-//!   `Engine::take_or` → `fast_class` → `Slot::epoch` →
-//!   `Class::pop`, one counter bump; then `origin`.
+//!   `Engine::take_or` → `fast_class` → `Slot::epoch` → `Class::pop`, one
+//!   counter bump; then `origin`.
 //! - A same-thread return: the guard's `Drop` (in `buffer.rs`, one call) →
 //!   `give_back_slot` → `keep_fast` → `Engine::put_fast_if` → `guarded`
-//!   (the clear and the checks) → `put_fast` → `fast_class` → `Class::push_from`,
-//!   one counter bump.
+//!   (the clear and the checks) → `put_fast` → `fast_class` →
+//!   `Class::push_from`, one counter bump.
 //!
 //! Everything else is out of line, reached through `#[cold]` functions
 //! whose comments say why: a miss through `Engine::take_or_slow`
@@ -36,7 +35,9 @@
 //! `engine/counters.rs`, `engine/depot.rs`, `buffer/storage.rs`,
 //! `buffer/ticket.rs`), which never import it back.
 //!
-//! Its `unsafe`: the fast pointer's dereference, the stacks' cell and the
+//! Its `unsafe`: the fast pointer's dereferences (the slot, and the
+//! unchecked class index into the class array it holds, `fast_class`), the
+//! stacks' cell and the
 //! whole-value copy into one (`Class::items`, `Class::push_from`), the
 //! unchecked class index (`Slot::class`), `unsafe impl Sync for Slot`, the
 //! volatile move in [`unmerged`], the return guard's `ManuallyDrop`
@@ -66,8 +67,9 @@ std::thread_local! {
     /// `(pool id, slot, the slot's class array)` of the last pool this
     /// thread used. Destructor-free. The class array's address is here so
     /// that the hot path reaches a class in one load fewer than through
-    /// the slot (W1 98 to 96 instructions, about 2% faster side by side:
-    /// `benches/RESULTS.md`).
+    /// the slot (W1 98 to 96 instructions, 2-6% faster side by side:
+    /// `benches/RESULTS.md`, "The class array in the fast pointer"). It is
+    /// derivable (`slot.classes.as_ptr()`), so `set_fast` is its only writer.
     static FAST: Cell<(u64, *const (), *const ())> = const { Cell::new((0, std::ptr::null(), std::ptr::null())) };
 }
 
