@@ -297,7 +297,7 @@ const fn default_batch(cap: usize) -> usize {
 /// classes above 64 KiB are large); depot 1024 buffers per class and 64 MiB in all; a
 /// buffer whose capacity passed 1 MiB is dropped on return; buffers unused
 /// for 500 ms are freed by idle decay; a miss may take a buffer up to two
-/// classes larger.
+/// classes larger (never over 1.5x its class).
 ///
 /// ```
 /// use pool_core::BufferConfig;
@@ -425,7 +425,8 @@ impl BufferConfig {
 
     /// How many classes above a missed one may serve it (default: half of
     /// [`classes_per_doubling`](Self::classes_per_doubling), so 2, at most
-    /// half a doubling up; see
+    /// half a doubling up, and by default never a buffer over 1.5x the
+    /// missed class; see
     /// [`get_fallback_classes`](Self::get_fallback_classes)).
     ///
     /// A checkout whose class has no buffer in this thread's cache nor in
@@ -438,6 +439,13 @@ impl BufferConfig {
     /// instead of each class keeping its own: fewer bytes retained for the
     /// same hit rate, a little more waste. 0 turns it off; a value past
     /// the largest class stops there.
+    ///
+    /// Left unset, the fallback also stops at classes of 1.5x the missed
+    /// class's size. That binds only on classes under
+    /// `classes_per_doubling` bytes, which are a byte apart (1, 2, 3, ...:
+    /// two classes above 1 is 3). A depth set here is taken as set, whatever
+    /// the sizes (4 of 4 per doubling lend up to 2x the class).
+    /// An [exact](crate::BufferPool::make_exact) pool keeps it at 0.
     ///
     /// ```
     /// use pool_core::BufferConfig;
@@ -618,6 +626,11 @@ impl BufferConfig {
             Some(n) => n,
             None => self.classes_per_doubling / 2,
         }
+    }
+
+    /// Whether no fallback depth was set (the default's 1.5x cap applies).
+    pub(crate) const fn fallback_is_default(&self) -> bool {
+        self.fallback_classes.is_none()
     }
 
     /// The class sizes of the configured range, smallest first.

@@ -271,9 +271,12 @@ pub(crate) struct Hot {
     pub(crate) max_index: AtomicUsize,
     /// Whether returned buffers are zeroed.
     pub(crate) zero: AtomicUsize,
-    /// How many classes above a missed one may serve it (read on misses
-    /// only).
+    /// How many classes above a missed one may serve it, and whether they
+    /// stop at 1.5x the missed class (non-zero; both read on misses only).
     pub(crate) fallback: AtomicUsize,
+    pub(crate) fallback_capped: AtomicUsize,
+    /// The class spacing, fixed at build.
+    pub(crate) spacing: Spacing,
 }
 
 impl Hot {
@@ -282,13 +285,6 @@ impl Hot {
     pub(crate) fn zero_on_return(&self) -> bool {
         // Relaxed: a setting read as a hint; see `range`.
         self.zero.load(Ordering::Relaxed) != 0
-    }
-
-    /// How many classes above a missed one may serve it.
-    #[inline]
-    pub(crate) fn fallback(&self) -> usize {
-        // Relaxed: a setting read as a hint; see `range`.
-        self.fallback.load(Ordering::Relaxed)
     }
 
     /// The configured class range as `(min_class, max_index)`.
@@ -485,7 +481,7 @@ impl<T: Send + 'static> Engine<T> {
 /// is the smallest class). When that class has no buffer idle, in this
 /// thread's cache or the depot, an idle buffer of one of the next
 /// [`fallback_classes`](BufferConfig::fallback_classes) classes serves it
-/// (by default two: at most 1.5x the class) before a new buffer of the
+/// (by default two, never past 1.5x the class) before a new buffer of the
 /// class is allocated. [`Stats::waste`](crate::Stats::waste)
 /// reports what the rounding costs. A request above
 /// the largest class gets a plain allocation of exactly `n` bytes, counted
@@ -510,7 +506,9 @@ impl<T: Send + 'static> Engine<T> {
 /// ```
 pub struct BufferPool<B: Buffer> {
     pub(crate) engine: Arc<Engine<B>>,
-    pub(crate) config: Mutex<BufferConfig>,
+    /// The settings in force, and whether the pool is exact
+    /// (`make_exact`: `fallback_classes` held at 0 for good).
+    pub(crate) config: Mutex<(BufferConfig, bool)>,
     /// The class spacing, fixed at build.
     pub(crate) spacing: Spacing,
     /// The size of each class index (the class table's size column, which

@@ -394,3 +394,75 @@ fn an_uncached_miss_falls_back_and_keeps_nothing() {
     pool.give_back(buf, ticket);
     assert_eq!(pool.stats().outstanding(), 0);
 }
+
+/// The default fallback never lends more than 1.5x the missed class, even
+/// among the smallest classes, which are a byte apart (1, 2, 3, 4, 5, ...:
+/// two classes above 1 is 3); a depth set explicitly is taken as set.
+#[test]
+fn the_default_fallback_stops_at_one_and_a_half_times_the_class() {
+    let pool = BufferConfig::new()
+        .min_class(1)
+        .max_class(64)
+        .build::<Vec<u8>>()
+        .unwrap();
+    let sizes = BufferConfig::new()
+        .min_class(1)
+        .max_class(64)
+        .class_sizes()
+        .unwrap();
+    for (i, &class) in sizes.iter().enumerate() {
+        // Everything above this class idle, nothing of the class itself.
+        let above = &sizes[i + 1..];
+        for &size in above {
+            pool.prewarm_class(size, 1);
+        }
+        let lent = pool.checkout(class).capacity();
+        assert!(
+            2 * lent <= 3 * class,
+            "class {class} lent a {lent}-byte buffer"
+        );
+        pool.trim();
+    }
+    // 1 -> 2 would be 2x: allocated; 4 -> 6 is 1.5x: served.
+    pool.prewarm_class(2, 1);
+    assert_eq!(pool.checkout(1).capacity(), 1);
+    pool.prewarm_class(6, 1);
+    assert_eq!(pool.checkout(4).capacity(), 6);
+
+    let deep = BufferConfig::new()
+        .min_class(1)
+        .max_class(64)
+        .fallback_classes(2)
+        .build::<Vec<u8>>()
+        .unwrap();
+    deep.prewarm_class(3, 1);
+    assert_eq!(
+        deep.checkout(1).capacity(),
+        3,
+        "set explicitly: two classes up"
+    );
+}
+
+/// An exact pool serves every miss from its own class, and no
+/// `reconfigure` turns the fallback back on.
+#[test]
+fn an_exact_pool_keeps_its_fallback_off_through_reconfigure() {
+    let pool = BufferConfig::new().build::<Vec<u8>>().unwrap();
+    assert!(!pool.is_exact());
+    pool.make_exact();
+    assert!(pool.is_exact());
+    assert_eq!(pool.config().get_fallback_classes(), 0);
+    pool.reconfigure(BufferConfig::new()).unwrap();
+    pool.reconfigure(BufferConfig::new().fallback_classes(4))
+        .unwrap();
+    assert_eq!(pool.config().get_fallback_classes(), 0, "kept off");
+    assert!(pool.is_exact());
+    assert_eq!(pool.prewarm_class(3584, 2), 2);
+    let a = pool.checkout(3000);
+    let b = pool.checkout(3000);
+    assert_eq!((a.capacity(), b.capacity()), (3072, 3072));
+    assert_eq!(pool.stats().class(3584).unwrap().retained_depot, 2);
+    // An unrelated setting still changes.
+    pool.reconfigure(pool.config().min_class(4096)).unwrap();
+    assert_eq!(pool.checkout(1).capacity(), 4096);
+}

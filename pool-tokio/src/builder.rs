@@ -49,7 +49,9 @@ impl Builder {
     /// to `Semaphore::MAX_PERMITS`. Default: none. A budgeted pool serves
     /// each request from its own class: its
     /// [`fallback_classes`](pool_core::BufferConfig::fallback_classes) is
-    /// 0, whatever the config says.
+    /// 0, whatever the config says, and stays 0 through every
+    /// `reconfigure` (its pool-core pool is
+    /// [exact](pool_core::BufferPool::make_exact)).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build()?;

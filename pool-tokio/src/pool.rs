@@ -58,10 +58,16 @@ impl Inner {
         budget: Option<usize>,
         settings: Settings,
     ) -> Result<Inner, BuildError> {
-        let pool = BufferPool::with_config(exact_if_budgeted(config, budget.is_some()))?;
+        let pool = BufferPool::with_config(config)?;
         let budget = match budget {
             None => None,
-            Some(limit) => Some(Budget::new(limit, &config, settings.name.clone())?),
+            Some(limit) => {
+                // The budget charges each checkout its request's class, so
+                // every buffer must come from that class, whatever a later
+                // `reconfigure` (here or through `buffer_pool()`) sets.
+                pool.make_exact();
+                Some(Budget::new(limit, &config, settings.name.clone())?)
+            }
         };
         Ok(Inner {
             pool,
@@ -72,17 +78,6 @@ impl Inner {
             #[cfg(feature = "metrics")]
             exported: Default::default(),
         })
-    }
-}
-
-/// `config`, with no [fallback](BufferConfig::fallback_classes) to larger
-/// classes on a budgeted pool: its budget charges each checkout the class of
-/// the request, so every buffer must come from that class.
-fn exact_if_budgeted(config: BufferConfig, budgeted: bool) -> BufferConfig {
-    if budgeted {
-        config.fallback_classes(0)
-    } else {
-        config
     }
 }
 
@@ -431,9 +426,7 @@ impl BytesPool {
         if let Some(budget) = &inner.budget {
             check_budget(budget.limit, &config)?;
         }
-        inner
-            .pool
-            .reconfigure(exact_if_budgeted(config, inner.budget.is_some()))?;
+        inner.pool.reconfigure(config)?;
         Ok(())
     }
 
@@ -487,7 +480,10 @@ impl BytesPool {
         self.handle.inner().pool.prewarm_class(size, count)
     }
 
-    /// The underlying pool-core pool, for anything not wrapped here.
+    /// The underlying pool-core pool, for anything not wrapped here. A
+    /// budgeted pool's is [exact](BufferPool::make_exact), so its
+    /// `reconfigure` cannot turn the fallback to larger classes back on
+    /// either.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();

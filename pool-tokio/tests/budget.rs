@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use pool_core::BufferConfig;
 use pool_tokio::{BytesPool, TryCheckoutError};
 
 fn budgeted(bytes: usize) -> BytesPool {
@@ -349,6 +350,20 @@ fn a_budgeted_pool_serves_each_request_from_its_own_class() {
         .reconfigure(budgeted.config().fallback_classes(2))
         .unwrap();
     assert_eq!(budgeted.config().get_fallback_classes(), 0, "kept off");
+    // Nor through the pool-core pool underneath: lending the idle 3584-byte
+    // buffers to 3000-byte requests would lend more than the budget charged.
+    assert!(budgeted.buffer_pool().is_exact());
+    budgeted
+        .buffer_pool()
+        .reconfigure(BufferConfig::new())
+        .unwrap();
+    budgeted.prewarm(3584, 2);
+    let a = budgeted.try_checkout(3000).unwrap();
+    let b = budgeted.try_checkout(3000).unwrap();
+    let lent = a.capacity() + b.capacity();
+    assert_eq!(lent, budgeted.budget().unwrap().charged);
+    assert_eq!(lent, 2 * 3072);
+    drop((a, b));
 
     let plain = BytesPool::new();
     plain.prewarm(3584, 1);

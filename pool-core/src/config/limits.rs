@@ -121,6 +121,9 @@ pub(crate) struct Limits {
     pub(crate) decay_interval: Duration,
     /// Classes above a missed one that may serve it (0: none).
     pub(crate) fallback: usize,
+    /// Whether those classes also stop at 1.5x the missed class's size
+    /// (the default depth; a depth set explicitly is taken as it is).
+    pub(crate) fallback_capped: bool,
 }
 
 impl Limits {
@@ -184,6 +187,7 @@ impl PoolConfig {
             zero_on_return: false,
             decay_interval: self.decay_interval,
             fallback: 0,
+            fallback_capped: false,
         })
     }
 }
@@ -298,6 +302,7 @@ impl BufferConfig {
             zero_on_return: self.zero_on_return,
             decay_interval: self.decay_interval,
             fallback: self.get_fallback_classes(),
+            fallback_capped: self.fallback_is_default(),
         })
     }
 }

@@ -60,6 +60,16 @@ use self::depot::{Budget, Depot};
 pub(crate) use self::counters::Sums;
 
 impl Hot {
+    /// How many classes above a missed one may serve it, and whether they
+    /// stop at 1.5x its size (read on misses only).
+    pub(crate) fn fallback(&self) -> (usize, bool) {
+        // Relaxed: settings read as hints; see `Hot::range`.
+        (
+            self.fallback.load(Ordering::Relaxed),
+            self.fallback_capped.load(Ordering::Relaxed) != 0,
+        )
+    }
+
     fn set(&self, limits: &Limits) {
         // Relaxed: hints, as in `Hot::range`; the caches' own limits change through
         // `catch_up`, ordered by the generation counters.
@@ -69,6 +79,8 @@ impl Hot {
         self.zero
             .store(limits.zero_on_return as usize, Ordering::Relaxed);
         self.fallback.store(limits.fallback, Ordering::Relaxed);
+        self.fallback_capped
+            .store(limits.fallback_capped as usize, Ordering::Relaxed);
     }
 }
 
@@ -94,6 +106,8 @@ impl<T: Send + 'static> Engine<T> {
             max_index: AtomicUsize::new(0),
             zero: AtomicUsize::new(0),
             fallback: AtomicUsize::new(0),
+            fallback_capped: AtomicUsize::new(0),
+            spacing: limits.spacing,
         };
         hot.set(&limits);
         Engine {

@@ -96,7 +96,17 @@ impl<T: Send + 'static> Engine<T> {
         dst: &mut MaybeUninit<T>,
     ) -> (Source, usize) {
         let (_, max_index) = self.hot.range();
-        let last = class.saturating_add(self.hot.fallback()).min(max_index);
+        let (depth, capped) = self.hot.fallback();
+        let mut last = class.saturating_add(depth).min(max_index);
+        if capped {
+            // At most 1.5x the missed class: binds only below
+            // `classes_per_doubling` bytes, where classes are a byte apart.
+            let spacing = self.hot.spacing;
+            let most = spacing.size(class) + spacing.size(class) / 2;
+            while last > class && spacing.size(last) > most {
+                last -= 1;
+            }
+        }
         for j in class + 1..=last {
             match self.take_class(slot, j, dst) {
                 Source::New => continue,
