@@ -121,7 +121,7 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline(always)]
     pub fn checkout_owned(self: &Arc<Self>, min_capacity: usize) -> OwnedPooledBuf<B> {
-        let (buf, slot, size, _) = self.fill(min_capacity);
+        let (buf, slot, size, _) = self.fill(min_capacity, usize::MAX);
         OwnedPooledBuf {
             origin: self.origin(&buf, slot),
             buf: ManuallyDrop::new(buf),
@@ -169,6 +169,37 @@ impl<B: Buffer> BufferPool<B> {
                 Source::Unpooled,
             ),
         };
+        self.lend(buf, slot, size, source)
+    }
+
+    /// Like [`take`](BufferPool::take), but a miss is served by a larger
+    /// class's idle buffer (see
+    /// [`BufferConfig::fallback_classes`](crate::BufferConfig::fallback_classes))
+    /// only if that buffer's class is at most `max_capacity` bytes; else
+    /// the buffer is of the request's class (or unpooled above the largest
+    /// class), whatever `max_capacity` says. `take_within(n, 0)` never
+    /// serves from a larger class. For a caller that can lend only so many
+    /// bytes, such as a byte budget with little left.
+    ///
+    /// # Panics
+    ///
+    /// As [`checkout`](BufferPool::checkout).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// drop(pool.checkout(3500)); // a 3584-byte buffer, idle in this thread
+    /// let (buf, ticket) = pool.take_within(3000, 3500);
+    /// assert_eq!((buf.capacity(), ticket.class_size()), (3072, Some(3072)));
+    /// pool.give_back(buf, ticket);
+    /// let (buf, ticket) = pool.take_within(3000, 4096);
+    /// assert_eq!((buf.capacity(), ticket.class_size()), (3072, Some(3072))); // its own class first
+    /// let (larger, ticket2) = pool.take_within(3000, 4096);
+    /// assert_eq!(larger.capacity(), 3584);
+    /// # pool.give_back(buf, ticket); pool.give_back(larger, ticket2);
+    /// ```
+    #[inline(always)]
+    pub fn take_within(&self, min_capacity: usize, max_capacity: usize) -> (B, Ticket) {
+        let (buf, slot, size, source) = self.fill(min_capacity, max_capacity);
         self.lend(buf, slot, size, source)
     }
 

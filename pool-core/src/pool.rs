@@ -145,7 +145,7 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
     #[inline(always)]
     fn fill(&self) -> T {
         self.engine
-            .take_or(CLASS, None, || self.recycler.create())
+            .take_or(CLASS, None, usize::MAX, || self.recycler.create())
             .0
     }
 

@@ -387,12 +387,13 @@ impl<T: Send + 'static> Engine<T> {
     /// The value comes back by value, never through a pointer the caller
     /// passed in, so that an inlined checkout can keep it in registers,
     /// with the class that served it: `class`, but for a miss served by a
-    /// larger class (`fallback_classes`).
+    /// larger class (`fallback_classes`, of at most `most` bytes).
     #[inline(always)]
     pub(crate) fn take_or(
         self: &Arc<Self>,
         class: usize,
         requested: Option<usize>,
+        most: usize,
         create: impl FnOnce() -> T,
     ) -> (T, Source, usize) {
         if let Some((slot, c)) = fast_class::<T, _>(self.id, &**self, class) {
@@ -408,7 +409,7 @@ impl<T: Send + 'static> Engine<T> {
                 }
             }
         }
-        unmerged(self.take_or_slow(class, requested, create))
+        unmerged(self.take_or_slow(class, requested, most, create))
     }
 
     /// The fast half of [`Engine::put`]: false, touching nothing, when this
@@ -576,7 +577,7 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline(always)]
     pub fn checkout(&self, min_capacity: usize) -> PooledBuf<'_, B> {
-        let (buf, slot, size, _) = self.fill(min_capacity);
+        let (buf, slot, size, _) = self.fill(min_capacity, usize::MAX);
         PooledBuf {
             origin: self.origin(&buf, slot),
             buf: ManuallyDrop::new(buf),
@@ -603,7 +604,7 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline(always)]
     pub fn take(&self, min_capacity: usize) -> (B, Ticket) {
-        let (buf, slot, size, source) = self.fill(min_capacity);
+        let (buf, slot, size, source) = self.fill(min_capacity, usize::MAX);
         self.lend(buf, slot, size, source)
     }
 
@@ -659,15 +660,16 @@ impl<B: Buffer> BufferPool<B> {
         origin
     }
 
-    /// A buffer for `min_capacity` bytes, its slot and class size. The hit
-    /// path is forced inline; misses and unpooled requests are out of line.
+    /// A buffer for `min_capacity` bytes, its slot and class size; a miss
+    /// served by a larger class only up to `most` bytes. The hit path is
+    /// forced inline; misses and unpooled requests are out of line.
     #[inline(always)]
-    pub(crate) fn fill(&self, min_capacity: usize) -> (B, u8, usize, Source) {
+    pub(crate) fn fill(&self, min_capacity: usize, most: usize) -> (B, u8, usize, Source) {
         match self.slot_for(min_capacity) {
             Some((slot, size)) => {
                 let (buf, source, served) =
                     self.engine
-                        .take_or(slot as usize, Some(min_capacity), || new_buffer(size));
+                        .take_or(slot as usize, Some(min_capacity), most, || new_buffer(size));
                 // `served` is `slot` but after a miss served by a larger
                 // class (out of line): `max_index` < 255.
                 let served = served as u8;

@@ -261,7 +261,9 @@ impl Reservation {
     /// Checks out a buffer of at least `min_capacity` bytes charged to the
     /// reservation; `None` if what is left of the reservation does not
     /// cover its class size (reserve more, or check out from the pool).
-    /// Never waits.
+    /// Never waits. A miss served by a larger class's idle buffer charges
+    /// that buffer's extra bytes to the pool's budget, not the reservation,
+    /// and only if the budget has them at once.
     ///
     /// # Panics
     ///

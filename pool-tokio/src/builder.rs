@@ -46,12 +46,11 @@ impl Builder {
 
     /// A bound on the bytes checked out at once (each buffer charges its
     /// class size; an unpooled one its requested size), from `min_class`
-    /// to `Semaphore::MAX_PERMITS`. Default: none. A budgeted pool serves
-    /// each request from its own class: its
-    /// [`fallback_classes`](pool_core::BufferConfig::fallback_classes) is
-    /// 0, whatever the config says, and stays 0 through every
-    /// `reconfigure` (its pool-core pool is
-    /// [exact](pool_core::BufferPool::make_exact)).
+    /// to `Semaphore::MAX_PERMITS`. Default: none. A miss is served by a
+    /// larger class's idle buffer
+    /// ([`fallback_classes`](pool_core::BufferConfig::fallback_classes))
+    /// only if the budget has its extra bytes at once, and is then charged
+    /// its size (see [`BytesPool`](crate::BytesPool)'s budget notes).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build()?;

@@ -533,7 +533,9 @@ impl<T, U> PooledFramed<T, U> {
 
     /// Takes the value apart: the I/O object, the codec, and both buffers as
     /// pooled guards, with any unprocessed data. Frames queued by value and
-    /// not yet written are copied into the write buffer, in order.
+    /// not yet written are copied into the write buffer, in order. On a
+    /// budgeted pool each buffer keeps its whole charge, a codec's growth
+    /// of it included, until it drops.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -609,7 +611,8 @@ impl<T, D> PooledFramedRead<T, D> {
     }
 
     /// Takes the value apart: the I/O object, the decoder, and the read
-    /// buffer (as `read_buf`) with any data not yet decoded.
+    /// buffer (as `read_buf`) with any data not yet decoded, which keeps its
+    /// whole budget charge (growth included) until it drops.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
@@ -719,7 +722,8 @@ impl<T, E> PooledFramedWrite<T, E> {
 
     /// Takes the value apart: the I/O object, the encoder, and the write
     /// buffer (as `write_buf`) with any data not yet written (queued frames
-    /// copied in, in order).
+    /// copied in, in order), which keeps its whole budget charge (growth
+    /// included) until it drops.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();

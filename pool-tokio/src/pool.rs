@@ -61,13 +61,7 @@ impl Inner {
         let pool = BufferPool::with_config(config)?;
         let budget = match budget {
             None => None,
-            Some(limit) => {
-                // The budget charges each checkout its request's class, so
-                // every buffer must come from that class, whatever a later
-                // `reconfigure` (here or through `buffer_pool()`) sets.
-                pool.make_exact();
-                Some(Budget::new(limit, &config, settings.name.clone())?)
-            }
+            Some(limit) => Some(Budget::new(limit, &config, settings.name.clone())?),
         };
         Ok(Inner {
             pool,
@@ -112,8 +106,14 @@ impl Handle {
 /// # The byte budget
 ///
 /// A pool built with [`Builder::budget`](crate::Builder::budget) bounds the
-/// bytes checked out at once: every buffer charges its class size (an
-/// unpooled one its size) until it comes back, on every path: [`checkout`](BytesPool::checkout)
+/// bytes checked out at once: every buffer charges the bytes it lends, its
+/// class size (an unpooled one its size), until it comes back, on every
+/// path. A miss is served by a larger class's idle buffer
+/// ([`BufferConfig::fallback_classes`]) only if the budget has that
+/// buffer's extra bytes at once, which it then charges too; else by a
+/// buffer of the request's class (a checkout that loses that headroom to
+/// another thread meanwhile, or one on a blocking thread, overdraws the
+/// difference instead). The paths: [`checkout`](BytesPool::checkout)
 /// and its variants, the framed values ([`framed`](BytesPool::framed) and
 /// friends, which also charge a codec's growth of their buffers as they see
 /// it after each poll), and pooled frames
@@ -230,8 +230,9 @@ impl BytesPool {
     }
 
     /// Checks out an empty buffer of at least `min_capacity` bytes (its
-    /// class size, or on a miss, in a pool without a budget, a larger idle
-    /// buffer: see [`BufferConfig::fallback_classes`]). Never waits and
+    /// class size, or on a miss a larger idle buffer: see
+    /// [`BufferConfig::fallback_classes`] and the budget notes on
+    /// [`BytesPool`]). Never waits and
     /// never fails: on a pool whose budget is exhausted it is served anyway, uncharged, and counted in
     /// [`BudgetStats::overdrafts`]; use
     /// [`checkout_async`](BytesPool::checkout_async) to wait for the budget
@@ -327,8 +328,15 @@ impl BytesPool {
     #[inline(always)]
     pub(crate) fn serve(&self, n: usize, charge: usize) -> PooledBytes {
         let inner = self.handle.inner();
+        // A charged checkout may be served by a larger class's idle buffer
+        // only as far as the budget's headroom now reaches (a hint: `fit`
+        // below decides); any other, by any class that may serve it.
+        let most = match &inner.budget {
+            Some(budget) if charge != 0 => budget.reach(charge),
+            _ => usize::MAX,
+        };
         let (buf, ticket) = if keeps_cache(inner.settings.blocking_cache) {
-            inner.pool.take(n)
+            inner.pool.take_within(n, most)
         } else {
             // A blocking thread: no batch stays cached here.
             inner.pool.take_uncached(n)
@@ -336,8 +344,10 @@ impl BytesPool {
         let mut charge = charge;
         if !ticket.source().is_hit() {
             on_miss(inner.settings.decay_thread, &inner.runtime);
-            if let (None, Some(budget)) = (ticket.class_size(), &inner.budget) {
-                charge = budget.fit_unpooled(charge, buf.capacity());
+        }
+        if charge != 0 && ticket.class_size() != Some(charge) {
+            if let Some(budget) = &inner.budget {
+                charge = budget.fit(charge, ticket.class_size(), buf.capacity());
             }
         }
         crate::tracing::checkout(&inner.settings, &ticket, n);
@@ -412,8 +422,7 @@ impl BytesPool {
 
     /// Changes the settings of a live pool (see
     /// [`BufferPool::reconfigure`]). On a pool with a budget, the smallest
-    /// class must still fit in it, and `fallback_classes` stays 0. On error
-    /// nothing changes.
+    /// class must still fit in it. On error nothing changes.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
@@ -480,10 +489,7 @@ impl BytesPool {
         self.handle.inner().pool.prewarm_class(size, count)
     }
 
-    /// The underlying pool-core pool, for anything not wrapped here. A
-    /// budgeted pool's is [exact](BufferPool::make_exact), so its
-    /// `reconfigure` cannot turn the fallback to larger classes back on
-    /// either.
+    /// The underlying pool-core pool, for anything not wrapped here.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();

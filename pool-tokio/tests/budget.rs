@@ -1,9 +1,12 @@
 //! The byte budget: waiting, cancellation, errors, and aborted tasks.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use pool_core::BufferConfig;
-use pool_tokio::{BytesPool, TryCheckoutError};
+use pool_tokio::{BytesPool, PooledBytes, TryCheckoutError};
 
 fn budgeted(bytes: usize) -> BytesPool {
     BytesPool::builder().budget(bytes).build().unwrap()
@@ -334,38 +337,135 @@ fn a_guard_reallocated_after_a_split_comes_back_whole() {
     assert_eq!(pool.budget().unwrap().charged, 0);
 }
 
-/// A budget charges each checkout the class of its request, so a budgeted
-/// pool never serves a miss from a larger class (`fallback_classes` is 0
-/// there, and `config` says so), while an unbudgeted one does.
+/// A budget charges each buffer what it lends: a miss served by a larger
+/// class's idle buffer is charged that buffer's size when the budget has
+/// the extra bytes, and is served by its own class when it does not; the
+/// budget never charges less than is lent, whichever way the pool is
+/// reconfigured (here or through `buffer_pool()`).
 #[test]
-fn a_budgeted_pool_serves_each_request_from_its_own_class() {
-    let budgeted = BytesPool::builder().budget(1 << 20).build().unwrap();
-    assert_eq!(budgeted.config().get_fallback_classes(), 0);
-    budgeted.prewarm(3584, 1);
-    let buf = budgeted.try_checkout(3000).unwrap();
-    assert_eq!(buf.capacity(), 3072);
-    assert_eq!(budgeted.budget().unwrap().charged, 3072);
-    drop(buf);
-    budgeted
-        .reconfigure(budgeted.config().fallback_classes(2))
-        .unwrap();
-    assert_eq!(budgeted.config().get_fallback_classes(), 0, "kept off");
-    // Nor through the pool-core pool underneath: lending the idle 3584-byte
-    // buffers to 3000-byte requests would lend more than the budget charged.
-    assert!(budgeted.buffer_pool().is_exact());
-    budgeted
-        .buffer_pool()
-        .reconfigure(BufferConfig::new())
-        .unwrap();
-    budgeted.prewarm(3584, 2);
-    let a = budgeted.try_checkout(3000).unwrap();
-    let b = budgeted.try_checkout(3000).unwrap();
-    let lent = a.capacity() + b.capacity();
-    assert_eq!(lent, budgeted.budget().unwrap().charged);
-    assert_eq!(lent, 2 * 3072);
+fn a_budgeted_pool_charges_a_larger_buffer_what_it_lends() {
+    let pool = BytesPool::builder().budget(3584 + 3072).build().unwrap();
+    assert_eq!(pool.config().get_fallback_classes(), 2);
+    pool.prewarm(3584, 2);
+    let a = pool.try_checkout(3000).unwrap();
+    assert_eq!(
+        a.capacity(),
+        3584,
+        "a larger idle buffer, the budget has room"
+    );
+    assert_eq!(a.budget_charge(), 3584);
+    assert_eq!(pool.budget().unwrap().charged, 3584);
+    // 3072 left: room for the 3072 charged, not for the 512 more that the
+    // second idle 3584-byte buffer would lend.
+    let b = pool.try_checkout(3000).unwrap();
+    assert_eq!((b.capacity(), b.budget_charge()), (3072, 3072));
+    let budget = pool.budget().unwrap();
+    assert_eq!(budget.charged, a.capacity() + b.capacity());
+    assert_eq!(budget.overdrafts, 0);
     drop((a, b));
+    assert_eq!(pool.budget().unwrap().charged, 0);
+    assert_eq!(pool.stats().outstanding(), 0);
 
+    // Through the pool-core pool underneath: the same accounting.
+    pool.buffer_pool()
+        .reconfigure(BufferConfig::new().fallback_classes(4))
+        .unwrap();
+    pool.trim();
+    pool.prewarm(5120, 1);
+    let held = pool.try_checkout(3000).unwrap();
+    assert_eq!(held.capacity(), 5120, "three classes up");
+    assert_eq!(pool.budget().unwrap().charged, 5120);
+    drop(held);
+    assert_eq!(pool.budget().unwrap().charged, 0);
+
+    // The same without a budget: the larger buffer, uncharged.
     let plain = BytesPool::new();
     plain.prewarm(3584, 1);
     assert_eq!(plain.checkout(3000).capacity(), 3584);
+}
+
+type Waiter<'a> = Pin<Box<dyn Future<Output = Result<PooledBytes, TryCheckoutError>> + 'a>>;
+
+/// Requests charged under one class layout and served after a
+/// `reconfigure` raised the smallest class are charged what they are lent
+/// (topped up), so the budget still bounds the bytes out.
+#[tokio::test]
+async fn waiters_charged_before_the_smallest_class_rises_are_topped_up() {
+    let pool = BytesPool::builder().budget(64 << 10).build().unwrap();
+    let held = pool.try_checkout(64 << 10).unwrap();
+    let mut waiters: Vec<Waiter<'_>> = (0..8)
+        .map(|_| Box::pin(pool.checkout_async(600)) as Waiter<'_>)
+        .collect();
+    // One poll each: charged 640 (the class of 600 now), then waiting.
+    std::future::poll_fn(|cx| {
+        for w in &mut waiters {
+            assert!(w.as_mut().poll(cx).is_pending());
+        }
+        Poll::Ready(())
+    })
+    .await;
+    pool.reconfigure(pool.config().min_class(4096)).unwrap();
+    drop(held);
+    let mut served = Vec::new();
+    for w in waiters {
+        served.push(w.await.unwrap());
+    }
+    let lent: usize = served.iter().map(|b| b.capacity()).sum();
+    assert_eq!(lent, 8 * 4096);
+    assert_eq!(pool.budget().unwrap().charged, lent);
+    while let Ok(b) = pool.try_checkout(4096) {
+        served.push(b);
+    }
+    let live: usize = served.iter().map(|b| b.capacity()).sum();
+    let budget = pool.budget().unwrap();
+    assert!(live <= budget.limit, "{live} lent, budget {budget:?}");
+    assert_eq!(budget.overdrafts, 0);
+    drop(served);
+    assert_eq!(pool.budget().unwrap().charged, 0);
+
+    // Charged its size above the largest class, served pooled once the
+    // largest class rose: charged the class.
+    let config = BufferConfig::new().max_class(1 << 20);
+    let pool = BytesPool::builder()
+        .config(config)
+        .budget(4 << 20)
+        .build()
+        .unwrap();
+    let held = pool.try_checkout(4 << 20).unwrap();
+    let mut waiter = Box::pin(pool.checkout_async(1_100_000));
+    std::future::poll_fn(|cx| {
+        assert!(waiter.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    pool.reconfigure(config.max_class(2 << 20)).unwrap();
+    drop(held);
+    let buf = waiter.await.unwrap();
+    assert_eq!(buf.class_size(), Some(1_310_720));
+    assert_eq!(pool.budget().unwrap().charged, buf.capacity());
+    drop(buf);
+    assert_eq!(pool.budget().unwrap().charged, 0);
+}
+
+/// When the budget cannot top such a request up, it is served anyway, an
+/// overdraft of the difference (counted), and balances when it returns.
+#[tokio::test]
+async fn a_waiter_the_budget_cannot_top_up_is_an_overdraft() {
+    let pool = BytesPool::builder().budget(8192).build().unwrap();
+    let held = pool.try_checkout(8192).unwrap();
+    let mut waiter = Box::pin(pool.checkout_async(600));
+    std::future::poll_fn(|cx| {
+        assert!(waiter.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    pool.reconfigure(pool.config().min_class(8192)).unwrap();
+    drop(held); // 640 of it to the waiter, the rest free
+    let other = pool.try_reserve(8192 - 640).unwrap();
+    let buf = waiter.await.unwrap();
+    assert_eq!((buf.capacity(), buf.budget_charge()), (8192, 640));
+    let budget = pool.budget().unwrap();
+    assert_eq!(budget.overdrafts, 1);
+    drop((buf, other));
+    assert_eq!(pool.budget().unwrap().charged, 0);
 }

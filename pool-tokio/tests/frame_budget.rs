@@ -261,6 +261,41 @@ async fn sync_paths_overdraw_loudly_and_framed_growth_is_charged() {
     assert_eq!((budget.charged, budget.overdrafts), (0, 0));
 }
 
+/// `into_parts` hands a buffer a codec grew to the caller with the growth
+/// still charged: the budget keeps bounding the bytes out until the part
+/// drops.
+#[tokio::test]
+async fn into_parts_keeps_the_growth_charged_with_the_grown_buffer() {
+    let pool = BytesPool::builder().budget(128 << 10).build().unwrap();
+    let (a, _b) = tokio::io::duplex(64);
+    let mut framed = pool.framed(a, tokio_util::codec::BytesCodec::new());
+    // `BytesCodec` copies the item into the write buffer, which grows past
+    // its 8 KiB class (the pipe takes 64 bytes: the rest stays queued).
+    framed.feed(Bytes::from(vec![1u8; 100_000])).await.unwrap();
+    let held = framed.read_buffer().capacity() + framed.write_buffer().capacity();
+    assert_eq!(pool.budget().unwrap().charged, held);
+    let parts = framed.into_parts();
+    let (read, write) = (parts.read_buf.unwrap(), parts.write_buf.unwrap());
+    assert_eq!(write.len(), 100_000, "the unwritten bytes come along");
+    assert_eq!(
+        pool.budget().unwrap().charged,
+        read.capacity() + write.capacity()
+    );
+    assert_eq!(write.budget_charge(), write.capacity());
+    // Others get what is left, no more.
+    let mut others = Vec::new();
+    while let Ok(b) = pool.try_checkout(8192) {
+        others.push(b);
+    }
+    let live =
+        read.capacity() + write.capacity() + others.iter().map(|b| b.capacity()).sum::<usize>();
+    let budget = pool.budget().unwrap();
+    assert!(live <= budget.limit, "{live} lent, budget {budget:?}");
+    drop((read, write, others));
+    let budget = pool.budget().unwrap();
+    assert_eq!((budget.charged, budget.overdrafts), (0, 0));
+}
+
 #[tokio::test]
 async fn reservations_wait_once_then_never_and_cancelled_ones_lose_nothing() {
     let pool = pool();

@@ -528,12 +528,7 @@ fn one_case(s: Settings, budget: Option<usize>, ops: Vec<Vec<Op>>) -> Result<(),
     }
     let pool = match builder.build() {
         Ok(pool) => {
-            // A budgeted pool serves each request from its own class.
-            let expected = match budget {
-                Some(_) => s.config().fallback_classes(0),
-                None => s.config(),
-            };
-            prop_assert_eq!(pool.config(), expected);
+            prop_assert_eq!(pool.config(), s.config());
             pool
         }
         Err(e) => {

@@ -419,6 +419,41 @@ proptest! {
     }
 }
 
+/// A length field too narrow for the value a frame needs (a negative
+/// `length_adjustment` past what the field holds) is refused by the
+/// encoder, which used to write it truncated (300 as `[44]`), a header its
+/// own decoder then refused.
+#[test]
+fn the_encoder_refuses_a_length_its_field_cannot_hold() {
+    let pool = BytesPool::new();
+    for adjustment in [-256isize, -300] {
+        let mut codec = LengthDelimitedBuilder::new()
+            .length_field_length(1)
+            .length_adjustment(adjustment)
+            .new_codec(&pool)
+            .unwrap();
+        let mut wire = BytesMut::new();
+        let err = codec.encode(&b""[..], &mut wire).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            err.to_string()
+                .contains("does not fit a 1-byte length field"),
+            "{err}"
+        );
+        assert!(wire.is_empty(), "nothing written");
+    }
+    // The widest value a field holds still encodes, and decodes back.
+    let mut codec = LengthDelimitedBuilder::new()
+        .length_field_length(1)
+        .length_adjustment(-255)
+        .new_codec(&pool)
+        .unwrap();
+    let mut wire = BytesMut::new();
+    codec.encode(&b""[..], &mut wire).unwrap();
+    assert_eq!(&wire[..], &[255]);
+    assert!(codec.decode(&mut wire).unwrap().unwrap().is_empty());
+}
+
 #[test]
 fn a_length_that_counts_itself_decodes_the_largest_frame_it_encodes() {
     // Issue 18, case 8, as filed: a one-byte field with

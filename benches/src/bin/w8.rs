@@ -59,7 +59,10 @@
 //! `pool_tokio::spawn_blocking` instead of tokio's; `tb=N` sets `thread_bytes(N)`;
 //! `maxret=N` sets `max_retained(N)`; `depot=N` sets `depot_bytes(N)`;
 //! `fb=N` sets `fallback_classes(N)`;
-//! `decay=MS` sets `decay_interval`. A variant of `checkout` is compared
+//! `decay=MS` sets `decay_interval`; `budget=N` builds the pool with a
+//! byte budget of `N` (`Builder::budget`; at least the largest reply,
+//! `4 + MAX_FRAME`) and checks each reply out with `checkout_async`,
+//! which waits while the budget is spent. A variant of `checkout` is compared
 //! with `fresh` carrying the same `nofreeze`/`noblock` if that ran, else
 //! with `fresh`.
 //!
@@ -404,6 +407,7 @@ struct Mode {
     depot_bytes: Option<usize>,
     decay_ms: Option<u64>,
     fallback: Option<usize>,
+    budget: Option<usize>,
 }
 
 const BASES: [&str; 5] = ["plain", "pooled", "framed", "checkout", "fresh"];
@@ -442,6 +446,17 @@ impl Mode {
                 Some(("maxret", v)) => m.max_retained = Some(num(v)?),
                 Some(("depot", v)) => m.depot_bytes = Some(num(v)?),
                 Some(("fb", v)) => m.fallback = Some(num(v)?),
+                Some(("budget", v)) => {
+                    let bytes = num(v)?;
+                    if bytes < 4 + MAX_FRAME {
+                        return Err(format!(
+                            "modifier {p:?} of {name:?}: the budget must hold the largest reply, \
+                             at least {} bytes",
+                            4 + MAX_FRAME
+                        ));
+                    }
+                    m.budget = Some(bytes);
+                }
                 Some(("decay", v)) => m.decay_ms = Some(num(v)? as u64),
                 Some(("parkgap", v)) => {
                     m.hooks = true;
@@ -450,7 +465,8 @@ impl Mode {
                 _ => {
                     return Err(format!(
                         "unknown modifier {p:?} in {name:?}: expected nofreeze, noblock, hooks, \
-                         nohooks, nomaint, bcache, pblock, tb=N, maxret=N, depot=N, fb=N, decay=MS or parkgap=MS"
+                         nohooks, nomaint, bcache, pblock, tb=N, maxret=N, depot=N, fb=N, budget=N, decay=MS \
+                         or parkgap=MS"
                     ))
                 }
             }
@@ -479,11 +495,13 @@ impl Mode {
         if let Some(n) = self.fallback {
             config = config.fallback_classes(n);
         }
-        BytesPool::builder()
+        let mut builder = BytesPool::builder()
             .config(config)
-            .blocking_cache(self.bcache)
-            .build()
-            .map_err(|e| e.to_string())
+            .blocking_cache(self.bcache);
+        if let Some(bytes) = self.budget {
+            builder = builder.budget(bytes);
+        }
+        builder.build().map_err(|e| e.to_string())
     }
 }
 
@@ -622,7 +640,15 @@ async fn serve_copy(stream: TcpStream, pool: Option<BytesPool>, mode: Arc<Mode>)
         let len = frame.len();
         let reply = match &pool {
             Some(pool) => {
-                let mut buf = pool.checkout(4 + len);
+                let mut buf = match mode.budget {
+                    None => pool.checkout(4 + len),
+                    // Waits while the budget is spent; `budget=N` is at
+                    // least the largest reply, so it is never refused.
+                    Some(_) => match pool.checkout_async(4 + len).await {
+                        Ok(buf) => buf,
+                        Err(e) => unreachable!("a reply within the budget: {e}"),
+                    },
+                };
                 lent(4 + len, buf.class_size());
                 buf.put_u32(len as u32);
                 buf.put_slice(&frame);

@@ -177,10 +177,11 @@ impl<T: Send + 'static> Engine<T> {
         self: &Arc<Self>,
         class: usize,
         requested: Option<usize>,
+        most: usize,
         create: impl FnOnce() -> T,
     ) -> (T, Source, usize) {
         let mut dst = MaybeUninit::uninit();
-        let (source, served) = self.take_slow(class, &mut dst);
+        let (source, served) = self.take_slow(class, most, &mut dst);
         if source != Source::New {
             self.count_requested(served, requested.unwrap_or(0));
             // SAFETY: `take_slow` wrote a value into `dst` whenever it

@@ -50,11 +50,16 @@ impl<T: Send + 'static> Engine<T> {
         Some(slot)
     }
 
+    /// A miss in this thread's cache: catch up, then a batch of `class`
+    /// from its depot, then an idle buffer of a larger class of at most
+    /// `most` bytes. Returns where the value came from (`New`: `dst` untouched)
+    /// and the class that served it.
     #[cold]
     #[inline(never)]
     pub(super) fn take_slow(
         self: &Arc<Self>,
         class: usize,
+        most: usize,
         dst: &mut MaybeUninit<T>,
     ) -> (Source, usize) {
         let Some(slot) = self.slot() else {
@@ -64,7 +69,7 @@ impl<T: Send + 'static> Engine<T> {
         // no value half handed out.
         drop(self.catch_up(slot));
         match self.take_class(slot, class, dst) {
-            Source::New => self.take_larger(slot, class, dst),
+            Source::New => self.take_larger(slot, class, most, dst),
             source => (source, class),
         }
     }
@@ -88,24 +93,29 @@ impl<T: Send + 'static> Engine<T> {
     /// thread's cache or that class's depot, so that an idle larger buffer
     /// serves the request instead of a new allocation (the pool's memory
     /// then follows demand across neighbouring classes instead of growing
-    /// to each class's own peak). Returns the class served.
+    /// to each class's own peak), of at most `most` bytes. Returns the
+    /// class served.
     fn take_larger(
         &self,
         slot: &Slot<T>,
         class: usize,
+        most: usize,
         dst: &mut MaybeUninit<T>,
     ) -> (Source, usize) {
         let (_, max_index) = self.hot.range();
         let (depth, capped) = self.hot.fallback();
         let mut last = class.saturating_add(depth).min(max_index);
-        if capped {
-            // At most 1.5x the missed class: binds only below
-            // `classes_per_doubling` bytes, where classes are a byte apart.
-            let spacing = self.hot.spacing;
-            let most = spacing.size(class) + spacing.size(class) / 2;
-            while last > class && spacing.size(last) > most {
-                last -= 1;
-            }
+        let spacing = self.hot.spacing;
+        // By default also at most 1.5x the missed class: that binds only
+        // below `classes_per_doubling` bytes, where classes are a byte apart.
+        let size = spacing.size(class);
+        let most = if capped {
+            most.min(size + size / 2)
+        } else {
+            most
+        };
+        while last > class && spacing.size(last) > most {
+            last -= 1;
         }
         for j in class + 1..=last {
             match self.take_class(slot, j, dst) {
@@ -151,7 +161,7 @@ impl<T: Send + 'static> Engine<T> {
         class: usize,
         dst: &mut MaybeUninit<T>,
     ) -> (Source, usize, Vec<T>) {
-        let (source, served) = self.take_slow(class, dst);
+        let (source, served) = self.take_slow(class, usize::MAX, dst);
         let mut dropped = Vec::new();
         if source == Source::Depot {
             if let Some(slot) = self.slot() {

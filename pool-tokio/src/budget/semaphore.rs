@@ -169,6 +169,45 @@ impl Budget {
         self.semaphore.add_permits(charge);
     }
 
+    /// The largest buffer a checkout charged `charge` may be lent: its
+    /// charge and the budget's headroom now. A hint (another thread may
+    /// take the headroom meanwhile): [`fit`](Self::fit) decides.
+    #[inline]
+    pub(crate) fn reach(&self, charge: usize) -> usize {
+        charge.saturating_add(self.semaphore.available_permits())
+    }
+
+    /// The charge of a checkout charged `charge` and lent a buffer of class
+    /// `class` (`None`: unpooled) and `capacity` bytes, when they differ:
+    /// what is lent. A larger buffer (a miss served by a larger class's
+    /// idle buffer, within [`reach`](Self::reach)) takes the difference from
+    /// the budget; if the budget lacks it now (another thread took the
+    /// headroom meanwhile, a blocking thread's checkout, which is not
+    /// bounded by `reach`, or a `reconfigure` between the charge and the
+    /// checkout that raised the class), the difference is an overdraft:
+    /// served anyway, counted and traced, as a `checkout` past an exhausted
+    /// budget is. A smaller one (a
+    /// `reconfigure` lowered the class) gives the surplus back.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn fit(&self, charge: usize, class: Option<usize>, capacity: usize) -> usize {
+        match class {
+            None => self.fit_unpooled(charge, capacity),
+            Some(class) if class < charge => {
+                self.release(charge - class);
+                class
+            }
+            Some(class) if class > charge => {
+                if self.try_take(class - charge).is_ok() {
+                    return class;
+                }
+                self.overdraft(class - charge, "checkout");
+                charge
+            }
+            Some(_) => charge,
+        }
+    }
+
     /// The charge of a buffer just served unpooled with `capacity` bytes:
     /// at most its capacity. A request charged its class size, then served
     /// above a largest class lowered meanwhile (a `reconfigure` between the
@@ -177,7 +216,6 @@ impl Budget {
     /// checked for sharing against its charge (see `pinned`), and a charge
     /// past the capacity would read as shared for good: held, outstanding
     /// and charged for ever.
-    #[cold]
     pub(crate) fn fit_unpooled(&self, charge: usize, capacity: usize) -> usize {
         if charge <= capacity {
             return charge;

@@ -166,9 +166,11 @@ impl Owned {
         self.growth.bytes += self.growth.pool.charge_growth(more);
     }
 
-    /// Takes the buffer out (for `into_parts`), releasing the growth charge.
+    /// Takes the buffer out (for `into_parts`). The growth charged for it
+    /// goes with it, into the guard's own charge: the grown buffer keeps
+    /// its bytes out until it drops, and so does the budget.
     pub(crate) fn into_buf(mut self) -> PooledBytes {
-        self.growth.release();
+        self.buf.charge += std::mem::take(&mut self.growth.bytes);
         self.buf
     }
 

@@ -36,6 +36,20 @@ impl PooledLengthDelimitedCodec {
                 "provided length would overflow after adjustment",
             )
         })?;
+        // A field of fewer than 8 bytes holds less than `u64`: a larger
+        // value would be written truncated, which no decoder reads back.
+        let bits = 8 * c.length_field_len as u32;
+        if bits < 64 && (n as u64) >> bits != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "length field value {n} (the {len}-byte frame with length_adjustment {}) \
+                     does not fit a {}-byte length field; widen `length_field_length` or \
+                     change `length_adjustment`",
+                    c.length_adjustment, c.length_field_len
+                ),
+            ));
+        }
         let mut head = [0u8; 8];
         let mut out = &mut head[..];
         if c.big_endian {
@@ -50,7 +64,8 @@ impl PooledLengthDelimitedCodec {
     /// `write_all_buf` of a chained buffer, which is a vectored write where
     /// `io` supports it (`TcpStream` and its halves do): the body is never
     /// copied. Does not flush (a `TcpStream` needs none; a `BufWriter`
-    /// does). Fails, without writing, for a frame over `max_frame_length`.
+    /// does). Fails, without writing, for a frame over `max_frame_length` or
+    /// one whose length field value does not fit `length_field_length` bytes.
     ///
     /// Use it for large frames; for many small ones, a `FramedWrite` (which
     /// batches them in its write buffer) makes fewer system calls.
