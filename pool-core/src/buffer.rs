@@ -154,11 +154,34 @@ impl<B: Buffer> BufferPool<B> {
     /// ```
     #[inline]
     pub fn take_uncached(&self, min_capacity: usize) -> (B, Ticket) {
+        self.take_uncached_within(min_capacity, usize::MAX)
+    }
+
+    /// [`take_uncached`](BufferPool::take_uncached) with the bound of
+    /// [`take_within`](BufferPool::take_within): a miss is served by a
+    /// larger class's idle buffer only if its class is at most
+    /// `max_capacity` bytes.
+    ///
+    /// # Panics
+    ///
+    /// As [`checkout`](BufferPool::checkout).
+    ///
+    /// ```
+    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
+    /// pool.prewarm_class(3584, 1);
+    /// let (buf, ticket) = pool.take_uncached_within(3000, 3072);
+    /// assert_eq!(buf.capacity(), 3072); // the idle 3584 is past the bound
+    /// pool.give_back(buf, ticket);
+    /// ```
+    #[inline]
+    pub fn take_uncached_within(&self, min_capacity: usize, max_capacity: usize) -> (B, Ticket) {
         let (buf, slot, size, source) = match self.slot_for(min_capacity) {
             Some((slot, size)) => {
                 let (buf, source, served) =
                     self.engine
-                        .take_or_uncached(slot as usize, min_capacity, || new_buffer(size));
+                        .take_or_uncached(slot as usize, min_capacity, max_capacity, || {
+                            new_buffer(size)
+                        });
                 let served = served as u8;
                 (buf, served, self.sizes[served as usize], source)
             }

@@ -112,8 +112,7 @@ impl Handle {
 /// ([`BufferConfig::fallback_classes`]) only if the budget has that
 /// buffer's extra bytes at once, which it then charges too; else by a
 /// buffer of the request's class (a checkout that loses that headroom to
-/// another thread meanwhile, or one on a blocking thread, overdraws the
-/// difference instead). The paths: [`checkout`](BytesPool::checkout)
+/// another thread meanwhile overdraws the difference instead). The paths: [`checkout`](BytesPool::checkout)
 /// and its variants, the framed values ([`framed`](BytesPool::framed) and
 /// friends, which also charge a codec's growth of their buffers as they see
 /// it after each poll), and pooled frames
@@ -339,7 +338,7 @@ impl BytesPool {
             inner.pool.take_within(n, most)
         } else {
             // A blocking thread: no batch stays cached here.
-            inner.pool.take_uncached(n)
+            inner.pool.take_uncached_within(n, most)
         };
         let mut charge = charge;
         if !ticket.source().is_hit() {

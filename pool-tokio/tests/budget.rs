@@ -469,3 +469,30 @@ async fn a_waiter_the_budget_cannot_top_up_is_an_overdraft() {
     drop((buf, other));
     assert_eq!(pool.budget().unwrap().charged, 0);
 }
+
+/// On a blocking thread (which keeps no cache) a budgeted checkout is
+/// bounded by the budget's headroom too: the larger idle buffer it cannot
+/// afford stays idle, and nothing is overdrawn.
+#[test]
+fn a_blocking_thread_takes_a_larger_buffer_only_within_the_budget() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let pool = BytesPool::builder().budget(3072 + 512).build().unwrap();
+    pool.prewarm(4096, 1);
+    let p = pool.clone();
+    let (capacity, charge) = rt
+        .block_on(async move {
+            pool_tokio::spawn_blocking(move || {
+                let buf = p.try_checkout(3000).unwrap();
+                (buf.capacity(), buf.budget_charge())
+            })
+            .await
+        })
+        .unwrap();
+    assert_eq!((capacity, charge), (3072, 3072), "4096 is past the reach");
+    let budget = pool.budget().unwrap();
+    assert_eq!((budget.charged, budget.overdrafts), (0, 0));
+    assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
+}

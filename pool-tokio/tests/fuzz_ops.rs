@@ -319,6 +319,7 @@ fn run_thread(pool: BytesPool, ops: Vec<Op>, live: Arc<Live>, base: u64) {
         count(&TALLY.operations);
         match op {
             Op::TryCheckout(n) | Op::Checkout(n) => {
+                let overdrafts = pool.budget().map(|b| b.overdrafts);
                 let got = match op {
                     Op::TryCheckout(_) => match pool.try_checkout(n) {
                         Ok(g) => Some(g),
@@ -346,6 +347,16 @@ fn run_thread(pool: BytesPool, ops: Vec<Op>, live: Arc<Live>, base: u64) {
                     count(&TALLY.checkouts);
                     assert!(g.is_empty(), "a checked-out buffer is not empty");
                     assert!(g.capacity() >= n, "{} < {n}", g.capacity());
+                    // A charged pooled buffer is charged what it lends,
+                    // unless the difference was overdrawn (counted).
+                    if let (Some(class), true) = (g.class_size(), g.budget_charge() != 0) {
+                        assert!(
+                            g.budget_charge() == class
+                                || pool.budget().map(|b| b.overdrafts) > overdrafts,
+                            "charged {} for a {class}-byte buffer",
+                            g.budget_charge()
+                        );
+                    }
                     next_id += 1;
                     let r = view(g.as_ptr(), g.capacity());
                     live.add(r.clone(), next_id, g.source().is_hit());

@@ -201,10 +201,11 @@ impl<T: Send + 'static> Engine<T> {
         self: &Arc<Self>,
         class: usize,
         requested: usize,
+        most: usize,
         create: impl FnOnce() -> T,
     ) -> (T, Source, usize) {
         let mut dst = MaybeUninit::uninit();
-        let (source, served, dropped) = self.take_uncached_slow(class, &mut dst);
+        let (source, served, dropped) = self.take_uncached_slow(class, most, &mut dst);
         if source != Source::New {
             self.count_requested(served, requested);
             // SAFETY: `take_slow` wrote a value into `dst` whenever it

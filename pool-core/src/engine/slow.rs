@@ -159,9 +159,10 @@ impl<T: Send + 'static> Engine<T> {
     pub(super) fn take_uncached_slow(
         self: &Arc<Self>,
         class: usize,
+        most: usize,
         dst: &mut MaybeUninit<T>,
     ) -> (Source, usize, Vec<T>) {
-        let (source, served) = self.take_slow(class, usize::MAX, dst);
+        let (source, served) = self.take_slow(class, most, dst);
         let mut dropped = Vec::new();
         if source == Source::Depot {
             if let Some(slot) = self.slot() {

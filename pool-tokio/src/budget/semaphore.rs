@@ -182,9 +182,8 @@ impl Budget {
     /// what is lent. A larger buffer (a miss served by a larger class's
     /// idle buffer, within [`reach`](Self::reach)) takes the difference from
     /// the budget; if the budget lacks it now (another thread took the
-    /// headroom meanwhile, a blocking thread's checkout, which is not
-    /// bounded by `reach`, or a `reconfigure` between the charge and the
-    /// checkout that raised the class), the difference is an overdraft:
+    /// headroom meanwhile, or a `reconfigure` between the charge and the
+    /// checkout raised the class), the difference is an overdraft:
     /// served anyway, counted and traced, as a `checkout` past an exhausted
     /// budget is. A smaller one (a
     /// `reconfigure` lowered the class) gives the surplus back.
