@@ -534,8 +534,9 @@ impl<T, U> PooledFramed<T, U> {
     /// Takes the value apart: the I/O object, the codec, and both buffers as
     /// pooled guards, with any unprocessed data. Frames queued by value and
     /// not yet written are copied into the write buffer, in order. On a
-    /// budgeted pool each buffer keeps its whole charge, a codec's growth
-    /// of it included, until it drops.
+    /// budgeted pool each buffer comes out charged what it lends: one a
+    /// codec grew past its class comes out as a fresh checkout of its
+    /// class holding the same bytes (copied).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -611,8 +612,9 @@ impl<T, D> PooledFramedRead<T, D> {
     }
 
     /// Takes the value apart: the I/O object, the decoder, and the read
-    /// buffer (as `read_buf`) with any data not yet decoded, which keeps its
-    /// whole budget charge (growth included) until it drops.
+    /// buffer (as `read_buf`) with any data not yet decoded, charged what it
+    /// lends (on a budgeted pool, a buffer a codec grew past its class
+    /// comes out as a fresh checkout holding the same bytes).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
@@ -722,8 +724,9 @@ impl<T, E> PooledFramedWrite<T, E> {
 
     /// Takes the value apart: the I/O object, the encoder, and the write
     /// buffer (as `write_buf`) with any data not yet written (queued frames
-    /// copied in, in order), which keeps its whole budget charge (growth
-    /// included) until it drops.
+    /// copied in, in order), charged what it lends (on a budgeted pool, a
+    /// buffer a codec grew past its class comes out as a fresh checkout
+    /// holding the same bytes).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();

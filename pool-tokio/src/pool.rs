@@ -112,7 +112,8 @@ impl Handle {
 /// ([`BufferConfig::fallback_classes`]) only if the budget has that
 /// buffer's extra bytes at once, which it then charges too; else by a
 /// buffer of the request's class (a checkout that loses that headroom to
-/// another thread meanwhile overdraws the difference instead). The paths: [`checkout`](BytesPool::checkout)
+/// another thread meanwhile overdraws the difference instead; an
+/// overdraft, uncharged, is always of the request's class). The paths: [`checkout`](BytesPool::checkout)
 /// and its variants, the framed values ([`framed`](BytesPool::framed) and
 /// friends, which also charge a codec's growth of their buffers as they see
 /// it after each poll), and pooled frames
@@ -329,10 +330,12 @@ impl BytesPool {
         let inner = self.handle.inner();
         // A charged checkout may be served by a larger class's idle buffer
         // only as far as the budget's headroom now reaches (a hint: `fit`
-        // below decides); any other, by any class that may serve it.
+        // below decides); an overdraft (uncharged) by none; a checkout of
+        // a pool without a budget, by any class that may serve it.
         let most = match &inner.budget {
             Some(budget) if charge != 0 => budget.reach(charge),
-            _ => usize::MAX,
+            Some(_) => 0,
+            None => usize::MAX,
         };
         let (buf, ticket) = if keeps_cache(inner.settings.blocking_cache) {
             inner.pool.take_within(n, most)

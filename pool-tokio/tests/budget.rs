@@ -496,3 +496,19 @@ fn a_blocking_thread_takes_a_larger_buffer_only_within_the_budget() {
     assert_eq!((budget.charged, budget.overdrafts), (0, 0));
     assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
 }
+
+/// An overdraft (a `checkout` past an exhausted budget, uncharged) is
+/// served by its own class, never by a larger idle buffer whose extra
+/// bytes the budget does not have either.
+#[test]
+fn an_overdraft_is_served_by_its_own_class() {
+    let pool = BytesPool::builder().budget(8192).build().unwrap();
+    let held = pool.try_checkout(8192).unwrap();
+    pool.prewarm(3584, 1);
+    let buf = pool.checkout(3000);
+    assert_eq!((buf.capacity(), buf.budget_charge()), (3072, 0));
+    assert_eq!(pool.budget().unwrap().overdrafts, 1);
+    assert_eq!(pool.stats().class(3584).unwrap().retained_depot, 1);
+    drop((buf, held));
+    assert_eq!(pool.budget().unwrap().charged, 0);
+}

@@ -324,3 +324,70 @@ async fn reservations_wait_once_then_never_and_cancelled_ones_lose_nothing() {
     assert_eq!((budget.charged, budget.overdrafts), (0, 0));
     assert!(pool.try_reserve(BUDGET).is_ok());
 }
+
+/// An encoder that grows the buffer, then refuses the item.
+struct GrowThenFail;
+
+impl tokio_util::codec::Encoder<usize> for GrowThenFail {
+    type Error = std::io::Error;
+    fn encode(&mut self, n: usize, dst: &mut bytes::BytesMut) -> std::io::Result<()> {
+        dst.reserve(n);
+        Err(std::io::Error::other("refused after reserving"))
+    }
+}
+
+/// A codec's growth is charged even when its `encode` then fails, and a
+/// grown write buffer handed out by `into_parts` is charged what it lends,
+/// also after a partial write left bytes written off its front (which
+/// `capacity()` does not show): it comes out as a fresh checkout of its
+/// class holding the unwritten bytes.
+#[tokio::test]
+async fn growth_is_charged_after_a_failed_encode_and_a_partial_write() {
+    let pool = BytesPool::builder().budget(256 << 10).build().unwrap();
+    let mut framed = pool.framed_write(tokio::io::sink(), GrowThenFail, 0);
+    assert!(framed.send(200_000usize).await.is_err());
+    let capacity = framed.write_buffer().capacity();
+    assert!(
+        capacity >= 200_000,
+        "the codec grew the buffer to {capacity}"
+    );
+    let budget = pool.budget().unwrap();
+    assert_eq!((budget.charged, budget.overdrafts), (capacity, 0));
+    let write = framed.into_parts().write_buf.unwrap();
+    assert_eq!(write.budget_charge(), write.capacity());
+    assert_eq!(pool.budget().unwrap().charged, write.capacity());
+    drop(write);
+    assert_eq!(pool.budget().unwrap().charged, 0);
+
+    let pool = BytesPool::builder().budget(1 << 20).build().unwrap();
+    let (a, _b) = tokio::io::duplex(4096);
+    let mut framed = pool.framed_write(a, tokio_util::codec::BytesCodec::new(), 0);
+    framed.feed(Bytes::from(vec![1u8; 8000])).await.unwrap();
+    // One flush poll: the pipe takes 4096 bytes, then is full.
+    std::future::poll_fn(|cx| {
+        let r = futures_util::Sink::<Bytes>::poll_flush(std::pin::Pin::new(&mut framed), cx);
+        assert!(r.is_pending());
+        std::task::Poll::Ready(())
+    })
+    .await;
+    assert_eq!(framed.write_buffer().len(), 8000 - 4096);
+    // Reallocates, with the 4096 bytes written still in front of the view.
+    framed.feed(Bytes::from(vec![2u8; 20_000])).await.unwrap();
+    let mut write = framed.into_parts().write_buf.unwrap();
+    assert_eq!(write.len(), 8000 - 4096 + 20_000, "no byte lost");
+    assert!(write[..8000 - 4096].iter().all(|&b| b == 1));
+    assert!(write[8000 - 4096..].iter().all(|&b| b == 2));
+    let charge = write.budget_charge();
+    assert_eq!(
+        (charge, pool.budget().unwrap().charged),
+        (write.capacity(), charge)
+    );
+    write.clear();
+    assert!(
+        !write.try_reclaim(charge + 1),
+        "the allocation is what is charged"
+    );
+    drop(write);
+    let budget = pool.budget().unwrap();
+    assert_eq!((budget.charged, budget.overdrafts), (0, 0));
+}

@@ -113,8 +113,9 @@ impl<B: Buffer> BufferPool<B> {
     /// [`fallback_classes`](BufferConfig::fallback_classes) to 0 now and
     /// keeps it at 0 through every later [`reconfigure`](Self::reconfigure).
     /// For callers that account for what they lend by the request's class
-    /// size, as pool-tokio's byte budget does: a larger buffer would lend
-    /// bytes that account does not hold. Buffers already out are not
+    /// size (pool-tokio's byte budget instead bounds each checkout with
+    /// [`take_within`](Self::take_within) and charges what is lent): a
+    /// larger buffer would lend bytes that account does not hold. Buffers already out are not
     /// touched. Make a pool exact before sharing it: a checkout racing
     /// with this call on another thread may still be served the old way.
     ///

@@ -166,11 +166,24 @@ impl Owned {
         self.growth.bytes += self.growth.pool.charge_growth(more);
     }
 
-    /// Takes the buffer out (for `into_parts`). The growth charged for it
-    /// goes with it, into the guard's own charge: the grown buffer keeps
-    /// its bytes out until it drops, and so does the budget.
+    /// Takes the buffer out (for `into_parts`). On a budgeted pool, a buffer
+    /// a codec grew past its class (so reallocated: growth never stays in
+    /// the lent allocation) comes out as a fresh checkout holding its bytes, charged
+    /// like any checkout, and the grown one goes back with its growth
+    /// charge: what the framed value charged for growth is only as exact as
+    /// `capacity()` (which leaves out bytes already written off the front),
+    /// and a guard handed out must be charged what it lends.
     pub(crate) fn into_buf(mut self) -> PooledBytes {
-        self.buf.charge += std::mem::take(&mut self.growth.bytes);
+        if self.same_allocation() || !self.budgeted() {
+            self.growth.release();
+            return self.buf;
+        }
+        // The growth's charge goes back first, so that the fresh checkout
+        // finds it in the budget; for the copy, the grown buffer's bytes
+        // are out uncharged beside it.
+        self.growth.release();
+        let fresh = self.fresh(self.buf.len(), &self.buf);
+        drop(self.replace(fresh));
         self.buf
     }
 

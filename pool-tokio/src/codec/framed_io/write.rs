@@ -153,7 +153,13 @@ impl WriteSide {
     ) -> Result<(), E::Error> {
         let dst: &mut BytesMut = &mut self.buf.buf;
         let lend = Lend::new(codec, dst);
-        codec.encode(item, dst)?;
+        if let Err(e) = codec.encode(item, dst) {
+            drop(lend);
+            // The codec may have grown the buffer before it failed: that
+            // growth is charged like any other.
+            self.buf.settle();
+            return Err(e);
+        }
         if let Some((at, body)) = lend.take() {
             if body.len() > 0 {
                 self.bodies += body.len();
