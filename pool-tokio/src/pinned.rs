@@ -1,7 +1,9 @@
 //! Charged buffers that came back while split-off parts still share their
 //! memory: the budget keeps their charge until the parts are gone.
 //!
-//! A `PooledBytes` of a budgeted pool is charged its class size. When it is
+//! A `PooledBytes` of a budgeted pool is charged the class size of the
+//! buffer it lends (its request's class, or a larger one's that served a
+//! miss). When it is
 //! dropped while a frame split off it (`split_to`, `copy_to_bytes`, a
 //! codec's frame) is still alive, the allocation it was lent is still live,
 //! so its charge must stay. The guard's own handle (cleared, length 0) is

@@ -47,11 +47,11 @@ impl Budget {
         })
     }
 
-    /// The bytes a request of `n` charges: its class size under the
-    /// settings in force, or `n` itself above the largest class. A guard
-    /// releases exactly what it was charged, so a reconfiguration between
-    /// the charge and the checkout can mis-size one charge, never unbalance
-    /// the budget.
+    /// The bytes a request of `n` charges before it is served: its class
+    /// size under the settings in force, or `n` itself above the largest
+    /// class. [`fit`](Self::fit) then fits the charge to the buffer lent (a
+    /// larger class's, or a class a `reconfigure` moved meanwhile); a guard
+    /// releases exactly what it was charged, so the budget always balances.
     pub(crate) fn charge(
         &self,
         pool: &BufferPool<BytesMut>,
