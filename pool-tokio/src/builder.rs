@@ -50,7 +50,7 @@ impl Builder {
     /// larger class's idle buffer
     /// ([`fallback_classes`](pool_core::BufferConfig::fallback_classes))
     /// only if the budget has its extra bytes at once, and is then charged
-    /// its size (see [`BytesPool`](crate::BytesPool)'s budget notes).
+    /// its size (see [`BytesPool`]'s budget notes).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().budget(1 << 20).build()?;
