@@ -336,11 +336,11 @@ impl tokio_util::codec::Encoder<usize> for GrowThenFail {
     }
 }
 
-/// A codec's growth is charged even when its `encode` then fails, and a
-/// grown write buffer handed out by `into_parts` is charged what it lends,
-/// also after a partial write left bytes written off its front (which
-/// `capacity()` does not show): it comes out as a fresh checkout of its
-/// class holding the unwritten bytes.
+/// A codec's growth is charged even when its `encode` then fails; growth
+/// after a partial write is charged with the bytes written off the front
+/// (which `capacity()` does not show); and a grown write buffer handed out
+/// by `into_parts` is charged what it lends: it comes out as a fresh
+/// checkout of its class holding the unwritten bytes.
 #[tokio::test]
 async fn growth_is_charged_after_a_failed_encode_and_a_partial_write() {
     let pool = BytesPool::builder().budget(256 << 10).build().unwrap();
@@ -371,8 +371,12 @@ async fn growth_is_charged_after_a_failed_encode_and_a_partial_write() {
     })
     .await;
     assert_eq!(framed.write_buffer().len(), 8000 - 4096);
-    // Reallocates, with the 4096 bytes written still in front of the view.
+    // Reallocates, with the 4096 bytes written still in front of the view:
+    // `BytesMut` grows the whole allocation, front included, which the
+    // view's capacity leaves out. The framed value charges all of it.
     framed.feed(Bytes::from(vec![2u8; 20_000])).await.unwrap();
+    let allocation = 4096 + framed.write_buffer().capacity();
+    assert_eq!(pool.budget().unwrap().charged, allocation);
     let mut write = framed.into_parts().write_buf.unwrap();
     assert_eq!(write.len(), 8000 - 4096 + 20_000, "no byte lost");
     assert!(write[..8000 - 4096].iter().all(|&b| b == 1));

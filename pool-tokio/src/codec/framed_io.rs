@@ -66,8 +66,14 @@ pub(crate) struct Owned {
     /// was checked out with while its view stays inside them.
     start: usize,
     end: usize,
-    /// Capacity charged (checkout plus growth); `usize::MAX` without a
-    /// budget. Write side only: an encoder's `reserve` grows the buffer.
+    /// The bounds of the allocation the view is in now, as far as seen:
+    /// the lent one's until a codec reallocates the buffer, then the new
+    /// one's (see `settle`).
+    cur: usize,
+    cur_end: usize,
+    /// Bytes charged for the current allocation (checkout plus growth);
+    /// `usize::MAX` without a budget. Write side only: an encoder's
+    /// `reserve` grows the buffer.
     covered: usize,
 }
 
@@ -112,6 +118,8 @@ impl Owned {
             class_cap: cap,
             start,
             end: start + cap,
+            cur: start,
+            cur_end: start + cap,
         }
     }
 
@@ -132,6 +140,7 @@ impl Owned {
         let start = new.as_ptr() as usize;
         self.start = start;
         self.end = start + new.capacity();
+        (self.cur, self.cur_end) = (self.start, self.end);
         if self.budgeted() {
             self.covered = new.capacity();
         }
@@ -146,33 +155,69 @@ impl Owned {
         fresh
     }
 
-    /// Charges growth of the buffer past what is covered (write side).
+    /// Bytes of the current allocation in front of the view (written off
+    /// it with `advance`), which `capacity()` leaves out. Read before a
+    /// codec may reallocate the buffer, for [`settle`](Self::settle).
     #[inline]
-    fn settle(&mut self) {
-        if self.buf.capacity() > self.covered {
+    pub(crate) fn front(&self) -> usize {
+        let p = self.buf.as_ptr() as usize;
+        if p >= self.cur && p <= self.cur_end {
+            p - self.cur
+        } else {
+            0
+        }
+    }
+
+    /// Charges growth of the buffer past what is covered (write side), after
+    /// a codec call that had `front` bytes in front of the view.
+    #[inline]
+    fn settle(&mut self, front: usize) {
+        let p = self.buf.as_ptr() as usize;
+        let cap = self.buf.capacity();
+        if p < self.cur || p + cap > self.cur_end {
+            self.moved(front);
+        } else if p - self.cur + cap > self.covered {
             self.charge_growth();
         }
     }
 
-    /// Charges the buffer's growth since the last charge to the budget.
+    /// The codec reallocated the buffer. `BytesMut` keeps the bytes in front
+    /// of the view when it reallocates a buffer it owns alone (its
+    /// `reserve` grows the whole allocation, front included), so the new
+    /// allocation starts `front` bytes before the view; where it does not
+    /// (a shared buffer is copied out, front left behind) this charges up
+    /// to `front` bytes too many until the buffer drains, never too few.
+    #[cold]
+    fn moved(&mut self, front: usize) {
+        let p = self.buf.as_ptr() as usize;
+        self.cur = p.saturating_sub(front);
+        self.cur_end = p + self.buf.capacity();
+        self.charge_growth();
+    }
+
+    /// Charges the current allocation's growth since the last charge to the
+    /// budget.
     ///
     /// Out of line: a buffer grows past its class rarely, and `settle` runs
     /// after every poll; the budget's charge (and a possible overdraft)
     /// stays out of that loop.
     #[cold]
     fn charge_growth(&mut self) {
-        let more = self.buf.capacity() - self.covered;
-        self.covered = self.buf.capacity();
-        self.growth.bytes += self.growth.pool.charge_growth(more);
+        let size = self.cur_end - self.cur;
+        if self.budgeted() && size > self.covered {
+            let more = size - self.covered;
+            self.covered = size;
+            self.growth.bytes += self.growth.pool.charge_growth(more);
+        }
     }
 
     /// Takes the buffer out (for `into_parts`). On a budgeted pool, a buffer
     /// a codec grew past its class (so reallocated: growth never stays in
     /// the lent allocation) comes out as a fresh checkout holding its bytes, charged
     /// like any checkout, and the grown one goes back with its growth
-    /// charge: what the framed value charged for growth is only as exact as
-    /// `capacity()` (which leaves out bytes already written off the front),
-    /// and a guard handed out must be charged what it lends.
+    /// charge: a guard handed out must be charged what it lends, and the
+    /// growth charge is exact only while nothing copied the buffer out of
+    /// a shared allocation (see `moved`).
     pub(crate) fn into_buf(mut self) -> PooledBytes {
         if self.same_allocation() || !self.budgeted() {
             self.growth.release();

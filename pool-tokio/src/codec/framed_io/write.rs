@@ -151,13 +151,14 @@ impl WriteSide {
         codec: &mut E,
         item: I,
     ) -> Result<(), E::Error> {
+        let front = self.buf.front();
         let dst: &mut BytesMut = &mut self.buf.buf;
         let lend = Lend::new(codec, dst);
         if let Err(e) = codec.encode(item, dst) {
             drop(lend);
             // The codec may have grown the buffer before it failed: that
             // growth is charged like any other.
-            self.buf.settle();
+            self.buf.settle(front);
             return Err(e);
         }
         if let Some((at, body)) = lend.take() {
@@ -169,7 +170,7 @@ impl WriteSide {
                 });
             }
         }
-        self.buf.settle();
+        self.buf.settle(front);
         Ok(())
     }
 
