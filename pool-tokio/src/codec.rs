@@ -534,9 +534,10 @@ impl<T, U> PooledFramed<T, U> {
     /// Takes the value apart: the I/O object, the codec, and both buffers as
     /// pooled guards, with any unprocessed data. Frames queued by value and
     /// not yet written are copied into the write buffer, in order. On a
-    /// budgeted pool each buffer comes out charged what it lends: one a
-    /// codec grew past its class comes out as a fresh checkout of its
-    /// class holding the same bytes (copied).
+    /// budgeted pool a buffer a codec grew past its class comes out as a
+    /// fresh checkout holding the same bytes (copied), charged like any
+    /// `checkout` (its class, or an overdraft, counted, where the budget
+    /// lacks it).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -612,9 +613,9 @@ impl<T, D> PooledFramedRead<T, D> {
     }
 
     /// Takes the value apart: the I/O object, the decoder, and the read
-    /// buffer (as `read_buf`) with any data not yet decoded, charged what it
-    /// lends (on a budgeted pool, a buffer a codec grew past its class
-    /// comes out as a fresh checkout holding the same bytes).
+    /// buffer (as `read_buf`) with any data not yet decoded (on a budgeted
+    /// pool, a buffer a codec grew past its class comes out as a fresh
+    /// checkout holding the same bytes, charged like any `checkout`).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
@@ -724,9 +725,9 @@ impl<T, E> PooledFramedWrite<T, E> {
 
     /// Takes the value apart: the I/O object, the encoder, and the write
     /// buffer (as `write_buf`) with any data not yet written (queued frames
-    /// copied in, in order), charged what it lends (on a budgeted pool, a
-    /// buffer a codec grew past its class comes out as a fresh checkout
-    /// holding the same bytes).
+    /// copied in, in order; on a budgeted pool, a buffer a codec grew past
+    /// its class comes out as a fresh checkout holding the same bytes,
+    /// charged like any `checkout`).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();

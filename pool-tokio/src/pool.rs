@@ -111,9 +111,11 @@ impl Handle {
 /// path. A miss is served by a larger class's idle buffer
 /// ([`BufferConfig::fallback_classes`]) only if the budget has that
 /// buffer's extra bytes at once, which it then charges too; else by a
-/// buffer of the request's class (a checkout that loses that headroom to
-/// another thread meanwhile overdraws the difference instead; an
-/// overdraft, uncharged, is always of the request's class). The paths: [`checkout`](BytesPool::checkout)
+/// buffer of the request's class. A checkout that loses that headroom to
+/// another thread meanwhile, or whose class a `reconfigure` raised after
+/// it was charged, overdraws the difference instead; an overdraft,
+/// uncharged, is always of the request's class; every overdraft is
+/// counted in [`BudgetStats::overdrafts`]. The paths: [`checkout`](BytesPool::checkout)
 /// and its variants, the framed values ([`framed`](BytesPool::framed) and
 /// friends, which also charge a codec's growth of their buffers as they see
 /// it after each poll), and pooled frames
@@ -262,6 +264,18 @@ impl BytesPool {
         self.serve(min_capacity, charge)
     }
 
+    /// [`checkout`](Self::checkout), but never served by a larger class's
+    /// idle buffer: for a framed value taking its buffer back to its class
+    /// (a larger one would look grown past it, and be swapped again).
+    pub(crate) fn checkout_exact(&self, min_capacity: usize) -> PooledBytes {
+        let inner = self.handle.inner();
+        let charge = match &inner.budget {
+            None => 0,
+            Some(budget) => self.overdraft_charge(budget, min_capacity),
+        };
+        self.serve_within(min_capacity, charge, 0)
+    }
+
     /// Checks out a buffer whose **length** is `len`, zero-filled, ready
     /// for APIs that write into an initialised `&mut [u8]`:
     /// `AsyncReadExt::read(&mut buf[..])`, `read_exact`, `std::io::Read`.
@@ -327,15 +341,22 @@ impl BytesPool {
     /// the budget (0 for none); the guard releases it.
     #[inline(always)]
     pub(crate) fn serve(&self, n: usize, charge: usize) -> PooledBytes {
+        self.serve_within(n, charge, usize::MAX)
+    }
+
+    /// [`serve`](Self::serve), served by a larger class's idle buffer only
+    /// up to `most` bytes (0: never).
+    #[inline(always)]
+    fn serve_within(&self, n: usize, charge: usize, most: usize) -> PooledBytes {
         let inner = self.handle.inner();
         // A charged checkout may be served by a larger class's idle buffer
         // only as far as the budget's headroom now reaches (a hint: `fit`
         // below decides); an overdraft (uncharged) by none; a checkout of
         // a pool without a budget, by any class that may serve it.
         let most = match &inner.budget {
-            Some(budget) if charge != 0 => budget.reach(charge),
+            Some(budget) if charge != 0 => budget.reach(charge).min(most),
             Some(_) => 0,
-            None => usize::MAX,
+            None => most,
         };
         let (buf, ticket) = if keeps_cache(inner.settings.blocking_cache) {
             inner.pool.take_within(n, most)

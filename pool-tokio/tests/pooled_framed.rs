@@ -389,3 +389,38 @@ async fn buffers_go_back_to_their_class_after_a_large_frame() {
     drop((tx, rx));
     assert_eq!(pool.stats().outstanding(), 0);
 }
+
+/// A read buffer replaced by a larger class's idle buffer (a miss served by
+/// the fallback) settles there: later reads take it back in place instead
+/// of checking out a buffer per read. Before, the replacement looked like a
+/// buffer grown past its class, so each read swapped it for a fresh
+/// checkout, which the fallback served with the same larger buffer again:
+/// 100 checkouts in 100 reads.
+#[tokio::test]
+async fn a_read_buffer_from_a_larger_class_does_not_churn() {
+    use tokio::io::AsyncWriteExt;
+    for pool in [
+        BytesPool::new(),
+        BytesPool::builder().budget(1 << 20).build().unwrap(),
+    ] {
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let mut framed = pool.framed(a, BytesCodec::new());
+        pool.prewarm(10240, 2);
+        b.write_all(b"hello").await.unwrap();
+        let f1 = framed.next().await.unwrap().unwrap(); // shares the read buffer
+        b.write_all(b"hello").await.unwrap();
+        let f2 = framed.next().await.unwrap().unwrap(); // read buffer replaced
+        drop((f1, f2));
+        let before = pool.stats().checkouts();
+        for _ in 0..100 {
+            b.write_all(b"hello").await.unwrap();
+            drop(framed.next().await.unwrap().unwrap());
+        }
+        let checkouts = pool.stats().checkouts() - before;
+        // The frames themselves are checkouts of `BytesCodec`'s split (not
+        // of the pool): only read-buffer replacements count here.
+        assert!(checkouts <= 2, "{checkouts} checkouts in 100 reads");
+        drop(framed);
+        assert_eq!(pool.stats().outstanding(), 0);
+    }
+}

@@ -60,7 +60,9 @@ pub(crate) struct Owned {
     growth: Growth,
     /// The capacity asked for at construction: what replacements check out.
     size: usize,
-    /// Capacity of a buffer of that class (what "back to class" means).
+    /// Capacity of a buffer of `size`'s class (what "back to class" means):
+    /// not of the buffer first lent, which a miss may have served from a
+    /// larger class.
     class_cap: usize,
     /// The view's bounds at checkout: the buffer is still the allocation it
     /// was checked out with while its view stays inside them.
@@ -96,8 +98,9 @@ impl Drop for Growth {
 }
 
 impl Owned {
+    /// A buffer of `size`'s class (not a larger idle one: see `class_cap`).
     pub(crate) fn new(pool: &BytesPool, size: usize) -> Owned {
-        Self::with(pool, pool.checkout(size), size)
+        Self::with(pool, pool.checkout_exact(size), size)
     }
 
     pub(crate) fn with(pool: &BytesPool, buf: PooledBytes, size: usize) -> Owned {
@@ -115,7 +118,7 @@ impl Owned {
                 bytes: 0,
             },
             size,
-            class_cap: cap,
+            class_cap: pool.buffer_pool().class_size_for(size).unwrap_or(cap),
             start,
             end: start + cap,
             cur: start,

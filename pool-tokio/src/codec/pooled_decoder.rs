@@ -1,5 +1,5 @@
 //! Pooled frames for any decoder: copy each decoded frame into a pooled
-//! buffer of its own class.
+//! buffer of its own (its class, or a larger idle one on a miss).
 
 use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};

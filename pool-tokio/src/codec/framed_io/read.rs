@@ -281,7 +281,7 @@ impl ReadSide {
         let owned = &mut self.buf;
         let len = owned.buf.len();
         if len == 0 && owned.end - owned.start > owned.class_cap {
-            let fresh = owned.pool().checkout(owned.size);
+            let fresh = owned.pool().checkout_exact(owned.size);
             drop(owned.replace(fresh));
             return;
         }

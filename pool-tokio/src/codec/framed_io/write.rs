@@ -295,7 +295,7 @@ impl WriteSide {
         let owned = &mut self.buf;
         // An encoder's `reserve` grew or moved it.
         if !owned.same_allocation() {
-            let fresh = owned.pool().checkout(owned.size);
+            let fresh = owned.pool().checkout_exact(owned.size);
             drop(owned.replace(fresh));
         } else {
             let _ = owned.buf.try_reclaim(owned.class_cap);
