@@ -1,5 +1,6 @@
 //! The byte budget: `BytesPool`'s budgeted paths (`try_checkout`,
-//! `checkout_async`, `reserve`, the framed values' growth charging) and
+//! `checkout_async`, `reserve`, the framed values' growth charging and
+//! their checkout back to class, `checkout_exact`) and
 //! `Reservation`. The semaphore `Budget` kept in each pool, its snapshot
 //! `BudgetStats` and the checks of budget settings and request sizes are in
 //! `budget/semaphore.rs`.
@@ -151,6 +152,17 @@ impl BytesPool {
             pool: self.clone(),
             remaining: usize::MAX,
         }
+    }
+
+    /// [`checkout`](Self::checkout), but never served by a larger class's
+    /// idle buffer: for a framed value taking its buffer back to its class
+    /// (a larger one would look grown past it, and be swapped again).
+    pub(crate) fn checkout_exact(&self, min_capacity: usize) -> PooledBytes {
+        let charge = match &self.handle.inner().budget {
+            None => 0,
+            Some(budget) => self.overdraft_charge(budget, min_capacity),
+        };
+        self.serve_within(min_capacity, charge, 0)
     }
 
     /// The budget's charge for a checkout of `n` bytes, or why it can never

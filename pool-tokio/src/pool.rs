@@ -264,18 +264,6 @@ impl BytesPool {
         self.serve(min_capacity, charge)
     }
 
-    /// [`checkout`](Self::checkout), but never served by a larger class's
-    /// idle buffer: for a framed value taking its buffer back to its class
-    /// (a larger one would look grown past it, and be swapped again).
-    pub(crate) fn checkout_exact(&self, min_capacity: usize) -> PooledBytes {
-        let inner = self.handle.inner();
-        let charge = match &inner.budget {
-            None => 0,
-            Some(budget) => self.overdraft_charge(budget, min_capacity),
-        };
-        self.serve_within(min_capacity, charge, 0)
-    }
-
     /// Checks out a buffer whose **length** is `len`, zero-filled, ready
     /// for APIs that write into an initialised `&mut [u8]`:
     /// `AsyncReadExt::read(&mut buf[..])`, `read_exact`, `std::io::Read`.
@@ -318,7 +306,7 @@ impl BytesPool {
     /// (size checks, the semaphore, settling held buffers, the overdraft's
     /// count and WARN) would otherwise be inlined into every `checkout`.
     #[cold]
-    fn overdraft_charge(&self, budget: &Budget, n: usize) -> usize {
+    pub(crate) fn overdraft_charge(&self, budget: &Budget, n: usize) -> usize {
         let inner = self.handle.inner();
         match budget
             .charge(&inner.pool, n)
@@ -347,7 +335,7 @@ impl BytesPool {
     /// [`serve`](Self::serve), served by a larger class's idle buffer only
     /// up to `most` bytes (0: never).
     #[inline(always)]
-    fn serve_within(&self, n: usize, charge: usize, most: usize) -> PooledBytes {
+    pub(crate) fn serve_within(&self, n: usize, charge: usize, most: usize) -> PooledBytes {
         let inner = self.handle.inner();
         // A charged checkout may be served by a larger class's idle buffer
         // only as far as the budget's headroom now reaches (a hint: `fit`
