@@ -40,7 +40,7 @@ impl<B: Buffer> fmt::Debug for BufferPool<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferPool")
             .field("buffer", &std::any::type_name::<B>())
-            .field("config", &lock(&self.config).0)
+            .field("config", &*lock(&self.config))
             .finish_non_exhaustive()
     }
 }
@@ -83,7 +83,7 @@ impl<B: Buffer> BufferPool<B> {
         }
         Ok(BufferPool {
             engine: Arc::new(Engine::new(limits)),
-            config: Mutex::new((config, false)),
+            config: Mutex::new(config),
             spacing,
             sizes,
             classes,

@@ -444,8 +444,9 @@ impl BufferConfig {
     /// class's size. That binds only on classes under
     /// `classes_per_doubling` bytes, which are a byte apart (1, 2, 3, ...:
     /// two classes above 1 is 3). A depth set here is taken as set, whatever
-    /// the sizes (4 of 4 per doubling lend up to 2x the class).
-    /// An [exact](crate::BufferPool::make_exact) pool keeps it at 0.
+    /// the sizes (4 of 4 per doubling lend up to 2x the class). For one
+    /// checkout bounded otherwise, see
+    /// [`BufferPool::take_within`](crate::BufferPool::take_within).
     ///
     /// ```
     /// use pool_core::BufferConfig;

@@ -271,8 +271,9 @@ pub(crate) struct Hot {
     pub(crate) max_index: AtomicUsize,
     /// Whether returned buffers are zeroed.
     pub(crate) zero: AtomicUsize,
-    /// How many classes above a missed one may serve it, and whether they
-    /// stop at 1.5x the missed class (non-zero; both read on misses only).
+    /// How many classes above a missed one may serve it, and (non-zero)
+    /// whether they also stop at 1.5x the missed class's size; both read
+    /// on misses only.
     pub(crate) fallback: AtomicUsize,
     pub(crate) fallback_capped: AtomicUsize,
     /// The class spacing, fixed at build.
@@ -507,9 +508,7 @@ impl<T: Send + 'static> Engine<T> {
 /// ```
 pub struct BufferPool<B: Buffer> {
     pub(crate) engine: Arc<Engine<B>>,
-    /// The settings in force, and whether the pool is exact
-    /// (`make_exact`: `fallback_classes` held at 0 for good).
-    pub(crate) config: Mutex<(BufferConfig, bool)>,
+    pub(crate) config: Mutex<BufferConfig>,
     /// The class spacing, fixed at build.
     pub(crate) spacing: Spacing,
     /// The size of each class index (the class table's size column, which

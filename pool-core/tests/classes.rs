@@ -442,27 +442,3 @@ fn the_default_fallback_stops_at_one_and_a_half_times_the_class() {
         "set explicitly: two classes up"
     );
 }
-
-/// An exact pool serves every miss from its own class, and no
-/// `reconfigure` turns the fallback back on.
-#[test]
-fn an_exact_pool_keeps_its_fallback_off_through_reconfigure() {
-    let pool = BufferConfig::new().build::<Vec<u8>>().unwrap();
-    assert!(!pool.is_exact());
-    pool.make_exact();
-    assert!(pool.is_exact());
-    assert_eq!(pool.config().get_fallback_classes(), 0);
-    pool.reconfigure(BufferConfig::new()).unwrap();
-    pool.reconfigure(BufferConfig::new().fallback_classes(4))
-        .unwrap();
-    assert_eq!(pool.config().get_fallback_classes(), 0, "kept off");
-    assert!(pool.is_exact());
-    assert_eq!(pool.prewarm_class(3584, 2), 2);
-    let a = pool.checkout(3000);
-    let b = pool.checkout(3000);
-    assert_eq!((a.capacity(), b.capacity()), (3072, 3072));
-    assert_eq!(pool.stats().class(3584).unwrap().retained_depot, 2);
-    // An unrelated setting still changes.
-    pool.reconfigure(pool.config().min_class(4096)).unwrap();
-    assert_eq!(pool.checkout(1).capacity(), 4096);
-}

@@ -158,11 +158,7 @@ impl BytesPool {
     /// idle buffer: for a framed value taking its buffer back to its class
     /// (a larger one would look grown past it, and be swapped again).
     pub(crate) fn checkout_exact(&self, min_capacity: usize) -> PooledBytes {
-        let charge = match &self.handle.inner().budget {
-            None => 0,
-            Some(budget) => self.overdraft_charge(budget, min_capacity),
-        };
-        self.serve_within(min_capacity, charge, 0)
+        self.serve_within(min_capacity, self.sync_charge(min_capacity), 0)
     }
 
     /// The budget's charge for a checkout of `n` bytes, or why it can never

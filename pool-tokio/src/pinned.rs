@@ -50,7 +50,7 @@ pub(crate) struct Entry {
     pub(crate) charge: usize,
     pub(crate) track: Track,
     /// The size to reclaim: the class size, or the charge of an unpooled
-    /// buffer (never past its capacity: see `Budget::fit_unpooled`).
+    /// buffer (never past its capacity: see `Budget::fit`).
     size: usize,
 }
 

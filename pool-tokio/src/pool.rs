@@ -256,12 +256,17 @@ impl BytesPool {
     /// ```
     #[inline(always)]
     pub fn checkout(&self, min_capacity: usize) -> PooledBytes {
-        let inner = self.handle.inner();
-        let charge = match &inner.budget {
+        self.serve(min_capacity, self.sync_charge(min_capacity))
+    }
+
+    /// The charge of a checkout that cannot wait nor fail: 0 without a
+    /// budget, else its charge or an overdraft (out of line).
+    #[inline(always)]
+    pub(crate) fn sync_charge(&self, n: usize) -> usize {
+        match &self.handle.inner().budget {
             None => 0,
-            Some(budget) => self.overdraft_charge(budget, min_capacity),
-        };
-        self.serve(min_capacity, charge)
+            Some(budget) => self.overdraft_charge(budget, n),
+        }
     }
 
     /// Checks out a buffer whose **length** is `len`, zero-filled, ready
@@ -306,7 +311,7 @@ impl BytesPool {
     /// (size checks, the semaphore, settling held buffers, the overdraft's
     /// count and WARN) would otherwise be inlined into every `checkout`.
     #[cold]
-    pub(crate) fn overdraft_charge(&self, budget: &Budget, n: usize) -> usize {
+    fn overdraft_charge(&self, budget: &Budget, n: usize) -> usize {
         let inner = self.handle.inner();
         match budget
             .charge(&inner.pool, n)

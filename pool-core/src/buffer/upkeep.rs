@@ -81,12 +81,7 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.checkout(1).capacity(), 4096);
     /// # Ok::<(), pool_core::ConfigError>(())
     /// ```
-    ///
-    /// On an [exact](Self::make_exact) pool, `fallback_classes` stays 0
-    /// whatever `config` sets.
     pub fn reconfigure(&self, config: BufferConfig) -> Result<(), ConfigError> {
-        let mut current = lock(&self.config);
-        let config = exact_if(config, current.1);
         let limits = config.limits()?;
         if limits.spacing != self.spacing {
             return Err(ConfigError::new(
@@ -99,64 +94,14 @@ impl<B: Buffer> BufferPool<B> {
                 ),
             ));
         }
-        current.0 = config;
-        let released = self.engine.reconfigure(limits);
-        drop(current);
+        let released = {
+            let mut current = lock(&self.config);
+            *current = config;
+            self.engine.reconfigure(limits)
+        };
         // Dropped with no lock held: a buffer's `Drop` may use the pool.
         drop(released);
         Ok(())
-    }
-
-    /// Makes the pool *exact*, for good: from now on every checkout is
-    /// served by a buffer of its own class (or an unpooled one), never by
-    /// an idle buffer of a larger class. Sets
-    /// [`fallback_classes`](BufferConfig::fallback_classes) to 0 now and
-    /// keeps it at 0 through every later [`reconfigure`](Self::reconfigure).
-    /// For callers that account for what they lend by the request's class
-    /// size (pool-tokio's byte budget instead bounds each checkout with
-    /// [`take_within`](Self::take_within) and charges what is lent): a
-    /// larger buffer would lend bytes that account does not hold. Buffers already out are not
-    /// touched. Make a pool exact before sharing it: a checkout racing
-    /// with this call on another thread may still be served the old way.
-    ///
-    /// ```
-    /// use pool_core::BufferPool;
-    /// let pool = BufferPool::<Vec<u8>>::new();
-    /// pool.make_exact();
-    /// pool.reconfigure(pool_core::BufferConfig::new().fallback_classes(2))?;
-    /// assert_eq!(pool.config().get_fallback_classes(), 0);
-    /// drop(pool.checkout(3500)); // a 3584-byte buffer, idle in this thread
-    /// assert_eq!(pool.checkout(3000).capacity(), 3072); // not the 3584
-    /// # Ok::<(), pool_core::ConfigError>(())
-    /// ```
-    pub fn make_exact(&self) {
-        let mut current = lock(&self.config);
-        current.1 = true;
-        let had_fallback = current.0.get_fallback_classes() != 0;
-        current.0 = current.0.fallback_classes(0);
-        if !had_fallback {
-            return;
-        }
-        let limits = match current.0.limits() {
-            Ok(limits) => limits,
-            Err(e) => unreachable!("the settings in force stay valid without fallback: {e}"),
-        };
-        let released = self.engine.reconfigure(limits);
-        drop(current);
-        // Dropped with no lock held: a buffer's `Drop` may use the pool.
-        drop(released);
-    }
-
-    /// Whether the pool is exact ([`make_exact`](Self::make_exact)).
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// assert!(!pool.is_exact());
-    /// pool.make_exact();
-    /// assert!(pool.is_exact());
-    /// ```
-    pub fn is_exact(&self) -> bool {
-        lock(&self.config).1
     }
 
     /// Hands this thread's cache to the depot now (what happens
@@ -191,7 +136,7 @@ impl<B: Buffer> BufferPool<B> {
     /// assert_eq!(pool.config().get_max_class(), 1 << 20);
     /// ```
     pub fn config(&self) -> BufferConfig {
-        lock(&self.config).0
+        *lock(&self.config)
     }
 
     /// A snapshot of the pool's counters, per class, summed over all
@@ -216,14 +161,5 @@ impl<B: Buffer> BufferPool<B> {
             self.engine.depot_bytes(),
             true,
         )
-    }
-}
-
-/// `config`, with no fallback to larger classes if `exact`.
-fn exact_if(config: BufferConfig, exact: bool) -> BufferConfig {
-    if exact {
-        config.fallback_classes(0)
-    } else {
-        config
     }
 }

@@ -179,48 +179,33 @@ impl Budget {
 
     /// The charge of a checkout charged `charge` and lent a buffer of class
     /// `class` (`None`: unpooled) and `capacity` bytes, when they differ:
-    /// what is lent. A larger buffer (a miss served by a larger class's
-    /// idle buffer, within [`reach`](Self::reach)) takes the difference from
-    /// the budget; if the budget lacks it now (another thread took the
-    /// headroom meanwhile, or a `reconfigure` between the charge and the
-    /// checkout raised the class), the difference is an overdraft:
-    /// served anyway, counted and traced, as a `checkout` past an exhausted
-    /// budget is. A smaller one (a
-    /// `reconfigure` lowered the class) gives the surplus back.
+    /// what is lent, the class size (an unpooled buffer's charge stays its
+    /// request, but never past its capacity).
+    ///
+    /// - Lent more (a miss served by a larger class's idle buffer, within
+    ///   [`reach`](Self::reach)): the difference comes from the budget; if
+    ///   the budget lacks it now (another thread took the headroom
+    ///   meanwhile, or a `reconfigure` between the charge and the checkout
+    ///   raised the class), it is an overdraft: served anyway, counted and
+    ///   traced, as a `checkout` past an exhausted budget is.
+    /// - Lent less (a `reconfigure` lowered the class, or the largest class
+    ///   below the request, which is then served unpooled at its size): the
+    ///   surplus goes back. A charge past an unpooled buffer's capacity
+    ///   would read as shared for good when it returns (see `pinned`):
+    ///   held, outstanding and charged for ever.
     #[cold]
     #[inline(never)]
     pub(crate) fn fit(&self, charge: usize, class: Option<usize>, capacity: usize) -> usize {
-        match class {
-            None => self.fit_unpooled(charge, capacity),
-            Some(class) if class < charge => {
-                self.release(charge - class);
-                class
-            }
-            Some(class) if class > charge => {
-                if self.try_take(class - charge).is_ok() {
-                    return class;
-                }
-                self.overdraft(class - charge, "checkout");
-                charge
-            }
-            Some(_) => charge,
+        let lent = class.unwrap_or(capacity.min(charge));
+        if lent < charge {
+            self.release(charge - lent);
+            return lent;
         }
-    }
-
-    /// The charge of a buffer just served unpooled with `capacity` bytes:
-    /// at most its capacity. A request charged its class size, then served
-    /// above a largest class lowered meanwhile (a `reconfigure` between the
-    /// charge and the checkout), gets an unpooled buffer of the request's
-    /// size; the surplus goes back to the budget here. A returned buffer is
-    /// checked for sharing against its charge (see `pinned`), and a charge
-    /// past the capacity would read as shared for good: held, outstanding
-    /// and charged for ever.
-    pub(crate) fn fit_unpooled(&self, charge: usize, capacity: usize) -> usize {
-        if charge <= capacity {
+        if lent > charge && self.try_take(lent - charge).is_err() {
+            self.overdraft(lent - charge, "checkout");
             return charge;
         }
-        self.release(charge - capacity);
-        capacity
+        lent
     }
 
     /// The budget's state now (the caller settles held buffers first).
