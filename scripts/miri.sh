@@ -29,6 +29,8 @@ cargo +nightly miri test -p "$PACKAGE" --features "$FEATURES" --target-dir targe
     "${args[@]}" "$@"
 
 # pool-tokio's own `unsafe` (the guard's `ManuallyDrop` fields and the
-# `ptr::read` of its ticket in `Drop`, `into_raw` and the cold return):
-# the unit tests in `pool.rs`, every way a guard ends, on both handles.
-cargo +nightly miri test -p pool-tokio --lib --target-dir target/miri -- pool::tests::
+# `ptr::read` of its ticket in `Drop`, `into_raw` and the cold return; the
+# per-thread stash of a pool's references, which moves `Arc` strong counts
+# in and out): the unit tests in `pool.rs`, every way a guard ends, on both
+# handles, and those of `runtime/stash.rs`.
+cargo +nightly miri test -p pool-tokio --lib --target-dir target/miri -- pool::tests:: runtime::stash::tests::

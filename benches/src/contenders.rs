@@ -31,6 +31,7 @@ pub const CONTENDERS: &[&str] = &[
     "pool-core",
     "pool-core-burst",
     "pool-tokio",
+    "pool-tokio-built",
     "tls-floor",
     "tls-unsafecell",
     "fresh-bytesmut",
@@ -304,6 +305,41 @@ guard_contender!(
         }
         fn retained_bytes(&'static self) -> Option<u64> {
             Some(pool_tokio::default_pool().stats().retained_bytes())
+        }
+    }
+);
+
+/// A pool built by `BytesPool::builder().build()` (pool-core's defaults,
+/// no budget) in a `static`: guards reach it through an `Arc`, as every
+/// pool a service builds for itself does (the default pool's guards hold
+/// a `&'static`).
+static POOL_TOKIO_BUILT: LazyLock<pool_tokio::BytesPool> =
+    LazyLock::new(|| match pool_tokio::BytesPool::builder().build() {
+        Ok(pool) => pool,
+        Err(e) => panic!("default settings are valid: {e}"),
+    });
+
+/// This project's tokio layer on a pool of its own:
+/// `POOL_TOKIO_BUILT.checkout(n)`, the guard dropped on return.
+#[derive(Debug)]
+pub struct PoolTokioBuilt;
+
+guard_contender!(
+    PoolTokioBuilt,
+    "pool-tokio-built",
+    pool_tokio::PooledBytes,
+    |n| POOL_TOKIO_BUILT.checkout(n),
+    {
+        fn idle_tick(&'static self) -> &'static str {
+            POOL_TOKIO_BUILT.maintain();
+            "BytesPool::maintain()"
+        }
+        fn trim(&'static self) -> &'static str {
+            POOL_TOKIO_BUILT.trim();
+            "BytesPool::trim()"
+        }
+        fn retained_bytes(&'static self) -> Option<u64> {
+            Some(POOL_TOKIO_BUILT.stats().retained_bytes())
         }
     }
 );
@@ -751,6 +787,7 @@ pub fn for_contender<V: Visit>(name: &str, v: V) -> Option<V::Output> {
         "pool-core" => v.visit(&PoolCore),
         "pool-core-burst" => v.visit(&PoolCoreBurst),
         "pool-tokio" => v.visit(&PoolTokio),
+        "pool-tokio-built" => v.visit(&PoolTokioBuilt),
         "tls-floor" => v.visit(&ThreadLocalFloor),
         "tls-unsafecell" => v.visit(&ThreadLocalUnsafeCell),
         "fresh-bytesmut" => v.visit(&FreshBytesMut),

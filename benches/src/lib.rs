@@ -22,7 +22,7 @@ pub mod workloads;
 pub use contenders::{
     for_contender, pool_core_pool, set_create_size, ArrayQueuePool, Contender, FreshBytesMut,
     FreshVec, LockfreeLinear, LockfreeSpin, MutexVec, ObjectPool, Opool, OpoolAlloc, PoolCore,
-    PoolCoreBurst, PoolTokio, ShardedSlab, SlabBuf, SlabKey, ThreadLocalFloor,
+    PoolCoreBurst, PoolTokio, PoolTokioBuilt, ShardedSlab, SlabBuf, SlabKey, ThreadLocalFloor,
     ThreadLocalUnsafeCell, Visit, BURST_DECAY, BURST_GLOBAL_BYTES, CONTENDERS, THIS_PROJECT,
 };
 

@@ -10,9 +10,10 @@
 //! - [`checkout`] serves from a lazily built process-wide pool whose
 //!   guards hold a `&'static` reference: no reference count per checkout.
 //!   [`BytesPool`] builds your own (settings, an optional byte budget),
-//!   reached through an `Arc` (one reference-count increment per checkout,
-//!   one decrement per return) unless [`BytesPool::leak`] makes it
-//!   `&'static` too.
+//!   reached through an `Arc` whose count a checkout and return on one
+//!   thread do not touch (a per-thread stash of the pool's references; a
+//!   guard returned on another thread costs one atomic operation), or
+//!   `&'static` too through [`BytesPool::leak`].
 //! - [`PooledBytes`] derefs to `BytesMut` and is `BufMut`, `Buf` and
 //!   `io::Write`; it compares equal to byte slices and `str`, and clones
 //!   into the pool;

@@ -25,12 +25,15 @@ use bytes::BytesMut;
 use pool_core::{BufferConfig, BufferPool, Returned, Stats, Ticket};
 
 use crate::background::seen::{on_miss, RuntimeSeen};
-use crate::budget::semaphore::{check_budget, Budget, BudgetStats};
+use crate::budget::semaphore::{Budget, BudgetStats};
 use crate::diagnostics::records::{self as diagnostics, Records, Track};
 use crate::error::{BuildError, TryCheckoutError};
 use crate::pinned::Hold;
 use crate::runtime::mark::{after_return, keeps_cache};
+use crate::runtime::stash;
 use crate::settings::Settings;
+
+mod upkeep;
 
 /// The state behind every handle of one pool.
 pub(crate) struct Inner {
@@ -76,7 +79,7 @@ impl Inner {
 }
 
 /// How a guard reaches its pool: a plain reference for pools that live for
-/// the whole program (no reference count touched per checkout), an `Arc`
+/// the whole program (no reference count at all), an `Arc`
 /// otherwise.
 #[derive(Clone)]
 pub(crate) enum Handle {
@@ -90,6 +93,18 @@ impl Handle {
         match self {
             Handle::Static(inner) => inner,
             Handle::Shared(inner) => inner,
+        }
+    }
+
+    /// A clone for a guard checked out on this thread: an `Arc` pool's
+    /// reference comes from this thread's stash when it holds one (a guard
+    /// returned here gave it up), so that a checkout and a return on one
+    /// thread touch no shared count (`runtime::stash`).
+    #[inline(always)]
+    pub(crate) fn for_guard(&self) -> Handle {
+        match self {
+            Handle::Static(inner) => Handle::Static(inner),
+            Handle::Shared(arc) => Handle::Shared(stash::acquire(arc)),
         }
     }
 }
@@ -151,10 +166,21 @@ impl Handle {
 ///   unavoidable and shed load (close the connection, reply "busy") on
 ///   [`TryCheckoutError::BudgetExhausted`].
 ///
-/// Guards of a pool built here hold an `Arc` of it (one atomic increment
-/// per checkout and one decrement per return); [`leak`](BytesPool::leak)
-/// makes a pool that lives for the rest of the program and whose guards
-/// hold a plain reference, like the [default pool](crate::default_pool).
+/// Guards of a pool built here hold an `Arc` of it, but a checkout and a
+/// return on one thread touch no shared count: a returned guard leaves its
+/// reference in a per-thread stash (at most 64 of one pool per thread),
+/// and the next checkout on that thread takes it from there. Only a guard
+/// returned on another thread than the one that checked it out (or while
+/// the thread's stash holds another pool's) clones or drops the `Arc`,
+/// one atomic operation. What a stash holds keeps the pool alive: it is
+/// given up at thread exit, by [`flush_thread`](BytesPool::flush_thread)
+/// (so by the park and stop hooks), when a guard of another pool is
+/// returned on that thread, and by the drop of the last handle on the
+/// thread that holds it; so a dropped pool whose guards were returned on a
+/// thread that does none of these is freed only when it does.
+/// [`leak`](BytesPool::leak) makes a pool that lives for the rest of the
+/// program and whose guards hold a plain reference, like the
+/// [default pool](crate::default_pool).
 ///
 /// ```
 /// use pool_core::BufferConfig;
@@ -172,6 +198,17 @@ impl Handle {
 #[derive(Clone)]
 pub struct BytesPool {
     pub(crate) handle: Handle,
+}
+
+impl Drop for BytesPool {
+    /// A handle whose drop leaves this thread's stash of the pool's
+    /// references its last ones gives them up, so that a pool used and
+    /// dropped on one thread is freed at once.
+    fn drop(&mut self) {
+        if let Handle::Shared(arc) = &self.handle {
+            stash::on_handle_drop(arc);
+        }
+    }
 }
 
 impl fmt::Debug for BytesPool {
@@ -212,7 +249,9 @@ impl BytesPool {
 
     /// Makes this pool live for the rest of the program: the returned
     /// handle's guards hold a plain `&'static` reference, so checkouts and
-    /// returns touch no reference count. For pools built once at start-up.
+    /// returns touch no reference count, also when a guard is returned on
+    /// another thread than its checkout's, and no thread's stash holds the
+    /// pool's references. For pools built once at start-up.
     /// Costs one small allocation, never freed (nor is the pool).
     ///
     /// ```
@@ -222,10 +261,10 @@ impl BytesPool {
     /// assert_eq!(pool.stats().outstanding(), 0);
     /// ```
     pub fn leak(self) -> BytesPool {
-        match self.handle {
-            Handle::Static(_) => self,
+        match &self.handle {
+            Handle::Static(inner) => BytesPool::from_static(inner),
             Handle::Shared(arc) => {
-                let inner: &'static Arc<Inner> = Box::leak(Box::new(arc));
+                let inner: &'static Arc<Inner> = Box::leak(Box::new(Arc::clone(arc)));
                 BytesPool::from_static(inner)
             }
         }
@@ -368,7 +407,7 @@ impl BytesPool {
         }
         crate::tracing::checkout(&inner.settings, &ticket, n);
         let track = diagnostics::on_checkout(&inner.diagnostics, n, ticket.class_size());
-        PooledBytes::new(buf, ticket, charge, track, self.handle.clone())
+        PooledBytes::new(buf, ticket, charge, track, self.handle.for_guard())
     }
 
     /// A snapshot of the pool's counters (see [`pool_core::Stats`]; its
@@ -397,122 +436,6 @@ impl BytesPool {
         let inner = self.handle.inner();
         settle(inner);
         inner.budget.as_ref().map(Budget::stats)
-    }
-
-    /// The settings in force.
-    ///
-    /// ```
-    /// assert_eq!(pool_tokio::BytesPool::new().config(), pool_core::BufferConfig::new());
-    /// ```
-    pub fn config(&self) -> BufferConfig {
-        self.handle.inner().pool.config()
-    }
-
-    /// The pool's name ([`Builder::name`](crate::Builder::name); `"default"` unless set).
-    ///
-    /// ```
-    /// assert_eq!(pool_tokio::BytesPool::new().name(), "default");
-    /// ```
-    pub fn name(&self) -> &str {
-        &self.handle.inner().settings.name
-    }
-
-    /// The bytes idle decay leaves retained ([`Builder::idle_floor`](crate::Builder::idle_floor)).
-    ///
-    /// ```
-    /// assert_eq!(pool_tokio::BytesPool::new().idle_floor(), 0);
-    /// ```
-    pub fn idle_floor(&self) -> usize {
-        self.handle.inner().settings.idle_floor
-    }
-
-    /// Whether blocking threads keep a per-thread cache
-    /// ([`Builder::blocking_cache`](crate::Builder::blocking_cache)).
-    ///
-    /// ```
-    /// assert!(!pool_tokio::BytesPool::new().blocking_cache());
-    /// ```
-    pub fn blocking_cache(&self) -> bool {
-        self.handle.inner().settings.blocking_cache
-    }
-
-    /// Changes the settings of a live pool (see
-    /// [`BufferPool::reconfigure`]). On a pool with a budget, the smallest
-    /// class must still fit in it. On error nothing changes.
-    ///
-    /// ```
-    /// let pool = pool_tokio::BytesPool::new();
-    /// pool.reconfigure(pool.config().min_class(4096))?;
-    /// assert_eq!(pool.checkout(1).capacity(), 4096);
-    /// # Ok::<(), pool_tokio::BuildError>(())
-    /// ```
-    pub fn reconfigure(&self, config: BufferConfig) -> Result<(), BuildError> {
-        let inner = self.handle.inner();
-        if let Some(budget) = &inner.budget {
-            check_budget(budget.limit, &config)?;
-        }
-        inner.pool.reconfigure(config)?;
-        Ok(())
-    }
-
-    /// Drops every buffer the pool keeps (see [`BufferPool::trim`]);
-    /// returns the bytes freed from the depot.
-    ///
-    /// ```
-    /// let pool = pool_tokio::BytesPool::new();
-    /// pool.prewarm(4096, 4);
-    /// assert_eq!(pool.trim(), 4 * 4096);
-    /// ```
-    pub fn trim(&self) -> usize {
-        let _span = crate::tracing::maintenance_span(self.name(), "trim");
-        self.handle.inner().pool.trim()
-    }
-
-    /// Idle decay (see [`BufferPool::maintain`]): cheap; frees what stayed
-    /// unused for a whole decay interval. Returns true if a decay tick ran.
-    ///
-    /// ```
-    /// pool_tokio::BytesPool::new().maintain();
-    /// ```
-    pub fn maintain(&self) -> bool {
-        self.handle.inner().pool.maintain()
-    }
-
-    /// Hands this thread's cache to the depot (see
-    /// [`BufferPool::flush_thread`]).
-    ///
-    /// ```
-    /// let pool = pool_tokio::BytesPool::new();
-    /// drop(pool.checkout(4096));
-    /// pool.flush_thread();
-    /// assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
-    /// ```
-    pub fn flush_thread(&self) {
-        self.handle.inner().pool.flush_thread();
-    }
-
-    /// Creates `count` buffers of the class serving `size` bytes in the
-    /// depot, so the first checkouts do not allocate; returns how
-    /// many were stored.
-    ///
-    /// ```
-    /// let pool = pool_tokio::BytesPool::new();
-    /// assert_eq!(pool.prewarm(8192, 16), 16);
-    /// drop(pool.checkout(8192));
-    /// assert_eq!(pool.stats().misses(), 0);
-    /// ```
-    pub fn prewarm(&self, size: usize, count: usize) -> usize {
-        self.handle.inner().pool.prewarm_class(size, count)
-    }
-
-    /// The underlying pool-core pool, for anything not wrapped here.
-    ///
-    /// ```
-    /// let pool = pool_tokio::BytesPool::new();
-    /// assert_eq!(pool.buffer_pool().stats(), pool.stats());
-    /// ```
-    pub fn buffer_pool(&self) -> &BufferPool<BytesMut> {
-        &self.handle.inner().pool
     }
 }
 
@@ -788,7 +711,8 @@ unsafe fn give_back_cold(guard: &mut PooledBytes) {
     give_back(&handle, buf, ticket, guard.charge, guard.track);
 }
 
-/// Drops a guard's `Arc` handle.
+/// Gives up a guard's `Arc` handle: into this thread's stash of the pool's
+/// references (`runtime::stash`), else dropped.
 ///
 /// Out of line but not cold (every return to an `Arc` pool comes here):
 /// inlined, the decrement and its `drop_slow` call grow the drop glue that
@@ -801,7 +725,10 @@ unsafe fn give_back_cold(guard: &mut PooledBytes) {
 #[inline(never)]
 unsafe fn release(handle: &mut ManuallyDrop<Handle>) {
     // SAFETY: the caller's promise.
-    unsafe { ManuallyDrop::drop(handle) };
+    match unsafe { ManuallyDrop::take(handle) } {
+        Handle::Shared(arc) => stash::give_up(arc),
+        Handle::Static(_) => {}
+    }
 }
 
 /// Returns every held buffer of `inner`'s pool whose parts have all
@@ -896,5 +823,61 @@ mod tests {
             assert_eq!(stats.total().detached, 1);
         }
         assert_eq!(budgeted.budget().unwrap().charged, 0);
+    }
+
+    fn arc(pool: &BytesPool) -> &Arc<Inner> {
+        match &pool.handle {
+            Handle::Shared(arc) => arc,
+            Handle::Static(_) => unreachable!("a built pool"),
+        }
+    }
+
+    /// A built pool's checkouts and returns on one thread touch no shared
+    /// count once the thread's stash holds the pool's references: the
+    /// strong count stays where the first round left it.
+    #[test]
+    fn checkouts_and_returns_on_one_thread_leave_the_reference_count_alone() {
+        let pool = BytesPool::new();
+        drop(pool.checkout(100));
+        drop(pool.checkout(100));
+        let settled = Arc::strong_count(arc(&pool));
+        for _ in 0..100 {
+            let mut buf = pool.checkout(100);
+            buf.extend_from_slice(b"x");
+            assert_eq!(Arc::strong_count(arc(&pool)), settled);
+            drop(buf);
+        }
+        assert_eq!(Arc::strong_count(arc(&pool)), settled);
+        assert!(settled <= 3, "{settled}");
+        // A guard dropped on another thread, whose stash is its own.
+        let buf = pool.checkout(100);
+        std::thread::spawn(move || drop(buf)).join().unwrap();
+        assert_eq!(Arc::strong_count(arc(&pool)), settled - 1);
+    }
+
+    /// A pool used and dropped on one thread is freed at once; one whose
+    /// guards were returned on a thread that exits, once it has; the
+    /// stash of `flush_thread`'s thread is given up.
+    #[test]
+    fn a_dropped_pool_is_freed_once_its_stashed_references_go() {
+        let pool = BytesPool::new();
+        let weak = Arc::downgrade(arc(&pool));
+        drop(pool.checkout(100));
+        drop(pool.checkout(100));
+        drop(pool);
+        assert!(weak.upgrade().is_none(), "freed with its last handle");
+
+        let pool = BytesPool::new();
+        let weak = Arc::downgrade(arc(&pool));
+        let theirs = pool.clone();
+        std::thread::spawn(move || (0..3).for_each(|_| drop(theirs.checkout(100))))
+            .join()
+            .unwrap();
+        drop(pool.checkout(100));
+        drop(pool.checkout(100));
+        pool.flush_thread();
+        assert_eq!(Arc::strong_count(arc(&pool)), 1);
+        drop(pool);
+        assert!(weak.upgrade().is_none());
     }
 }

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::pool::BytesPool;
 
 pub(crate) mod mark;
+pub(crate) mod stash;
 
 use self::mark::{set_thread_kind, thread_kind, RUNTIME_UNPARKED, WORKER};
 
