@@ -96,6 +96,15 @@ impl Handle {
         }
     }
 
+    /// Gives a guard's handle up: an `Arc` pool's strong count into this
+    /// thread's stash (`runtime::stash::give_up`), else dropped.
+    #[inline]
+    pub(crate) fn give_up(self) {
+        if let Handle::Shared(arc) = self {
+            stash::give_up(arc);
+        }
+    }
+
     /// A clone for a guard checked out on this thread: an `Arc` pool's
     /// reference comes from this thread's stash when it holds one (a guard
     /// returned here gave it up), so that a checkout and a return on one
@@ -534,16 +543,21 @@ impl PooledBytes {
         }
     }
 
-    /// Takes the guard apart without returning the buffer.
+    /// Takes the guard apart without returning the buffer; the handle
+    /// comes out with it (moved: a built pool's reference count is not
+    /// touched).
     #[inline]
-    pub(crate) fn into_raw(self) -> (BytesMut, Lease) {
+    pub(crate) fn into_raw(self) -> (BytesMut, Lease, Handle) {
         let mut guard = ManuallyDrop::new(self);
         // SAFETY: `guard` is never dropped, so `Drop` does not run: each
-        // field with an owner is moved out (or dropped) once, here, and
-        // `guard` is not used after.
-        let (buf, ticket) = unsafe {
-            ManuallyDrop::drop(&mut guard.handle);
-            (ManuallyDrop::take(&mut guard.buf), ptr::read(&guard.ticket))
+        // field with an owner is moved out once, here, and `guard` is not
+        // used after.
+        let (buf, ticket, handle) = unsafe {
+            (
+                ManuallyDrop::take(&mut guard.buf),
+                ptr::read(&guard.ticket),
+                ManuallyDrop::take(&mut guard.handle),
+            )
         };
         (
             buf,
@@ -552,6 +566,7 @@ impl PooledBytes {
                 charge: guard.charge,
                 track: guard.track,
             },
+            handle,
         )
     }
 
@@ -725,10 +740,7 @@ unsafe fn give_back_cold(guard: &mut PooledBytes) {
 #[inline(never)]
 unsafe fn release(handle: &mut ManuallyDrop<Handle>) {
     // SAFETY: the caller's promise.
-    match unsafe { ManuallyDrop::take(handle) } {
-        Handle::Shared(arc) => stash::give_up(arc),
-        Handle::Static(_) => {}
-    }
+    unsafe { ManuallyDrop::take(handle) }.give_up();
 }
 
 /// Returns every held buffer of `inner`'s pool whose parts have all
@@ -846,6 +858,13 @@ mod tests {
             buf.extend_from_slice(b"x");
             assert_eq!(Arc::strong_count(arc(&pool)), settled);
             drop(buf);
+            // Frozen, the guard's handle moves into the owner and back.
+            let frozen = pool.checkout(100).freeze();
+            assert_eq!(Arc::strong_count(arc(&pool)), settled);
+            drop(frozen);
+            assert_eq!(Arc::strong_count(arc(&pool)), settled);
+            drop(pool.checkout(100).detach());
+            assert_eq!(Arc::strong_count(arc(&pool)), settled);
         }
         assert_eq!(Arc::strong_count(arc(&pool)), settled);
         assert!(settled <= 3, "{settled}");

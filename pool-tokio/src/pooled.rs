@@ -68,11 +68,9 @@ impl PooledBytes {
     /// assert_eq!(pool.stats().total().discarded.total(), 0); // kept for reuse
     /// ```
     pub fn freeze(self) -> Bytes {
-        let handle = self.handle().clone();
-        let (buf, lease) = self.into_raw();
+        let (buf, lease, handle) = self.into_raw();
         Bytes::from_owner(Frozen {
-            buf: Some((buf, lease)),
-            handle,
+            parts: Some((buf, lease, handle)),
         })
     }
 
@@ -86,8 +84,7 @@ impl PooledBytes {
     /// assert_eq!(pool.stats().outstanding(), 0);
     /// ```
     pub fn detach(self) -> BytesMut {
-        let handle = self.handle().clone();
-        let (buf, lease) = self.into_raw();
+        let (buf, lease, handle) = self.into_raw();
         let inner = handle.inner();
         on_return(&inner.diagnostics, lease.track);
         inner.pool.forget(lease.ticket);
@@ -96,6 +93,7 @@ impl PooledBytes {
                 budget.release(lease.charge);
             }
         }
+        handle.give_up();
         buf
     }
 
@@ -377,14 +375,15 @@ impl Buf for PooledBytes {
 /// The owner behind a frozen buffer's `Bytes`: returns the buffer when the
 /// last clone drops.
 struct Frozen {
-    buf: Option<(BytesMut, Lease)>,
-    handle: Handle,
+    /// The guard's parts, its handle moved out of it (`None` only inside
+    /// `Drop`).
+    parts: Option<(BytesMut, Lease, Handle)>,
 }
 
 impl AsRef<[u8]> for Frozen {
     fn as_ref(&self) -> &[u8] {
-        match &self.buf {
-            Some((buf, _)) => buf,
+        match &self.parts {
+            Some((buf, _, _)) => buf,
             None => &[],
         }
     }
@@ -392,8 +391,9 @@ impl AsRef<[u8]> for Frozen {
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        if let Some((buf, lease)) = self.buf.take() {
-            give_back(&self.handle, buf, lease.ticket, lease.charge, lease.track);
+        if let Some((buf, lease, handle)) = self.parts.take() {
+            give_back(&handle, buf, lease.ticket, lease.charge, lease.track);
+            handle.give_up();
         }
     }
 }

@@ -248,8 +248,7 @@ impl ReadSide {
         let old = self.buf.replace(fresh);
         // The old guard goes back around its own allocation (the anchor),
         // not around the one the codec made, which drops here.
-        let handle = self.buf.pool().handle.clone();
-        let (moved, lease) = old.into_raw();
+        let (moved, lease, handle) = old.into_raw();
         drop(PooledBytes::from_raw(
             anchor.unwrap_or_default(),
             lease,
