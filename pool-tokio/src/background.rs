@@ -153,9 +153,12 @@ impl WeakPool {
     fn upgrade(&self) -> Option<BytesPool> {
         match self {
             WeakPool::Static(inner) => Some(BytesPool::from_static(inner)),
-            WeakPool::Shared(weak) => weak.upgrade().map(|arc| BytesPool {
-                handle: Handle::Shared(arc),
-            }),
+            // A closed pool (no handle left) is gone for its threads, even
+            // while threads' stashes keep it allocated.
+            WeakPool::Shared(weak) => weak
+                .upgrade()
+                .filter(|arc| arc.is_open())
+                .map(|arc| BytesPool::from_handle(Handle::Shared(arc))),
         }
     }
 }

@@ -191,9 +191,7 @@ impl Builder {
                 .diagnostics
                 .map(crate::diagnostics::records::Registry::new);
         }
-        let pool = BytesPool {
-            handle: Handle::Shared(Arc::new(inner)),
-        };
+        let pool = BytesPool::from_handle(Handle::Shared(Arc::new(inner)));
         if pool.handle.inner().settings.decay_thread {
             crate::background::start_decay_thread(&pool);
         }

@@ -12,8 +12,9 @@
 //!   [`BytesPool`] builds your own (settings, an optional byte budget),
 //!   reached through an `Arc` whose count a checkout and return on one
 //!   thread do not touch (a per-thread stash of the pool's references; a
-//!   guard returned on another thread costs one atomic operation), or
-//!   `&'static` too through [`BytesPool::leak`].
+//!   guard returned on another thread costs one atomic operation at its
+//!   checkout and one at its return), or `&'static` too through
+//!   [`BytesPool::leak`].
 //! - [`PooledBytes`] derefs to `BytesMut` and is `BufMut`, `Buf` and
 //!   `io::Write`; it compares equal to byte slices and `str`, and clones
 //!   into the pool;

@@ -19,6 +19,7 @@ use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -33,6 +34,7 @@ use crate::runtime::mark::{after_return, keeps_cache};
 use crate::runtime::stash;
 use crate::settings::Settings;
 
+mod handles;
 mod upkeep;
 
 /// The state behind every handle of one pool.
@@ -49,9 +51,20 @@ pub(crate) struct Inner {
     /// What `export_metrics` last added to each series.
     #[cfg(feature = "metrics")]
     pub(crate) exported: crate::metrics::series::Exported,
+    /// Live `BytesPool` handles of an `Arc` pool (guards and the threads'
+    /// stashes not counted; a leaked handle counts for good). At 0 the pool
+    /// is closed: a returned guard gives its reference up at once instead
+    /// of stashing it, and the background threads end.
+    pub(crate) handles: AtomicUsize,
 }
 
 impl Inner {
+    /// Whether a `BytesPool` handle of this pool is alive.
+    #[inline]
+    pub(crate) fn is_open(&self) -> bool {
+        self.handles.load(Ordering::Relaxed) != 0
+    }
+
     pub(crate) fn new(config: BufferConfig, budget: Option<usize>) -> Result<Inner, BuildError> {
         Self::with_settings(config, budget, Settings::default())
     }
@@ -74,6 +87,7 @@ impl Inner {
             diagnostics: Records::default(),
             #[cfg(feature = "metrics")]
             exported: Default::default(),
+            handles: AtomicUsize::new(0),
         })
     }
 }
@@ -96,12 +110,14 @@ impl Handle {
         }
     }
 
-    /// Gives a guard's handle up: an `Arc` pool's strong count into this
-    /// thread's stash (`runtime::stash::give_up`), else dropped.
+    /// Gives a guard's handle up: an open `Arc` pool's strong count into
+    /// this thread's stash (`runtime::stash::give_up`), else dropped (a
+    /// closed pool's also empties the stash of it).
     #[inline]
     pub(crate) fn give_up(self) {
         if let Handle::Shared(arc) = self {
-            stash::give_up(arc);
+            let open = arc.is_open();
+            stash::give_up(arc, open);
         }
     }
 
@@ -178,15 +194,21 @@ impl Handle {
 /// Guards of a pool built here hold an `Arc` of it, but a checkout and a
 /// return on one thread touch no shared count: a returned guard leaves its
 /// reference in a per-thread stash (at most 64 of one pool per thread),
-/// and the next checkout on that thread takes it from there. Only a guard
-/// returned on another thread than the one that checked it out (or while
-/// the thread's stash holds another pool's) clones or drops the `Arc`,
-/// one atomic operation. What a stash holds keeps the pool alive: it is
+/// and the next checkout on that thread takes it from there. A guard
+/// returned on another thread than the one that checked it out costs one
+/// atomic operation at its checkout and one at its return (as every guard
+/// did before the stash), as does one returned while that thread's stash
+/// holds another pool's references.
+///
+/// What a stash holds keeps the pool allocated. Once the last handle
+/// (`BytesPool`) is dropped the pool is closed: its background threads
+/// end, and a guard returned after that gives its reference up at once,
+/// with the returning thread's stash of the pool. A thread's stash is also
 /// given up at thread exit, by [`flush_thread`](BytesPool::flush_thread)
-/// (so by the park and stop hooks), when a guard of another pool is
-/// returned on that thread, and by the drop of the last handle on the
-/// thread that holds it; so a dropped pool whose guards were returned on a
-/// thread that does none of these is freed only when it does.
+/// (so by the park and stop hooks), when a guard of another built pool is
+/// returned there, and by the drop of any handle of the pool there. So a
+/// closed pool stays allocated, with the buffers it keeps, only while a
+/// thread that returned its guards before it closed does none of these.
 /// [`leak`](BytesPool::leak) makes a pool that lives for the rest of the
 /// program and whose guards hold a plain reference, like the
 /// [default pool](crate::default_pool).
@@ -204,20 +226,8 @@ impl Handle {
 /// assert_eq!(pool.stats().hits(), 1);
 /// # Ok::<(), pool_core::ConfigError>(())
 /// ```
-#[derive(Clone)]
 pub struct BytesPool {
     pub(crate) handle: Handle,
-}
-
-impl Drop for BytesPool {
-    /// A handle whose drop leaves this thread's stash of the pool's
-    /// references its last ones gives them up, so that a pool used and
-    /// dropped on one thread is freed at once.
-    fn drop(&mut self) {
-        if let Handle::Shared(arc) = &self.handle {
-            stash::on_handle_drop(arc);
-        }
-    }
 }
 
 impl fmt::Debug for BytesPool {
@@ -232,50 +242,9 @@ impl fmt::Debug for BytesPool {
 }
 
 impl BytesPool {
-    /// A pool with the given settings and no budget.
-    ///
-    /// ```
-    /// let err = pool_tokio::BytesPool::with_config(pool_core::BufferConfig::new().min_class(1000))
-    ///     .unwrap_err();
-    /// assert_eq!(err.setting(), "min_class");
-    /// ```
-    pub fn with_config(config: BufferConfig) -> Result<Self, pool_core::ConfigError> {
-        let inner = match Inner::new(config, None) {
-            Ok(inner) => inner,
-            Err(BuildError::Config(e)) => return Err(e),
-            Err(e) => unreachable!("no budget, so only a setting can be wrong: {e}"),
-        };
-        Ok(BytesPool {
-            handle: Handle::Shared(Arc::new(inner)),
-        })
-    }
-
     pub(crate) fn from_static(inner: &'static Inner) -> Self {
         BytesPool {
             handle: Handle::Static(inner),
-        }
-    }
-
-    /// Makes this pool live for the rest of the program: the returned
-    /// handle's guards hold a plain `&'static` reference, so checkouts and
-    /// returns touch no reference count, also when a guard is returned on
-    /// another thread than its checkout's, and no thread's stash holds the
-    /// pool's references. For pools built once at start-up.
-    /// Costs one small allocation, never freed (nor is the pool).
-    ///
-    /// ```
-    /// let pool = pool_tokio::BytesPool::new().leak();
-    /// let buf = pool.checkout(100);
-    /// std::thread::spawn(move || drop(buf)).join().unwrap();
-    /// assert_eq!(pool.stats().outstanding(), 0);
-    /// ```
-    pub fn leak(self) -> BytesPool {
-        match &self.handle {
-            Handle::Static(inner) => BytesPool::from_static(inner),
-            Handle::Shared(arc) => {
-                let inner: &'static Arc<Inner> = Box::leak(Box::new(Arc::clone(arc)));
-                BytesPool::from_static(inner)
-            }
         }
     }
 
@@ -724,6 +693,7 @@ unsafe fn give_back_cold(guard: &mut PooledBytes) {
         )
     };
     give_back(&handle, buf, ticket, guard.charge, guard.track);
+    handle.give_up();
 }
 
 /// Gives up a guard's `Arc` handle: into this thread's stash of the pool's
@@ -898,5 +868,133 @@ mod tests {
         assert_eq!(Arc::strong_count(arc(&pool)), 1);
         drop(pool);
         assert!(weak.upgrade().is_none());
+    }
+}
+
+/// When a built pool is freed and its threads end, now that threads stash
+/// its references (`runtime::stash`). Not run under Miri (the decay
+/// thread is detached).
+#[cfg(test)]
+mod lifetime_tests {
+    use std::sync::{Arc, Weak};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn arc(pool: &BytesPool) -> &Arc<Inner> {
+        match &pool.handle {
+            Handle::Shared(arc) => arc,
+            Handle::Static(_) => unreachable!("a built pool"),
+        }
+    }
+
+    /// Waits up to 10 s for `done`.
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A guard that outlives its pool's last handle, on one thread: its
+    /// return frees the pool (a closed pool's guard is never stashed), with
+    /// the stash cold or warm.
+    #[test]
+    fn a_guard_returned_after_the_last_handle_frees_the_pool() {
+        for warm in [false, true] {
+            std::thread::spawn(move || {
+                let pool = BytesPool::new();
+                let weak: Weak<Inner> = Arc::downgrade(arc(&pool));
+                if warm {
+                    drop(pool.checkout(100));
+                    drop(pool.checkout(100));
+                }
+                let buf = pool.checkout(100);
+                let frozen = pool.checkout(100).freeze();
+                drop(pool);
+                drop(buf);
+                assert!(weak.upgrade().is_some(), "`frozen` holds it");
+                drop(frozen);
+                assert!(weak.upgrade().is_none(), "warm: {warm}");
+            })
+            .join()
+            .unwrap();
+        }
+    }
+
+    /// The decay thread ends with the pool's last handle, also while a
+    /// frozen buffer (or a thread's stash) keeps the pool allocated.
+    #[test]
+    fn the_decay_thread_ends_with_the_last_handle() {
+        let pool = BytesPool::builder()
+            .config(BufferConfig::new().decay_interval(Duration::from_millis(4)))
+            .decay_thread(true)
+            .build()
+            .unwrap();
+        let weak = Arc::downgrade(arc(&pool));
+        eventually("the decay thread holds a weak reference", || {
+            Weak::weak_count(&weak) == 2
+        });
+        let frozen = pool.checkout(100).freeze();
+        drop(pool);
+        eventually("the decay thread ended", || Weak::weak_count(&weak) == 1);
+        assert!(weak.upgrade().is_some());
+        drop(frozen);
+        assert!(weak.upgrade().is_none());
+    }
+
+    /// Pools used and dropped on threads that live on are freed, while
+    /// their decay threads take handles of their own now and then.
+    #[test]
+    fn pools_dropped_on_living_threads_are_freed() {
+        let barrier = Arc::new(std::sync::Barrier::new(21));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let threads: Vec<_> = (0..20)
+            .map(|_| {
+                let (barrier, tx) = (barrier.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    let pool = BytesPool::builder()
+                        .config(BufferConfig::new().decay_interval(Duration::from_millis(4)))
+                        .decay_thread(true)
+                        .build()
+                        .unwrap();
+                    let weak = Arc::downgrade(arc(&pool));
+                    for _ in 0..200 {
+                        drop(pool.checkout(100));
+                        std::thread::yield_now();
+                    }
+                    drop(pool);
+                    tx.send(weak).unwrap();
+                    barrier.wait(); // the thread, and its stash, live on
+                })
+            })
+            .collect();
+        let weaks: Vec<Weak<Inner>> = (0..20).map(|_| rx.recv().unwrap()).collect();
+        eventually("every pool freed", || {
+            weaks.iter().all(|w| w.upgrade().is_none())
+        });
+        barrier.wait();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    }
+
+    /// A budgeted pool's returns (the cold path: every checkout is
+    /// charged) leave the reference count alone too.
+    #[test]
+    fn a_budgeted_pools_returns_leave_the_reference_count_alone() {
+        let pool = BytesPool::builder()
+            .budget(1 << 20)
+            .decay_thread(false)
+            .build()
+            .unwrap();
+        drop(pool.checkout(100));
+        drop(pool.checkout(100));
+        let settled = Arc::strong_count(arc(&pool));
+        for _ in 0..100 {
+            let buf = pool.checkout(100);
+            assert_eq!(Arc::strong_count(arc(&pool)), settled);
+            drop(buf);
+        }
+        assert_eq!(stash::held(arc(&pool)), 2);
     }
 }

@@ -139,9 +139,7 @@ impl PooledBytes {
     /// assert_eq!(buf.pool().stats().outstanding(), 1);
     /// ```
     pub fn pool(&self) -> BytesPool {
-        BytesPool {
-            handle: self.handle().clone(),
-        }
+        BytesPool::from_handle(self.handle().clone())
     }
 }
 

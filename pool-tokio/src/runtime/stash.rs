@@ -2,18 +2,23 @@
 //! of its `Arc` that guards gave up when they were returned on this
 //! thread, handed to the next guards checked out here. A checkout and a
 //! return on one thread then touch no shared reference count: a guard
-//! takes its reference from the stash and gives it back there. Only a
-//! guard returned on another thread than it was checked out on (or of
-//! another pool than the stash holds) still clones or drops the `Arc`.
+//! takes its reference from the stash and gives it back there. A guard
+//! returned on another thread than it was checked out on still clones the
+//! `Arc` at its checkout (the checking-out thread's stash runs dry) and
+//! drops it at its return (the returning thread's is full), as does one
+//! returned while the stash holds another pool's counts, or after its
+//! pool closed.
 //!
 //! A leaf module, generic over the `Arc`'s contents: `pool.rs` hands it
-//! `Arc<Inner>`s.
+//! `Arc<Inner>`s, and says whether the pool is open (a `BytesPool` handle
+//! of it lives).
 //!
 //! What the stash holds keeps the pool alive (the counts are real strong
 //! counts), so it is given up: at thread exit; when a guard of another
-//! pool is returned here; by `BytesPool::flush_thread` (the park and stop
-//! hooks, the decay thread's flush tasks); and by the drop of a handle
-//! that leaves the stash's counts the pool's last references.
+//! pool is returned here; when a guard of a closed pool is returned here;
+//! by `BytesPool::flush_thread` (the park and stop hooks, the decay
+//! thread's flush tasks); and by the drop of any handle of the pool on
+//! this thread.
 
 use std::cell::Cell;
 use std::mem;
@@ -113,13 +118,14 @@ pub(crate) fn acquire<T>(arc: &Arc<T>) -> Arc<T> {
 }
 
 /// Gives up a guard's strong count: into the stash when it holds `arc`'s
-/// pool and has room, else out of line.
+/// pool, has room and the pool is `open` (a handle of it lives), else out
+/// of line.
 #[inline(always)]
-pub(crate) fn give_up<T>(arc: Arc<T>) {
+pub(crate) fn give_up<T>(arc: Arc<T>, open: bool) {
     let ptr = Arc::as_ptr(&arc).cast::<()>();
     let kept = STASH.try_with(|s| {
         let held = s.held.get();
-        let mine = s.ptr.get() == ptr && held != 0 && held < MOST;
+        let mine = open && s.ptr.get() == ptr && held != 0 && held < MOST;
         if mine {
             s.held.set(held + 1);
         }
@@ -129,17 +135,23 @@ pub(crate) fn give_up<T>(arc: Arc<T>) {
         // The count now belongs to the stash.
         mem::forget(arc);
     } else {
-        give_up_cold(arc);
+        give_up_cold(arc, open);
     }
 }
 
-/// The stash is empty, holds another pool, or is full: an empty stash, or
-/// one of another pool, takes this count (giving up the other pool's); a
-/// full one, or one whose thread is exiting, lets the count drop.
+/// The stash is empty, holds another pool, or is full, or the pool is
+/// closed: an empty stash, or one of another pool, takes the count of an
+/// open pool (giving up the other pool's); a full one, or one whose thread
+/// is exiting, lets the count drop; a closed pool's count drops and so do
+/// the stash's counts of it.
 #[cold]
 #[inline(never)]
-fn give_up_cold<T>(arc: Arc<T>) {
+fn give_up_cold<T>(arc: Arc<T>, open: bool) {
     let ptr = Arc::as_ptr(&arc).cast::<()>();
+    if !open {
+        give_up_pool(&arc);
+        return;
+    }
     let taken = STASH.try_with(|s| {
         let full = s.ptr.get() == ptr && s.held.get() != 0;
         // The exit destructor gives the stash up; without it (the thread
@@ -178,19 +190,6 @@ pub(crate) fn give_up_pool<T>(arc: &Arc<T>) {
     });
 }
 
-/// The drop of a pool handle `arc`: gives the stash's references up when
-/// they and `arc` are the last (so that a pool used and dropped on one
-/// thread is freed at once). A heuristic on a relaxed count: it only
-/// decides when this thread's own counts go.
-pub(crate) fn on_handle_drop<T>(arc: &Arc<T>) {
-    let ptr = Arc::as_ptr(arc).cast::<()>();
-    let _ = STASH.try_with(|s| {
-        if s.ptr.get() == ptr && s.held.get() != 0 && Arc::strong_count(arc) == s.held.get() + 1 {
-            give_up_all(s);
-        }
-    });
-}
-
 /// How many references of `arc`'s pool this thread's stash holds.
 #[cfg(test)]
 pub(crate) fn held<T>(arc: &Arc<T>) -> usize {
@@ -206,7 +205,7 @@ pub(crate) fn held<T>(arc: &Arc<T>) -> usize {
 mod tests {
     use std::sync::{Arc, Weak};
 
-    use super::{acquire, give_up, give_up_pool, held, on_handle_drop, MOST};
+    use super::{acquire, give_up, give_up_pool, held, MOST};
 
     /// A checkout and return on one thread: after the first, no clone.
     #[test]
@@ -215,7 +214,7 @@ mod tests {
         for _ in 0..100 {
             let guard = acquire(&pool);
             assert_eq!(&*guard, "pool");
-            give_up(guard);
+            give_up(guard, true);
         }
         // The handle, the stash's kept count, and the one the loop passes
         // back and forth.
@@ -230,7 +229,7 @@ mod tests {
     fn the_stash_holds_at_most_most_counts() {
         let pool = Arc::new(7u64);
         let guards: Vec<_> = (0..MOST + 10).map(|_| Arc::clone(&pool)).collect();
-        guards.into_iter().for_each(give_up);
+        guards.into_iter().for_each(|g| give_up(g, true));
         assert_eq!((held(&pool), Arc::strong_count(&pool)), (MOST, MOST + 1));
         // Checkouts take them back, all but the last.
         let taken: Vec<_> = (0..MOST + 10).map(|_| acquire(&pool)).collect();
@@ -247,34 +246,31 @@ mod tests {
     fn another_pools_guard_gives_the_first_pools_counts_up() {
         let first = Arc::new(vec![1u8; 16]);
         let weak: Weak<Vec<u8>> = Arc::downgrade(&first);
-        give_up(acquire(&first));
-        give_up(acquire(&first));
+        give_up(acquire(&first), true);
+        give_up(acquire(&first), true);
         assert!(held(&first) >= 1);
         drop(first);
         assert!(weak.upgrade().is_some(), "the stash keeps it alive");
         let second = Arc::new(vec![2u8; 16]);
-        give_up(acquire(&second));
+        give_up(acquire(&second), true);
         assert!(weak.upgrade().is_none(), "freed when the stash moved on");
         assert_eq!(held(&second), 1);
         give_up_pool(&second);
         assert_eq!(Arc::strong_count(&second), 1);
     }
 
-    /// The last handle's drop gives the stash's counts up when they are
-    /// the only others, and keeps them while another handle lives.
+    /// A closed pool's returned guard drops its count and empties the
+    /// stash of the pool, so its last references go with its last guard.
     #[test]
-    fn the_last_handle_gives_the_stash_up() {
+    fn a_closed_pools_guard_empties_the_stash_of_it() {
         let pool = Arc::new(3i32);
-        let other = Arc::clone(&pool);
-        give_up(acquire(&pool));
-        give_up(acquire(&pool));
-        on_handle_drop(&other);
-        assert!(held(&pool) > 0, "`pool` still lives");
-        drop(other);
+        give_up(acquire(&pool), true);
+        give_up(acquire(&pool), true);
+        let guard = acquire(&pool);
+        assert_eq!((held(&pool), Arc::strong_count(&pool)), (1, 3));
         let weak = Arc::downgrade(&pool);
-        on_handle_drop(&pool);
-        assert_eq!(held(&pool), 0);
-        drop(pool);
+        drop(pool); // the last handle
+        give_up(guard, false);
         assert!(weak.upgrade().is_none());
     }
 
@@ -286,7 +282,7 @@ mod tests {
         impl Drop for LateGuard {
             fn drop(&mut self) {
                 if let Some(guard) = self.0.take() {
-                    give_up(guard);
+                    give_up(guard, true);
                 }
             }
         }
@@ -297,7 +293,7 @@ mod tests {
         let theirs = Arc::clone(&pool);
         std::thread::spawn(move || {
             for _ in 0..10 {
-                give_up(acquire(&theirs));
+                give_up(acquire(&theirs), true);
             }
             LATE.with(|late| late.0.set(Some(acquire(&theirs))));
             drop(theirs);
