@@ -157,7 +157,7 @@ impl WeakPool {
             // while threads' stashes keep it allocated.
             WeakPool::Shared(weak) => weak
                 .upgrade()
-                .filter(|arc| arc.refs.is_open())
+                .filter(|arc| arc.is_open())
                 .map(|arc| BytesPool::from_handle(Handle::Shared(arc))),
         }
     }

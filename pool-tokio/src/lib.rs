@@ -11,9 +11,10 @@
 //!   guards hold a `&'static` reference: no reference count per checkout.
 //!   [`BytesPool`] builds your own (settings, an optional byte budget),
 //!   reached through an `Arc` whose count a checkout and return on one
-//!   thread do not touch (a per-thread stash of the pool's references;
-//!   buffers returned on another thread than their checkout's hand theirs
-//!   back 32 at a time), or `&'static` too through [`BytesPool::leak`].
+//!   thread do not touch (a per-thread stash of the pool's references; a
+//!   guard returned on another thread costs one atomic operation at its
+//!   checkout and one at its return), or `&'static` too through
+//!   [`BytesPool::leak`].
 //! - [`PooledBytes`] derefs to `BytesMut` and is `BufMut`, `Buf` and
 //!   `io::Write`; it compares equal to byte slices and `str`, and clones
 //!   into the pool;

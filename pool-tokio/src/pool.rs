@@ -19,6 +19,7 @@ use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -30,7 +31,7 @@ use crate::diagnostics::records::{self as diagnostics, Records, Track};
 use crate::error::{BuildError, TryCheckoutError};
 use crate::pinned::Hold;
 use crate::runtime::mark::{after_return, keeps_cache};
-use crate::runtime::stash::{self, HasRefs, Refs};
+use crate::runtime::stash;
 use crate::settings::Settings;
 
 mod handles;
@@ -50,22 +51,20 @@ pub(crate) struct Inner {
     /// What `export_metrics` last added to each series.
     #[cfg(feature = "metrics")]
     pub(crate) exported: crate::metrics::series::Exported,
-    /// The live `BytesPool` handles of an `Arc` pool (guards and the
-    /// threads' stashes not counted; a leaked handle counts for good) and
-    /// the strong counts threads parked on it (`runtime::stash`). With no
-    /// handle the pool is closed: a returned guard gives its reference up
-    /// at once instead of stashing it, and the background threads end.
-    pub(crate) refs: Refs,
-}
-
-impl HasRefs for Inner {
-    #[inline]
-    fn refs(&self) -> &Refs {
-        &self.refs
-    }
+    /// Live `BytesPool` handles of an `Arc` pool (guards and the threads'
+    /// stashes not counted; a leaked handle counts for good). At 0 the pool
+    /// is closed: a returned guard gives its reference up at once instead
+    /// of stashing it, and the background threads end.
+    pub(crate) handles: AtomicUsize,
 }
 
 impl Inner {
+    /// Whether a `BytesPool` handle of this pool is alive.
+    #[inline]
+    pub(crate) fn is_open(&self) -> bool {
+        self.handles.load(Ordering::Relaxed) != 0
+    }
+
     pub(crate) fn new(config: BufferConfig, budget: Option<usize>) -> Result<Inner, BuildError> {
         Self::with_settings(config, budget, Settings::default())
     }
@@ -88,7 +87,7 @@ impl Inner {
             diagnostics: Records::default(),
             #[cfg(feature = "metrics")]
             exported: Default::default(),
-            refs: Refs::new(),
+            handles: AtomicUsize::new(0),
         })
     }
 }
@@ -117,7 +116,8 @@ impl Handle {
     #[inline]
     pub(crate) fn give_up(self) {
         if let Handle::Shared(arc) = self {
-            stash::give_up(arc);
+            let open = arc.is_open();
+            stash::give_up(arc, open);
         }
     }
 
@@ -194,19 +194,16 @@ impl Handle {
 /// Guards of a pool built here hold an `Arc` of it, but a checkout and a
 /// return on one thread touch no shared count: a returned guard leaves its
 /// reference in a per-thread stash (at most 64 of one pool per thread),
-/// and the next checkout on that thread takes it from there. Buffers
-/// checked out on one thread and returned on another hand their
-/// references back in bulk: the returning thread parks 32 at a time on
-/// the pool and the checking-out thread takes them (two atomic operations
-/// per 32 buffers); a guard returned while its thread's stash holds
-/// another pool's references clones the `Arc` at checkout and drops it at
-/// return, one atomic operation each.
+/// and the next checkout on that thread takes it from there. A guard
+/// returned on another thread than the one that checked it out costs one
+/// atomic operation at its checkout and one at its return (as every guard
+/// did before the stash), as does one returned while that thread's stash
+/// holds another pool's references.
 ///
-/// What a stash holds, and what is parked, keeps the pool allocated. Once
-/// the last handle (`BytesPool`) is dropped the pool is closed: what is
-/// parked is dropped, its background threads end, and a guard returned
-/// after that gives its reference up at once, with the returning thread's
-/// stash of the pool. A thread's stash is also
+/// What a stash holds keeps the pool allocated. Once the last handle
+/// (`BytesPool`) is dropped the pool is closed: its background threads
+/// end, and a guard returned after that gives its reference up at once,
+/// with the returning thread's stash of the pool. A thread's stash is also
 /// given up at thread exit, by [`flush_thread`](BytesPool::flush_thread)
 /// (so by the park and stop hooks), when a guard of another built pool is
 /// returned there, and by the drop of any handle of the pool there. So a
@@ -979,27 +976,6 @@ mod lifetime_tests {
         });
         barrier.wait();
         threads.into_iter().for_each(|t| t.join().unwrap());
-    }
-
-    /// Buffers checked out on one thread and returned on another: the
-    /// returning thread parks its counts on the pool, 32 at a time, and
-    /// the checking-out thread takes them instead of cloning the `Arc`.
-    #[test]
-    fn a_one_way_flow_hands_counts_back_in_bulk() {
-        let pool = BytesPool::new();
-        let parked = |pool: &BytesPool| arc(pool).refs.parked_now();
-        let guards: Vec<_> = (0..100).map(|_| pool.checkout(100)).collect();
-        std::thread::spawn(move || drop(guards)).join().unwrap();
-        assert_eq!(parked(&pool), 64);
-        let guards: Vec<_> = (0..100).map(|_| pool.checkout(100)).collect();
-        assert_eq!(parked(&pool), 0, "taken by this thread's checkouts");
-        drop(guards);
-        pool.flush_thread();
-        // What is parked stays until the pool closes.
-        assert_eq!(Arc::strong_count(arc(&pool)), 1 + parked(&pool));
-        let weak = Arc::downgrade(arc(&pool));
-        drop(pool);
-        assert!(weak.upgrade().is_none());
     }
 
     /// A budgeted pool's returns (the cold path: every checkout is

@@ -1,22 +1,23 @@
 //! `BytesPool`'s handles: made (`with_config`, and `from_handle`, which
 //! every handle of an `Arc` pool goes through), cloned and dropped, each
-//! counted in `Inner::refs`, so that the pool closes at its last
+//! counted in `Inner::handles`, so that the pool closes at its last
 //! handle (see `runtime::stash`); and `leak`, a handle counted for good.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pool_core::BufferConfig;
 
 use super::{BytesPool, Handle, Inner};
 use crate::error::BuildError;
-use crate::runtime::stash::{self, Refs};
+use crate::runtime::stash;
 
 impl BytesPool {
     /// A handle of the pool `handle` reaches, counted among its handles
     /// (an `Arc` pool's; a closed one opens again).
     pub(crate) fn from_handle(handle: Handle) -> BytesPool {
         if let Handle::Shared(arc) = &handle {
-            arc.refs.open_one();
+            arc.handles.fetch_add(1, Ordering::Relaxed);
         }
         BytesPool { handle }
     }
@@ -35,7 +36,7 @@ impl Drop for BytesPool {
     fn drop(&mut self) {
         if let Handle::Shared(arc) = &self.handle {
             stash::give_up_pool(arc);
-            Refs::close_one(arc);
+            arc.handles.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -76,7 +77,7 @@ impl BytesPool {
             Handle::Shared(arc) => {
                 // Counted for good: the pool never closes (its background
                 // threads go on).
-                arc.refs.open_one();
+                arc.handles.fetch_add(1, Ordering::Relaxed);
                 let inner: &'static Arc<Inner> = Box::leak(Box::new(Arc::clone(arc)));
                 BytesPool::from_static(inner)
             }

@@ -2,13 +2,12 @@
 //! of its `Arc` that guards gave up when they were returned on this
 //! thread, handed to the next guards checked out here. A checkout and a
 //! return on one thread then touch no shared reference count: a guard
-//! takes its reference from the stash and gives it back there. Where
-//! guards are checked out on one thread and returned on another, the
-//! returning thread's stash fills up and parks half of it on the pool
-//! (`Refs`, one atomic operation per `MOST / 2` counts), and the
-//! checking-out thread's, run dry, takes what is parked (one more) before
-//! it clones the `Arc`. A guard returned while the stash holds another
-//! pool's counts, or after its pool closed, drops its count.
+//! takes its reference from the stash and gives it back there. A guard
+//! returned on another thread than it was checked out on still clones the
+//! `Arc` at its checkout (the checking-out thread's stash runs dry) and
+//! drops it at its return (the returning thread's is full), as does one
+//! returned while the stash holds another pool's counts, or after its
+//! pool closed.
 //!
 //! A leaf module, generic over the `Arc`'s contents: `pool.rs` hands it
 //! `Arc<Inner>`s, and says whether the pool is open (a `BytesPool` handle
@@ -23,106 +22,11 @@
 
 use std::cell::Cell;
 use std::mem;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// References kept at most per thread: a full stash parks `MOST / 2` of
-/// them on the pool (`Refs`), for a thread whose stash runs dry (a
-/// thread that only receives buffers checked out elsewhere hands them to
-/// the thread that checks them out, 32 at a time).
+/// References kept at most per thread: beyond it, a returned guard drops
+/// its own (a thread that only receives buffers checked out elsewhere).
 pub(crate) const MOST: usize = 64;
-
-/// A pool's side of the stash: its live handles (the pool is open while
-/// any is) and the strong counts threads parked on it. Every count parked
-/// is a strong count of the pool's `Arc` owned by `parked`; the last
-/// handle's drop takes them all and drops them, and so does a park that
-/// finds the pool closed (both ends `SeqCst`: one of the two sees the
-/// other, so nothing stays parked on a closed pool).
-pub(crate) struct Refs {
-    handles: AtomicUsize,
-    parked: Parked,
-}
-
-/// `Refs::parked` on a cache line of its own: threads that hand counts
-/// over write it (once per `MOST / 2` buffers), every return reads
-/// `handles`.
-#[repr(align(128))]
-struct Parked(AtomicUsize);
-
-impl std::ops::Deref for Parked {
-    type Target = AtomicUsize;
-    fn deref(&self) -> &AtomicUsize {
-        &self.0
-    }
-}
-
-/// What the stash needs of the `Arc`'s contents: its `Refs`.
-pub(crate) trait HasRefs {
-    fn refs(&self) -> &Refs;
-}
-
-impl Refs {
-    /// No handle yet, nothing parked.
-    pub(crate) const fn new() -> Refs {
-        Refs {
-            handles: AtomicUsize::new(0),
-            parked: Parked(AtomicUsize::new(0)),
-        }
-    }
-
-    /// Whether a handle of the pool lives.
-    #[inline]
-    pub(crate) fn is_open(&self) -> bool {
-        self.handles.load(Ordering::Relaxed) != 0
-    }
-
-    /// A handle was made (a closed pool opens again).
-    pub(crate) fn open_one(&self) {
-        self.handles.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// A handle of `arc`'s pool (`arc` itself) is dropping: at the last,
-    /// the parked counts go.
-    pub(crate) fn close_one<T: HasRefs>(arc: &Arc<T>) {
-        if arc.refs().handles.fetch_sub(1, Ordering::SeqCst) == 1 {
-            Self::unpark_all(arc);
-        }
-    }
-
-    /// Drops every count parked on `arc`'s pool (`arc` keeps it alive
-    /// meanwhile).
-    fn unpark_all<T: HasRefs>(arc: &Arc<T>) {
-        let n = arc.refs().parked.swap(0, Ordering::SeqCst);
-        // SAFETY: `parked` owned those `n` strong counts of `arc`'s `Arc`;
-        // the swap moved them to this call.
-        unsafe { release_arcs::<T>(Arc::as_ptr(arc).cast(), n) };
-    }
-
-    /// Parks `n` strong counts of `arc`'s `Arc` that the caller owns.
-    fn park<T: HasRefs>(arc: &Arc<T>, n: usize) {
-        let refs = arc.refs();
-        refs.parked.fetch_add(n, Ordering::SeqCst);
-        if refs.handles.load(Ordering::SeqCst) == 0 {
-            // Closed meanwhile: the last handle may have unparked before
-            // this park.
-            Self::unpark_all(arc);
-        }
-    }
-
-    /// How many counts are parked now.
-    #[cfg(test)]
-    pub(crate) fn parked_now(&self) -> usize {
-        self.parked.load(Ordering::Relaxed)
-    }
-
-    /// Takes every count parked (the caller owns them then).
-    fn take(&self) -> usize {
-        if self.parked.load(Ordering::Relaxed) == 0 {
-            return 0;
-        }
-        self.parked.swap(0, Ordering::Acquire)
-    }
-}
 
 struct Stash {
     /// The `Arc` data pointer whose strong counts are held here; compared,
@@ -187,14 +91,13 @@ fn give_up_all(s: &Stash) {
     unsafe { release(ptr, held) };
 }
 
-/// A strong count of `arc` for a guard: one the stash holds, else (out of
-/// line) one parked on the pool, else a clone. The stash's last count
-/// stays (until the stash is given up), so that `ptr` always names a live
-/// allocation of the type `release` was made for while the stash is in
-/// use: a checkout and return on one thread take it from 2 counts to 1
-/// and back, never through 0.
+/// A strong count of `arc` for a guard: one the stash holds, else a clone.
+/// The stash's last count stays (until the stash is given up), so that
+/// `ptr` always names a live allocation of the type `release` was made for
+/// while the stash is in use: a checkout and return on one thread take it
+/// from 2 counts to 1 and back, never through 0.
 #[inline(always)]
-pub(crate) fn acquire<T: HasRefs>(arc: &Arc<T>) -> Arc<T> {
+pub(crate) fn acquire<T>(arc: &Arc<T>) -> Arc<T> {
     let ptr = Arc::as_ptr(arc);
     let took = STASH.try_with(|s| {
         let held = s.held.get();
@@ -210,67 +113,16 @@ pub(crate) fn acquire<T: HasRefs>(arc: &Arc<T>) -> Arc<T> {
         // and it now moves to the returned `Arc`.
         unsafe { Arc::from_raw(ptr) }
     } else {
-        acquire_cold(arc)
-    }
-}
-
-/// The stash is dry: the counts parked on the pool, one for the guard and
-/// the rest into the stash; none parked, a clone.
-#[cold]
-#[inline(never)]
-fn acquire_cold<T: HasRefs>(arc: &Arc<T>) -> Arc<T> {
-    let taken = arc.refs().take();
-    if taken == 0 {
-        return Arc::clone(arc);
-    }
-    if taken > 1 {
-        stash_in(arc, taken - 1);
-    }
-    // SAFETY: `take` moved `taken` strong counts of `arc`'s `Arc` to this
-    // call; `stash_in` took all but this one.
-    unsafe { Arc::from_raw(Arc::as_ptr(arc)) }
-}
-
-/// Puts `n` strong counts of `arc`'s `Arc`, owned by the caller, into the
-/// stash (giving up another pool's), or drops them on a thread that is
-/// exiting.
-fn stash_in<T: HasRefs>(arc: &Arc<T>, n: usize) {
-    let ptr = Arc::as_ptr(arc).cast::<()>();
-    let taken = STASH.try_with(|s| {
-        if s.ptr.get() == ptr && s.held.get() != 0 {
-            s.held.set(s.held.get() + n);
-            return Some((ptr, 0, release_none as unsafe fn(*const (), usize)));
-        }
-        // The exit destructor gives the stash up; without it (the thread
-        // is tearing down) the stash takes nothing.
-        if s.closed.get() || AT_EXIT.try_with(|_| ()).is_err() {
-            return None;
-        }
-        Some((
-            s.ptr.replace(ptr),
-            s.held.replace(n),
-            s.release.replace(release_arcs::<T>),
-        ))
-    });
-    match taken {
-        // The counts moved to the stash, which is consistent again; now the
-        // other pool's counts go (maybe its last references: its destructor
-        // may run and come back here).
-        // SAFETY: the stash owned `old_held` strong counts of the `Arc` at
-        // `old`, of the type `old_release` was made for; they left it above.
-        Ok(Some((old, old_held, old_release))) => unsafe { old_release(old, old_held) },
-        // SAFETY: the caller owns the `n` counts, which no stash took.
-        _ => unsafe { release_arcs::<T>(ptr, n) },
+        Arc::clone(arc)
     }
 }
 
 /// Gives up a guard's strong count: into the stash when it holds `arc`'s
-/// pool, has room and the pool is open (a handle of it lives), else out of
-/// line.
+/// pool, has room and the pool is `open` (a handle of it lives), else out
+/// of line.
 #[inline(always)]
-pub(crate) fn give_up<T: HasRefs>(arc: Arc<T>) {
+pub(crate) fn give_up<T>(arc: Arc<T>, open: bool) {
     let ptr = Arc::as_ptr(&arc).cast::<()>();
-    let open = arc.refs().is_open();
     let kept = STASH.try_with(|s| {
         let held = s.held.get();
         let mine = open && s.ptr.get() == ptr && held != 0 && held < MOST;
@@ -287,34 +139,45 @@ pub(crate) fn give_up<T: HasRefs>(arc: Arc<T>) {
     }
 }
 
-/// The pool is closed, or the stash is full, empty, or holds another pool:
-/// a closed pool's count drops, and so do the stash's counts of it; a full
-/// stash parks half its counts on the pool and keeps this one; an empty
-/// stash, or one of another pool, takes it (giving up the other pool's).
+/// The stash is empty, holds another pool, or is full, or the pool is
+/// closed: an empty stash, or one of another pool, takes the count of an
+/// open pool (giving up the other pool's); a full one, or one whose thread
+/// is exiting, lets the count drop; a closed pool's count drops and so do
+/// the stash's counts of it.
 #[cold]
 #[inline(never)]
-fn give_up_cold<T: HasRefs>(arc: Arc<T>, open: bool) {
+fn give_up_cold<T>(arc: Arc<T>, open: bool) {
+    let ptr = Arc::as_ptr(&arc).cast::<()>();
     if !open {
         give_up_pool(&arc);
         return;
     }
-    let ptr = Arc::as_ptr(&arc).cast::<()>();
-    let full = STASH
-        .try_with(|s| {
-            let full = s.ptr.get() == ptr && s.held.get() >= MOST;
-            if full {
-                s.held.set(s.held.get() - MOST / 2);
-            }
-            full
-        })
-        .unwrap_or(false);
-    if full {
-        // The stash's `MOST / 2` counts now belong to this call.
-        Refs::park(&arc, MOST / 2);
+    let taken = STASH.try_with(|s| {
+        let full = s.ptr.get() == ptr && s.held.get() != 0;
+        // The exit destructor gives the stash up; without it (the thread
+        // is tearing down) the stash takes nothing.
+        if full || s.closed.get() || AT_EXIT.try_with(|_| ()).is_err() {
+            return None;
+        }
+        Some((
+            s.ptr.replace(ptr),
+            s.held.replace(1),
+            s.release.replace(release_arcs::<T>),
+        ))
+    });
+    match taken {
+        Ok(Some((old, old_held, old_release))) => {
+            // The count moved to the stash, which is consistent again; now
+            // the other pool's counts go (maybe its last references: its
+            // destructor may run and come back here).
+            mem::forget(arc);
+            // SAFETY: the stash owned `old_held` strong counts of the `Arc`
+            // at `old`, of the type `old_release` was made for; they left it
+            // above.
+            unsafe { old_release(old, old_held) };
+        }
+        _ => drop(arc),
     }
-    stash_in(&arc, 1);
-    // The count went into the stash (or was dropped by `stash_in`).
-    mem::forget(arc);
 }
 
 /// Gives up what the stash holds if it holds `arc`'s pool's references.
@@ -342,38 +205,16 @@ pub(crate) fn held<T>(arc: &Arc<T>) -> usize {
 mod tests {
     use std::sync::{Arc, Weak};
 
-    use super::{acquire, give_up, give_up_pool, held, HasRefs, Refs, MOST};
-
-    /// A stand-in for a pool: its `Refs` and some data.
-    struct Pool {
-        refs: Refs,
-        data: u64,
-    }
-
-    impl HasRefs for Pool {
-        fn refs(&self) -> &Refs {
-            &self.refs
-        }
-    }
-
-    /// A pool with one open handle (the returned `Arc`).
-    fn open(data: u64) -> Arc<Pool> {
-        let pool = Arc::new(Pool {
-            refs: Refs::new(),
-            data,
-        });
-        pool.refs.open_one();
-        pool
-    }
+    use super::{acquire, give_up, give_up_pool, held, MOST};
 
     /// A checkout and return on one thread: after the first, no clone.
     #[test]
     fn a_return_and_checkout_on_one_thread_reuse_one_count() {
-        let pool = open(1);
+        let pool = Arc::new(String::from("pool"));
         for _ in 0..100 {
             let guard = acquire(&pool);
-            assert_eq!(guard.data, 1);
-            give_up(guard);
+            assert_eq!(&*guard, "pool");
+            give_up(guard, true);
         }
         // The handle, the stash's kept count, and the one the loop passes
         // back and forth.
@@ -383,35 +224,18 @@ mod tests {
     }
 
     /// Guards returned here but checked out elsewhere fill the stash up to
-    /// `MOST`; then half of it is parked on the pool, where a thread whose
-    /// stash runs dry takes it.
+    /// `MOST`; the rest drop their counts.
     #[test]
-    fn a_full_stash_parks_half_on_the_pool_for_a_dry_one() {
-        let pool = open(7);
-        let guards: Vec<_> = (0..MOST + 1).map(|_| Arc::clone(&pool)).collect();
-        guards.into_iter().for_each(give_up);
-        assert_eq!(held(&pool), MOST / 2 + 1);
-        assert_eq!(
-            pool.refs.parked.load(std::sync::atomic::Ordering::Relaxed),
-            MOST / 2
-        );
-        assert_eq!(Arc::strong_count(&pool), MOST + 2);
-        // Another thread's dry stash takes the parked counts: no clone
-        // (but for the count its stash keeps back, the last of them).
-        let theirs = Arc::clone(&pool);
-        let taken = std::thread::spawn(move || {
-            let guards: Vec<_> = (0..MOST / 2 - 1).map(|_| acquire(&theirs)).collect();
-            let strong = Arc::strong_count(&theirs);
-            drop(guards);
-            strong
-        })
-        .join()
-        .unwrap();
-        assert_eq!(taken, MOST + 3, "the thread's handle and no clone");
-        assert_eq!(
-            pool.refs.parked.load(std::sync::atomic::Ordering::Relaxed),
-            0
-        );
+    fn the_stash_holds_at_most_most_counts() {
+        let pool = Arc::new(7u64);
+        let guards: Vec<_> = (0..MOST + 10).map(|_| Arc::clone(&pool)).collect();
+        guards.into_iter().for_each(|g| give_up(g, true));
+        assert_eq!((held(&pool), Arc::strong_count(&pool)), (MOST, MOST + 1));
+        // Checkouts take them back, all but the last.
+        let taken: Vec<_> = (0..MOST + 10).map(|_| acquire(&pool)).collect();
+        assert_eq!(held(&pool), 1);
+        assert_eq!(Arc::strong_count(&pool), MOST + 11 + 1);
+        drop(taken);
         give_up_pool(&pool);
         assert_eq!(Arc::strong_count(&pool), 1);
     }
@@ -420,15 +244,15 @@ mod tests {
     /// counts go, and a pool whose handles are gone is freed then.
     #[test]
     fn another_pools_guard_gives_the_first_pools_counts_up() {
-        let first = open(1);
-        let weak: Weak<Pool> = Arc::downgrade(&first);
-        give_up(acquire(&first));
-        give_up(acquire(&first));
+        let first = Arc::new(vec![1u8; 16]);
+        let weak: Weak<Vec<u8>> = Arc::downgrade(&first);
+        give_up(acquire(&first), true);
+        give_up(acquire(&first), true);
         assert!(held(&first) >= 1);
-        drop(first); // dropped without closing: the stash keeps it alive
+        drop(first);
         assert!(weak.upgrade().is_some(), "the stash keeps it alive");
-        let second = open(2);
-        give_up(acquire(&second));
+        let second = Arc::new(vec![2u8; 16]);
+        give_up(acquire(&second), true);
         assert!(weak.upgrade().is_none(), "freed when the stash moved on");
         assert_eq!(held(&second), 1);
         give_up_pool(&second);
@@ -436,62 +260,40 @@ mod tests {
     }
 
     /// A closed pool's returned guard drops its count and empties the
-    /// stash of the pool, so its last references go with its last guard;
-    /// closing drops what is parked.
+    /// stash of the pool, so its last references go with its last guard.
     #[test]
     fn a_closed_pools_guard_empties_the_stash_of_it() {
-        let pool = open(3);
-        let parked: Vec<_> = (0..MOST + 1).map(|_| Arc::clone(&pool)).collect();
-        parked.into_iter().for_each(give_up);
+        let pool = Arc::new(3i32);
+        give_up(acquire(&pool), true);
+        give_up(acquire(&pool), true);
         let guard = acquire(&pool);
-        assert_eq!(held(&pool), MOST / 2);
+        assert_eq!((held(&pool), Arc::strong_count(&pool)), (1, 3));
         let weak = Arc::downgrade(&pool);
-        Refs::close_one(&pool); // the last handle
-        assert_eq!(
-            Arc::strong_count(&pool),
-            1 + MOST / 2 + 1,
-            "parked counts dropped"
-        );
-        drop(pool);
-        give_up(guard);
+        drop(pool); // the last handle
+        give_up(guard, false);
         assert!(weak.upgrade().is_none());
-    }
-
-    /// Parking races the last handle's drop: nothing stays parked.
-    #[test]
-    fn a_park_racing_the_close_leaves_nothing_parked() {
-        for _ in 0..if cfg!(miri) { 4 } else { 200 } {
-            let pool = open(4);
-            let weak = Arc::downgrade(&pool);
-            let theirs: Vec<_> = (0..MOST + 1).map(|_| Arc::clone(&pool)).collect();
-            let parker = std::thread::spawn(move || theirs.into_iter().for_each(give_up));
-            Refs::close_one(&pool);
-            drop(pool);
-            parker.join().unwrap();
-            assert!(weak.upgrade().is_none());
-        }
     }
 
     /// Thread exit gives the stash up, guards returned in other
     /// thread-locals' destructors after it included.
     #[test]
     fn thread_exit_gives_the_stash_up() {
-        struct LateGuard(std::cell::Cell<Option<Arc<Pool>>>);
+        struct LateGuard(std::cell::Cell<Option<Arc<u32>>>);
         impl Drop for LateGuard {
             fn drop(&mut self) {
                 if let Some(guard) = self.0.take() {
-                    give_up(guard);
+                    give_up(guard, true);
                 }
             }
         }
         thread_local! {
             static LATE: LateGuard = const { LateGuard(std::cell::Cell::new(None)) };
         }
-        let pool = open(9);
+        let pool = Arc::new(9u32);
         let theirs = Arc::clone(&pool);
         std::thread::spawn(move || {
             for _ in 0..10 {
-                give_up(acquire(&theirs));
+                give_up(acquire(&theirs), true);
             }
             LATE.with(|late| late.0.set(Some(acquire(&theirs))));
             drop(theirs);
