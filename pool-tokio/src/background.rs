@@ -153,12 +153,15 @@ impl WeakPool {
     fn upgrade(&self) -> Option<BytesPool> {
         match self {
             WeakPool::Static(inner) => Some(BytesPool::from_static(inner)),
-            // A closed pool (no handle left) is gone for its threads, even
-            // while threads' stashes keep it allocated.
+            // A pool no one can reach any more (no handle, and no buffer
+            // out whose guard or frozen clone could make one) is gone for
+            // its threads, even while threads' stashes keep it allocated.
+            // The threads' own handles are not counted: they keep no pool
+            // open.
             WeakPool::Shared(weak) => weak
                 .upgrade()
-                .filter(|arc| arc.is_open())
-                .map(|arc| BytesPool::from_handle(Handle::Shared(arc))),
+                .filter(|arc| arc.is_open() || arc.pool.stats().outstanding() > 0)
+                .map(|arc| BytesPool::uncounted(Handle::Shared(arc))),
         }
     }
 }
@@ -172,7 +175,7 @@ fn flush_workers(handle: &tokio::runtime::Handle, pool: &BytesPool) {
     let workers = handle.metrics().num_workers().max(1);
     let done = Arc::new((Mutex::new(0usize), Condvar::new()));
     for _ in 0..workers {
-        let (pool, done) = (pool.clone(), done.clone());
+        let (pool, done) = (BytesPool::uncounted(pool.handle.clone()), done.clone());
         // Dropped at once, unrun, if that runtime has shut down.
         drop(handle.spawn(async move {
             pool.flush_thread();

@@ -143,7 +143,9 @@ impl Builder {
     /// [default pool](crate::default_pool) has one). The thread
     /// (`pool-tokio-decay`, asleep between steps) runs
     /// [`BytesPool::decay_to_floor`] four times per decay interval, and
-    /// ends when the last handle of the pool is dropped.
+    /// ends once no one can reach the pool: its last handle dropped and no
+    /// buffer of it out (a guard, or a frozen buffer's clone, could make a
+    /// handle again).
     ///
     /// It also reaches what idle workers cache, which only their own
     /// threads can touch: when the pool saw no checkout for a whole step

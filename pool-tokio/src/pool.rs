@@ -201,14 +201,17 @@ impl Handle {
 /// holds another pool's references.
 ///
 /// What a stash holds keeps the pool allocated. Once the last handle
-/// (`BytesPool`) is dropped the pool is closed: its background threads
-/// end, and a guard returned after that gives its reference up at once,
-/// with the returning thread's stash of the pool. A thread's stash is also
-/// given up at thread exit, by [`flush_thread`](BytesPool::flush_thread)
-/// (so by the park and stop hooks), when a guard of another built pool is
-/// returned there, and by the drop of any handle of the pool there. So a
-/// closed pool stays allocated, with the buffers it keeps, only while a
-/// thread that returned its guards before it closed does none of these.
+/// (`BytesPool`) is dropped the pool is closed: a guard returned after
+/// that gives its reference up at once, with the returning thread's stash
+/// of the pool, and once no buffer of it is out either its background
+/// threads end. A thread's stash is also given up at thread exit, by
+/// [`flush_thread`](BytesPool::flush_thread), by the park and stop hooks
+/// of any pool (whatever pool the stash holds), when a guard of another
+/// built pool is returned there, and by the drop of any handle of the
+/// pool there. So a closed pool stays allocated, with the buffers it
+/// keeps, only while a thread that returned its guards before it closed
+/// does none of these (a thread outside a runtime with the hooks that uses
+/// no other built pool).
 /// [`leak`](BytesPool::leak) makes a pool that lives for the rest of the
 /// program and whose guards hold a plain reference, like the
 /// [default pool](crate::default_pool).
@@ -228,6 +231,10 @@ impl Handle {
 /// ```
 pub struct BytesPool {
     pub(crate) handle: Handle,
+    /// Counted in `Inner::handles` (every handle a user holds); the
+    /// background threads' own are not, so that they never keep a pool
+    /// open (`BytesPool::uncounted`).
+    pub(crate) counted: bool,
 }
 
 impl fmt::Debug for BytesPool {
@@ -245,6 +252,7 @@ impl BytesPool {
     pub(crate) fn from_static(inner: &'static Inner) -> Self {
         BytesPool {
             handle: Handle::Static(inner),
+            counted: false,
         }
     }
 
@@ -923,10 +931,11 @@ mod lifetime_tests {
         }
     }
 
-    /// The decay thread ends with the pool's last handle, also while a
-    /// frozen buffer (or a thread's stash) keeps the pool allocated.
+    /// The decay thread ends once no one can reach the pool: no handle
+    /// and no buffer out (a guard or frozen buffer could make a handle),
+    /// also while a thread's stash keeps the pool allocated.
     #[test]
-    fn the_decay_thread_ends_with_the_last_handle() {
+    fn the_decay_thread_ends_once_the_pool_is_out_of_reach() {
         let pool = BytesPool::builder()
             .config(BufferConfig::new().decay_interval(Duration::from_millis(4)))
             .decay_thread(true)
@@ -936,12 +945,78 @@ mod lifetime_tests {
         eventually("the decay thread holds a weak reference", || {
             Weak::weak_count(&weak) == 2
         });
-        let frozen = pool.checkout(100).freeze();
+        // Closed with a buffer out: the decay thread goes on, and a handle
+        // made from the guard opens the pool again.
+        let guard = pool.checkout(100);
         drop(pool);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(Weak::weak_count(&weak), 2, "still running: `guard` is out");
+        let pool = guard.pool();
+        drop(guard);
+        // Another thread returns a guard while the pool is open, and lives
+        // on with the count in its stash.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (dropped, returned) = std::sync::mpsc::channel::<()>();
+        let theirs = pool.checkout(100);
+        let stasher = std::thread::spawn(move || {
+            drop(theirs);
+            dropped.send(()).unwrap();
+            wait.recv().unwrap();
+        });
+        returned.recv().unwrap();
+        drop(pool); // closed, nothing out: out of reach
         eventually("the decay thread ended", || Weak::weak_count(&weak) == 1);
-        assert!(weak.upgrade().is_some());
-        drop(frozen);
+        assert!(weak.upgrade().is_some(), "the other thread's stash");
+        go.send(()).unwrap();
+        stasher.join().unwrap();
         assert!(weak.upgrade().is_none());
+    }
+
+    /// A background thread's handle (not counted) keeps no pool open: a
+    /// guard returned while one lives, after the last user handle, still
+    /// frees the pool with it.
+    #[test]
+    fn a_background_handle_keeps_no_pool_open() {
+        std::thread::spawn(|| {
+            let pool = BytesPool::new();
+            let weak = Arc::downgrade(arc(&pool));
+            drop(pool.checkout(100));
+            let background = BytesPool::uncounted(pool.handle.clone());
+            let buf = pool.checkout(100);
+            drop(pool);
+            drop(buf); // closed: not stashed
+            drop(background);
+            assert!(weak.upgrade().is_none());
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A worker's park hook, of any pool, gives up its whole stash: a pool
+    /// closed after the worker returned its guards is freed then.
+    #[test]
+    fn any_pools_park_hook_gives_the_stash_up() {
+        let (p, q) = (BytesPool::new(), BytesPool::new());
+        let weak = Arc::downgrade(arc(&p));
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (dropped, returned) = std::sync::mpsc::channel::<()>();
+        let buf = p.checkout(100);
+        let worker = std::thread::spawn(move || {
+            drop(buf); // P open: stashed here
+            dropped.send(()).unwrap();
+            wait.recv().unwrap();
+            q.thread_parking(); // Q's hook
+            dropped.send(()).unwrap();
+            wait.recv().unwrap();
+        });
+        returned.recv().unwrap();
+        drop(p);
+        assert!(weak.upgrade().is_some(), "the worker's stash");
+        go.send(()).unwrap();
+        returned.recv().unwrap();
+        assert!(weak.upgrade().is_none());
+        go.send(()).unwrap();
+        worker.join().unwrap();
     }
 
     /// Pools used and dropped on threads that live on are freed, while

@@ -56,7 +56,9 @@ impl BytesPool {
     /// marks the thread as a worker, hands its cache to the depot
     /// ([`flush_thread`](BytesPool::flush_thread): an idle worker never
     /// runs pool code, so this is the last chance to make its cache
-    /// reachable by decay), and runs cheap idle decay
+    /// reachable by decay), gives up the references to built pools that
+    /// its returns left in the thread's stash (whichever pool they are of:
+    /// see [`BytesPool`]), and runs cheap idle decay
     /// ([`maintain`](BytesPool::maintain)) while the pool retains more than
     /// its [idle floor](crate::Builder::idle_floor).
     ///
@@ -86,6 +88,7 @@ impl BytesPool {
     pub fn thread_parking(&self) {
         set_thread_kind(WORKER);
         self.flush_thread();
+        stash::give_up_here();
         self.decay_to_floor();
         crate::background::arm_idle_thread(self);
     }
@@ -93,7 +96,8 @@ impl BytesPool {
     /// What to call from your own
     /// [`on_thread_stop`](tokio::runtime::Builder::on_thread_stop) hook:
     /// hands the stopping thread's cache to the depot, so buffers cached
-    /// by workers and blocking threads that exit are reused at once.
+    /// by workers and blocking threads that exit are reused at once, and
+    /// gives up the thread's stash of pool references.
     /// (pool-core also does this when a thread exits; the hook does it
     /// before the runtime's thread-local teardown, when it cannot fail.)
     ///
@@ -105,6 +109,7 @@ impl BytesPool {
     /// ```
     pub fn thread_stopping(&self) {
         self.flush_thread();
+        stash::give_up_here();
     }
 
     /// One idle decay step ([`maintain`](BytesPool::maintain)) if the pool

@@ -19,7 +19,20 @@ impl BytesPool {
         if let Handle::Shared(arc) = &handle {
             arc.handles.fetch_add(1, Ordering::Relaxed);
         }
-        BytesPool { handle }
+        BytesPool {
+            handle,
+            counted: true,
+        }
+    }
+
+    /// A handle for the pool's own background threads and tasks, not
+    /// counted: it neither keeps the pool open nor closes it, and its drop
+    /// leaves the thread's stash alone.
+    pub(crate) fn uncounted(handle: Handle) -> BytesPool {
+        BytesPool {
+            handle,
+            counted: false,
+        }
     }
 }
 
@@ -34,7 +47,7 @@ impl Drop for BytesPool {
     /// pool used and dropped on one thread is freed at once), and at the
     /// last handle closes the pool (see [`BytesPool`]).
     fn drop(&mut self) {
-        if let Handle::Shared(arc) = &self.handle {
+        if let (Handle::Shared(arc), true) = (&self.handle, self.counted) {
             stash::give_up_pool(arc);
             arc.handles.fetch_sub(1, Ordering::Relaxed);
         }

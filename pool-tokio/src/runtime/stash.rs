@@ -180,6 +180,12 @@ fn give_up_cold<T>(arc: Arc<T>, open: bool) {
     }
 }
 
+/// Gives up what the stash holds, whichever pool's (a worker about to
+/// park, or stopping).
+pub(crate) fn give_up_here() {
+    let _ = STASH.try_with(give_up_all);
+}
+
 /// Gives up what the stash holds if it holds `arc`'s pool's references.
 pub(crate) fn give_up_pool<T>(arc: &Arc<T>) {
     let ptr = Arc::as_ptr(arc).cast::<()>();
