@@ -896,6 +896,15 @@ mod lifetime_tests {
         }
     }
 
+    /// A pool with a decay thread stepping every millisecond.
+    fn decaying_pool() -> BytesPool {
+        BytesPool::builder()
+            .config(BufferConfig::new().decay_interval(Duration::from_millis(4)))
+            .decay_thread(true)
+            .build()
+            .unwrap()
+    }
+
     /// Waits up to 10 s for `done`.
     fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         let start = Instant::now();
@@ -936,11 +945,7 @@ mod lifetime_tests {
     /// also while a thread's stash keeps the pool allocated.
     #[test]
     fn the_decay_thread_ends_once_the_pool_is_out_of_reach() {
-        let pool = BytesPool::builder()
-            .config(BufferConfig::new().decay_interval(Duration::from_millis(4)))
-            .decay_thread(true)
-            .build()
-            .unwrap();
+        let pool = decaying_pool();
         let weak = Arc::downgrade(arc(&pool));
         eventually("the decay thread holds a weak reference", || {
             Weak::weak_count(&weak) == 2
@@ -1029,11 +1034,7 @@ mod lifetime_tests {
             .map(|_| {
                 let (barrier, tx) = (barrier.clone(), tx.clone());
                 std::thread::spawn(move || {
-                    let pool = BytesPool::builder()
-                        .config(BufferConfig::new().decay_interval(Duration::from_millis(4)))
-                        .decay_thread(true)
-                        .build()
-                        .unwrap();
+                    let pool = decaying_pool();
                     let weak = Arc::downgrade(arc(&pool));
                     for _ in 0..200 {
                         drop(pool.checkout(100));
