@@ -51,18 +51,26 @@ pub(crate) struct Inner {
     /// What `export_metrics` last added to each series.
     #[cfg(feature = "metrics")]
     pub(crate) exported: crate::metrics::series::Exported,
-    /// Live `BytesPool` handles of an `Arc` pool (guards and the threads'
-    /// stashes not counted; a leaked handle counts for good). At 0 the pool
-    /// is closed: a returned guard gives its reference up at once instead
-    /// of stashing it, and the background threads end.
-    pub(crate) handles: AtomicUsize,
+    /// Live `BytesPool` handles a user holds, of an `Arc` pool (guards,
+    /// the threads' stashes and the background threads' own handles not
+    /// counted; a leaked handle counts for good). At 0 the pool is closed:
+    /// a returned guard gives its reference up at once instead of stashing
+    /// it, and once no buffer is out the background threads end. On a cache
+    /// line of its own: every return reads it, and a handle's clone or drop
+    /// writes it.
+    pub(crate) handles: Padded,
 }
+
+/// An `AtomicUsize` alone on its cache line (two, for the adjacent-line
+/// prefetcher).
+#[repr(align(128))]
+pub(crate) struct Padded(pub(crate) AtomicUsize);
 
 impl Inner {
     /// Whether a `BytesPool` handle of this pool is alive.
     #[inline]
     pub(crate) fn is_open(&self) -> bool {
-        self.handles.load(Ordering::Relaxed) != 0
+        self.handles.0.load(Ordering::Relaxed) != 0
     }
 
     pub(crate) fn new(config: BufferConfig, budget: Option<usize>) -> Result<Inner, BuildError> {
@@ -87,7 +95,7 @@ impl Inner {
             diagnostics: Records::default(),
             #[cfg(feature = "metrics")]
             exported: Default::default(),
-            handles: AtomicUsize::new(0),
+            handles: Padded(AtomicUsize::new(0)),
         })
     }
 }
@@ -815,7 +823,8 @@ mod tests {
         assert_eq!(budgeted.budget().unwrap().charged, 0);
     }
 
-    fn arc(pool: &BytesPool) -> &Arc<Inner> {
+    /// The `Arc` behind a built pool's handle.
+    pub(super) fn arc(pool: &BytesPool) -> &Arc<Inner> {
         match &pool.handle {
             Handle::Shared(arc) => arc,
             Handle::Static(_) => unreachable!("a built pool"),
@@ -887,14 +896,8 @@ mod lifetime_tests {
     use std::sync::{Arc, Weak};
     use std::time::{Duration, Instant};
 
+    use super::tests::arc;
     use super::*;
-
-    fn arc(pool: &BytesPool) -> &Arc<Inner> {
-        match &pool.handle {
-            Handle::Shared(arc) => arc,
-            Handle::Static(_) => unreachable!("a built pool"),
-        }
-    }
 
     /// A pool with a decay thread stepping every millisecond.
     fn decaying_pool() -> BytesPool {

@@ -222,14 +222,13 @@ impl Owned {
     /// growth charge is exact only while nothing copied the buffer out of
     /// a shared allocation (see `moved`).
     pub(crate) fn into_buf(mut self) -> PooledBytes {
-        if self.same_allocation() || !self.budgeted() {
-            self.growth.release();
-            return self.buf;
-        }
-        // The growth's charge goes back first, so that the fresh checkout
+        // The growth's charge goes back first, so that a fresh checkout
         // finds it in the budget; for the copy, the grown buffer's bytes
         // are out uncharged beside it.
         self.growth.release();
+        if self.same_allocation() || !self.budgeted() {
+            return self.buf;
+        }
         let fresh = self.fresh(self.buf.len(), &self.buf);
         drop(self.replace(fresh));
         self.buf

@@ -17,7 +17,7 @@ impl BytesPool {
     /// (an `Arc` pool's; a closed one opens again).
     pub(crate) fn from_handle(handle: Handle) -> BytesPool {
         if let Handle::Shared(arc) = &handle {
-            arc.handles.fetch_add(1, Ordering::Relaxed);
+            arc.handles.0.fetch_add(1, Ordering::Relaxed);
         }
         BytesPool {
             handle,
@@ -49,7 +49,7 @@ impl Drop for BytesPool {
     fn drop(&mut self) {
         if let (Handle::Shared(arc), true) = (&self.handle, self.counted) {
             stash::give_up_pool(arc);
-            arc.handles.fetch_sub(1, Ordering::Relaxed);
+            arc.handles.0.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -90,7 +90,7 @@ impl BytesPool {
             Handle::Shared(arc) => {
                 // Counted for good: the pool never closes (its background
                 // threads go on).
-                arc.handles.fetch_add(1, Ordering::Relaxed);
+                arc.handles.0.fetch_add(1, Ordering::Relaxed);
                 let inner: &'static Arc<Inner> = Box::leak(Box::new(Arc::clone(arc)));
                 BytesPool::from_static(inner)
             }
