@@ -7,7 +7,7 @@
 //! engine's hot halves ([`Engine::take_or`], [`Engine::put_fast_if`],
 //! [`Engine::guarded`], [`Engine::put_fast`]); and `BufferPool`'s checkout
 //! and common return (`checkout`, `take`, `fill`, `slot_for`, `origin`,
-//! `give_back`, `try_give_back_fast`, `keep_fast`, `give_back_slot`).
+//! `give_back`, `keep_fast`, `give_back_slot`).
 //!
 //! - A hit: `BufferPool::checkout` → `fill` → `slot_for` (`Hot::range`) →
 //!   `Engine::take_or` → `fast_class` → `Slot::epoch` → `Class::pop`, one
@@ -700,44 +700,13 @@ impl<B: Buffer> BufferPool<B> {
         self.give_back_slot(&mut ManuallyDrop::new(buf), slot, size, ticket.origin)
     }
 
-    /// The common case of [`give_back`](BufferPool::give_back) alone: keeps
-    /// the buffer if that takes nothing but the fast path (the exact
-    /// allocation lent, room in this thread's cache, no zeroing), and
-    /// otherwise hands both back (the buffer cleared) for a full
-    /// `give_back`, which then clears and checks it again and retries the
-    /// fast put. For crates whose guards do more work on the rare path, so
-    /// that the common return stays a leaf function; where the rare path
-    /// ends in `give_back` anyway, calling `give_back` alone runs each
-    /// [`Buffer`] hook at most once per return.
-    ///
-    /// ```
-    /// let pool = pool_core::BufferPool::<Vec<u8>>::new();
-    /// let (buf, ticket) = pool.take(100);
-    /// drop(pool.checkout(100)); // this thread's cache now exists
-    /// assert!(pool.try_give_back_fast(buf, ticket).is_ok());
-    /// let (mut buf, ticket) = pool.take(100);
-    /// buf.reserve(10_000); // grew: not the allocation lent
-    /// let (buf, ticket) = pool.try_give_back_fast(buf, ticket).unwrap_err();
-    /// pool.give_back(buf, ticket);
-    /// assert_eq!(pool.stats().total().discarded.oversize, 1);
-    /// ```
-    #[inline(always)]
-    pub fn try_give_back_fast(&self, buf: B, ticket: Ticket) -> Result<(), (B, Ticket)> {
-        let mut src = ManuallyDrop::new(buf);
-        let (slot, size) = self.own(&ticket);
-        match self.keep_fast(&mut src, slot, size, ticket.origin) {
-            Ok(()) => Ok(()),
-            Err(_) => Err((ManuallyDrop::into_inner(src), ticket)),
-        }
-    }
-
     /// The fast return: `Ok` if the buffer in `src` was kept (moved out).
     /// Otherwise nothing is moved or counted, and the error says what is
     /// left for the full path.
     #[inline(always)]
     /// `size` is 0 for unpooled buffers (and slots this pool does not
     /// have): only then may `slot` be past the last class.
-    fn keep_fast(
+    pub(crate) fn keep_fast(
         &self,
         src: &mut ManuallyDrop<B>,
         slot: u8,

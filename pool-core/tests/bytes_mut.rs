@@ -59,3 +59,52 @@ fn returned_bytes_are_never_readable_again() {
     assert_eq!(b.len(), 0);
     assert_eq!(&b[..], b"");
 }
+
+/// `try_give_back_fast_in_place`: a buffer the fast path keeps is moved out
+/// of the caller's place (the next checkout gets the same allocation); one
+/// it refuses (shared with a live frame, or grown) stays in place, whole,
+/// for a full `give_back`, which counts why.
+#[test]
+fn a_buffer_returned_in_place_is_kept_or_left_whole() {
+    use std::mem::ManuallyDrop;
+
+    let pool = BufferPool::<BytesMut>::new();
+    drop(pool.checkout(4096)); // this thread's cache of the class exists
+
+    let (buf, ticket) = pool.take(4096);
+    let ptr = buf.as_ptr();
+    let mut place = ManuallyDrop::new(buf);
+    // SAFETY: `place` is not used after a `true` return.
+    assert!(unsafe { pool.try_give_back_fast_in_place(&mut place, &ticket) });
+    assert_eq!(pool.checkout(4096).as_ptr(), ptr, "kept, then handed out");
+
+    let (mut buf, ticket) = pool.take(4096);
+    buf.put_slice(&[7; 100]);
+    let frame = buf.split_to(100).freeze();
+    let mut place = ManuallyDrop::new(buf);
+    // SAFETY: as above.
+    assert!(!unsafe { pool.try_give_back_fast_in_place(&mut place, &ticket) });
+    assert_eq!(&frame[..], &[7; 100][..], "the frame's bytes are untouched");
+    // SAFETY: refused, so `place` still owns the buffer.
+    let buf = unsafe { ManuallyDrop::take(&mut place) };
+    assert!(buf.is_empty(), "left cleared");
+    assert_eq!(
+        pool.give_back(buf, ticket),
+        Returned::Discarded(Discard::Shared)
+    );
+
+    let (mut buf, ticket) = pool.take(4096);
+    buf.reserve(64 << 10); // grew past its class
+    let mut place = ManuallyDrop::new(buf);
+    // SAFETY: as above.
+    assert!(!unsafe { pool.try_give_back_fast_in_place(&mut place, &ticket) });
+    // SAFETY: refused, so `place` still owns the buffer.
+    let buf = unsafe { ManuallyDrop::take(&mut place) };
+    assert!(buf.capacity() >= 64 << 10);
+    assert_eq!(
+        pool.give_back(buf, ticket),
+        Returned::Discarded(Discard::Oversize)
+    );
+    assert_eq!(pool.stats().outstanding(), 0, "every buffer counted back");
+    drop(frame);
+}
