@@ -288,7 +288,11 @@ impl<B: Buffer> BufferPool<B> {
     ///
     /// `buf` holds a live buffer taken from this pool with `ticket`. After
     /// a `true` return the caller must treat `buf` as moved out: never read,
-    /// write, drop or take it again.
+    /// write, drop or take it again. The same holds if a [`Buffer`] method
+    /// panics in here: the buffer is then dropped (and counted as a
+    /// rejected return) before the panic goes on, so the caller, unwinding,
+    /// must not drop `buf` either (a `ManuallyDrop` field is not dropped by
+    /// unwinding).
     ///
     /// ```
     /// use std::mem::ManuallyDrop;
