@@ -28,6 +28,12 @@ for t in "${MIRI_TESTS[@]}"; do args+=(--test "$t"); done
 cargo +nightly miri test -p "$PACKAGE" --features "$FEATURES" --target-dir target/miri \
     "${args[@]}" "$@"
 
+# The panic test of `try_give_back_fast_in_place` (a `Buffer` method
+# panicking while the buffer's bits are in two places): the rest of
+# `panics.rs` runs child processes, which Miri cannot.
+cargo +nightly miri test -p "$PACKAGE" --features "$FEATURES" --target-dir target/miri \
+    --test panics "$@" -- in_place
+
 # pool-tokio's own `unsafe` (the guard's `ManuallyDrop` fields and the
 # `ptr::read` of its ticket in `Drop`, `into_raw` and the cold return; the
 # per-thread stash of a pool's references, which moves `Arc` strong counts

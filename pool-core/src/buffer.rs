@@ -279,16 +279,19 @@ impl<B: Buffer> BufferPool<B> {
     /// [`try_give_back_fast`](BufferPool::try_give_back_fast) on a buffer
     /// the caller keeps in place: true if it was kept, moved out of `buf`
     /// into this thread's cache; false if the fast path does not apply,
-    /// with the buffer left in `buf` (cleared) for a full
-    /// [`give_back`](BufferPool::give_back). For guards whose `Drop` must
-    /// stay small enough to be inlined: nothing is moved in or out of the
-    /// caller's memory unless the buffer is kept.
+    /// with the buffer back in `buf` (cleared, unless it is unpooled) for
+    /// a full [`give_back`](BufferPool::give_back) with the same ticket.
+    /// For guards whose `Drop` holds the buffer in a field: the buffer is
+    /// read out of `buf` once and written back only if refused, so the
+    /// caller moves nothing out of its guard on the common return.
     ///
     /// # Safety
     ///
     /// `buf` holds a live buffer taken from this pool with `ticket`. After
     /// a `true` return the caller must treat `buf` as moved out: never read,
-    /// write, drop or take it again. The same holds if a [`Buffer`] method
+    /// write, drop or take it again; and `ticket` is spent (handing it to
+    /// another return is not undefined behaviour, but counts a return that
+    /// did not happen). The same holds if a [`Buffer`] method
     /// panics in here: the buffer is then dropped (and counted as a
     /// rejected return) before the panic goes on, so the caller, unwinding,
     /// must not drop `buf` either (a `ManuallyDrop` field is not dropped by

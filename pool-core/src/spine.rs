@@ -347,9 +347,10 @@ struct OnUnwind<'a, T: Send + 'static> {
 impl<T: Send + 'static> Drop for OnUnwind<'_, T> {
     fn drop(&mut self) {
         self.engine.count_discard(self.class, Discard::Rejected);
-        // SAFETY: only reached while unwinding out of `prepare` in
-        // `put_or_drop`: `value` points at the caller's live value, no other
-        // reference to it is in use, and the caller never uses it again.
+        // SAFETY: only reached while unwinding out of the user code that
+        // `guarded` runs: `value` points at the caller's live value, no
+        // other reference to it is in use, and the caller never uses it
+        // again (see `guarded`).
         unsafe { ManuallyDrop::drop(&mut *self.value) };
     }
 }
@@ -450,7 +451,9 @@ impl<T: Send + 'static> Engine<T> {
     /// Runs `f` (user code) on the returning value in `src`. If it panics,
     /// the value is dropped and the return counted as `Rejected` before the
     /// panic goes on (the caller must then never use `src` again, which
-    /// unwinding guarantees).
+    /// unwinding guarantees here; for the caller of
+    /// `BufferPool::try_give_back_fast_in_place`, whose buffer's bits are
+    /// still in its own place, that function's safety contract does).
     #[inline(always)]
     pub(crate) fn guarded<R>(
         self: &Arc<Self>,

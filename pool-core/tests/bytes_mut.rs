@@ -107,4 +107,49 @@ fn a_buffer_returned_in_place_is_kept_or_left_whole() {
     );
     assert_eq!(pool.stats().outstanding(), 0, "every buffer counted back");
     drop(frame);
+
+    // Unpooled (above the largest class): refused, left as it was.
+    let (mut buf, ticket) = pool.take(2 << 20);
+    buf.put_slice(b"big");
+    let mut place = ManuallyDrop::new(buf);
+    // SAFETY: as above.
+    assert!(!unsafe { pool.try_give_back_fast_in_place(&mut place, &ticket) });
+    // SAFETY: refused, so `place` still owns the buffer.
+    let buf = unsafe { ManuallyDrop::take(&mut place) };
+    assert_eq!(&buf[..], b"big", "an unpooled buffer is not cleared");
+    assert_eq!(
+        pool.give_back(buf, ticket),
+        Returned::Discarded(Discard::Unpooled)
+    );
+}
+
+/// A whole buffer that finds this thread's cache full is refused in place
+/// and kept by the full return (the slow put), never lost or counted twice.
+#[test]
+fn a_buffer_returned_in_place_into_a_full_cache_is_left_for_the_full_return() {
+    use std::mem::ManuallyDrop;
+
+    let pool = pool_core::BufferConfig::new()
+        .thread_capacity(2)
+        .batch(1)
+        .build::<BytesMut>()
+        .expect("valid settings");
+    let out: Vec<_> = (0..3).map(|_| pool.take(4096)).collect();
+    let mut refused = 0;
+    for (buf, ticket) in out {
+        let ptr = buf.as_ptr();
+        let mut place = ManuallyDrop::new(buf);
+        // SAFETY: `place` is not used after a `true` return.
+        if !unsafe { pool.try_give_back_fast_in_place(&mut place, &ticket) } {
+            refused += 1;
+            // SAFETY: refused, so `place` still owns the buffer.
+            let buf = unsafe { ManuallyDrop::take(&mut place) };
+            assert_eq!(buf.as_ptr(), ptr, "the same buffer, written back");
+            assert_eq!(pool.give_back(buf, ticket), Returned::Kept);
+        }
+    }
+    assert!(refused >= 1, "a cache of 2 cannot take 3 on the fast path");
+    let stats = pool.stats();
+    assert_eq!(stats.outstanding(), 0, "{stats}");
+    assert_eq!(stats.total().returns, 3, "{stats}");
 }

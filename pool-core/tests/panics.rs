@@ -664,3 +664,28 @@ fn a_panicking_drop_during_thread_exit() {
         child.stdout
     );
 }
+
+/// A `Buffer` method that panics during `try_give_back_fast_in_place`:
+/// the buffer is dropped once, by the pool (counted as a rejected return),
+/// and the caller's place, a `ManuallyDrop`, is left alone.
+#[test]
+fn a_panic_in_a_buffer_method_during_an_in_place_return_drops_it_once() {
+    use std::mem::ManuallyDrop;
+
+    let pool = BufferPool::<PanicBuf>::new();
+    drop(pool.checkout(4096)); // this thread's cache exists, one buffer in it
+    assert_eq!(BUFS.with(Cell::get), 1);
+    let (buf, ticket) = pool.take(4096); // that buffer
+    let mut place = ManuallyDrop::new(buf);
+    arm(Hook::Clear);
+    expect_panic("PanicBuf::Clear", || {
+        // SAFETY: `place` is never used again: kept, or dropped by the
+        // pool when a method panics.
+        let _ = unsafe { pool.try_give_back_fast_in_place(&mut place, &ticket) };
+    });
+    assert!(was_tripped());
+    assert_eq!(BUFS.with(Cell::get), 0, "dropped once, by the pool");
+    assert_buffer_books(&pool, 0, 0, "after the panic");
+    hit_return_miss_return(&pool);
+    assert_buffer_books(&pool, 0, 0, "after more traffic");
+}

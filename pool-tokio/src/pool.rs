@@ -5,9 +5,11 @@
 //! The whole return path is [`give_back`] in this file: the guard's
 //! `Drop`, a frozen buffer's last `Bytes` clone and a taken-apart `Framed`
 //! all end there, except the guard's common return (uncharged, untracked,
-//! on a thread that caches), which is one `BufferPool::give_back` and, for
-//! a discard, its event. Budgeted buffers that split-off parts still share
-//! are held aside (`pinned.rs`) and settled from here (`settle`).
+//! on a thread that caches, kept by pool-core's fast path), which is one
+//! `BufferPool::try_give_back_fast_in_place` on the buffer where it lies
+//! (and, for a built pool, its handle given up). Budgeted buffers that
+//! split-off parts still share are held aside (`pinned.rs`) and settled
+//! from here (`settle`).
 //!
 //! The guard's API is in `pooled.rs`, the budgeted paths in `budget.rs`,
 //! the builder in `builder.rs`: they import this file. This file imports
@@ -588,15 +590,15 @@ impl Drop for PooledBytes {
         // The common return: nothing charged, nothing tracked, a thread
         // that keeps a cache, and room in its cache for the exact
         // allocation lent. Then pool-core's fast return, on the buffer in
-        // place (`try_give_back_fast_in_place`: nothing is copied out of
-        // the guard unless kept), is all there is to do. Everything else
-        // (a full or missing cache, a grown or shared buffer, the budget,
-        // diagnostics, a blocking thread's flush) is one call to
-        // `give_back_cold`, which takes the guard by reference; the full
-        // return there runs the `BytesMut` checks a second time (a clear
-        // and three comparisons). 173 instructions per W1 operation
-        // instead of 181, and 5-11% faster at 256 B-64 KiB side by side
-        // (`benches/RESULTS.md`, "W1 time per instruction").
+        // place (`try_give_back_fast_in_place`: read out of the guard
+        // once, written back only if refused), is all there is to do.
+        // Everything else (a full or missing cache, a grown or shared
+        // buffer, the budget, diagnostics, a blocking thread's flush) is
+        // one call to `give_back_cold`, which takes the guard by reference;
+        // the full return there clears and checks the buffer and tries the
+        // fast put a second time. 173 instructions per W1 operation
+        // instead of 181 (185 at e70cc28), and 5-11% faster at 256 B-64 KiB
+        // side by side (`benches/RESULTS.md`, "W1 time per instruction").
         let inner = self.handle.inner();
         if self.charge == 0
             && !diagnostics::tracking(&self.track)
@@ -814,10 +816,23 @@ mod tests {
             drop(tail);
             let detached = pool.checkout(100).detach();
             assert_eq!(detached.capacity(), 512);
+            // Returns the fast path refuses, the buffer written back into
+            // the guard for the full return: grown past its class, and
+            // shared with a live part.
+            let mut grown = pool.checkout(100);
+            grown.reserve(64 << 10);
+            drop(grown);
+            let mut shared_part = pool.checkout(100);
+            shared_part.extend_from_slice(b"part");
+            let part = shared_part.split_to(2).freeze();
+            drop(shared_part);
+            assert_eq!(&part[..], b"pa");
+            drop(part);
             let stats = pool.stats();
             assert_eq!(stats.outstanding(), 0, "{stats}");
-            assert_eq!(stats.total().returns, 2);
+            assert_eq!(stats.total().returns, 4);
             assert_eq!(stats.total().detached, 1);
+            assert_eq!(stats.total().discarded.oversize, 1, "{stats}");
         }
         assert_eq!(budgeted.budget().unwrap().charged, 0);
     }
