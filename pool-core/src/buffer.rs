@@ -269,10 +269,14 @@ impl<B: Buffer> BufferPool<B> {
     #[inline(always)]
     pub fn try_give_back_fast(&self, buf: B, ticket: Ticket) -> Result<(), (B, Ticket)> {
         let mut src = ManuallyDrop::new(buf);
-        let (slot, size) = self.own(&ticket);
-        match self.keep_fast(&mut src, slot, size, ticket.origin) {
-            Ok(()) => Ok(()),
-            Err(_) => Err((ManuallyDrop::into_inner(src), ticket)),
+        // SAFETY: `src` holds the live buffer taken with `ticket`; it is
+        // not touched after a `true` return, and a panicking `Buffer`
+        // method unwinds out of this function, past `src`, which is never
+        // dropped.
+        if unsafe { self.try_give_back_fast_in_place(&mut src, &ticket) } {
+            Ok(())
+        } else {
+            Err((ManuallyDrop::into_inner(src), ticket))
         }
     }
 

@@ -217,8 +217,8 @@ impl Handle {
 /// threads end. A thread's stash is also given up at thread exit, by
 /// [`flush_thread`](BytesPool::flush_thread), by the park and stop hooks
 /// of any pool (whatever pool the stash holds), when a guard of another
-/// built pool is returned there, and by the drop of any handle of the
-/// pool there. So a closed pool stays allocated, with the buffers it
+/// built pool is returned there, and by the drop of the pool's last
+/// handle there. So a closed pool stays allocated, with the buffers it
 /// keeps, only while a thread that returned its guards before it closed
 /// does none of these (a thread outside a runtime with the hooks that uses
 /// no other built pool).

@@ -43,13 +43,15 @@ impl Clone for BytesPool {
 }
 
 impl Drop for BytesPool {
-    /// Gives up this thread's stash of the pool's references (so that a
-    /// pool used and dropped on one thread is freed at once), and at the
-    /// last handle closes the pool (see [`BytesPool`]).
+    /// At the last handle, closes the pool (see [`BytesPool`]) and gives
+    /// up this thread's stash of its references (so that a pool used and
+    /// dropped on one thread is freed at once). Any other handle's drop
+    /// (a clone, `guard.pool()`) leaves the stash alone.
     fn drop(&mut self) {
         if let (Handle::Shared(arc), true) = (&self.handle, self.counted) {
-            stash::give_up_pool(arc);
-            arc.handles.0.fetch_sub(1, Ordering::Relaxed);
+            if arc.handles.0.fetch_sub(1, Ordering::Relaxed) == 1 {
+                stash::give_up_pool(arc);
+            }
         }
     }
 }

@@ -17,7 +17,7 @@
 //! counts), so it is given up: at thread exit; when a guard of another
 //! pool is returned here; when a guard of a closed pool is returned here;
 //! by `BytesPool::flush_thread` (the park and stop hooks, the decay
-//! thread's flush tasks); and by the drop of any handle of the pool on
+//! thread's flush tasks); and by the drop of the pool's last handle on
 //! this thread.
 
 use std::cell::Cell;
