@@ -34,7 +34,7 @@ pub(crate) fn arm_idle_thread(pool: &BytesPool) {
         return;
     }
     state.started = true;
-    let weak = WeakPool::of(pool);
+    let weak = WeakPool::of(&pool.handle);
     let shared = idle.clone();
     let spawned = std::thread::Builder::new()
         .name("pool-tokio-idle".into())
@@ -58,7 +58,9 @@ fn run_idle_thread(weak: WeakPool, idle: &IdleThread) {
             return;
         }
         drop(state);
-        let Some(pool) = weak.upgrade() else { return };
+        let Some(pool) = weak.upgrade() else {
+            return idle_thread_ends(idle);
+        };
         let period = (pool.config().get_decay_interval() / 4).max(Duration::from_millis(1));
         drop(pool);
         state = lock(&idle.state);
@@ -71,7 +73,9 @@ fn run_idle_thread(weak: WeakPool, idle: &IdleThread) {
             return;
         }
         drop(state);
-        let Some(pool) = weak.upgrade() else { return };
+        let Some(pool) = weak.upgrade() else {
+            return idle_thread_ends(idle);
+        };
         let _span = crate::tracing::maintenance_span(pool.name(), "idle");
         pool.decay_to_floor();
         {
@@ -87,53 +91,73 @@ fn run_idle_thread(weak: WeakPool, idle: &IdleThread) {
     }
 }
 
+/// The idle thread ends for a pool out of reach: the next park's arming
+/// (of a pool open again) starts another.
+fn idle_thread_ends(idle: &IdleThread) {
+    let mut state = lock(&idle.state);
+    state.started = false;
+    state.armed = false;
+}
+
 /// Tries after which the decay thread stops asking workers to flush until
 /// the pool sees traffic again.
 const FLUSH_TRIES: u32 = 5;
 /// How long a flush task waits for the other workers' tasks.
 const FLUSH_WAIT: Duration = Duration::from_millis(5);
 
-/// Starts a pool's decay thread (see `Builder::decay_thread`). It holds a
-/// weak reference to a pool built by a builder and ends with it. A failure
-/// to spawn (resource limits) leaves decay to the hooks and tasks.
-pub(crate) fn start_decay_thread(pool: &BytesPool) {
-    let weak = WeakPool::of(pool);
-    let _ = std::thread::Builder::new()
+/// Starts a pool's decay thread (see `Builder::decay_thread`) unless it
+/// runs: a built pool's at its first handle, and again at its first handle
+/// after it closed (`BytesPool::from_handle`); the default pool's on first
+/// use. The thread holds a weak reference and ends once no one can reach
+/// the pool (`WeakPool::upgrade_or_end`). A failure to spawn (resource
+/// limits) leaves decay to the hooks and tasks until the next start.
+pub(crate) fn start_decay_thread(handle: &Handle) {
+    let mut running = lock(&handle.inner().runtime.decay_running);
+    if *running {
+        return;
+    }
+    let weak = WeakPool::of(handle);
+    *running = std::thread::Builder::new()
         .name("pool-tokio-decay".into())
-        .spawn(move || {
-            let mut last_checkouts = u64::MAX;
-            let mut tries = 0;
-            loop {
-                let Some(pool) = weak.upgrade() else { return };
-                // A quarter interval: pool-core runs a step at most that often.
-                let period = (pool.config().get_decay_interval() / 4).max(Duration::from_millis(1));
-                drop(pool);
-                std::thread::sleep(period);
-                let Some(pool) = weak.upgrade() else { return };
-                pool.decay_to_floor();
-                let stats = pool.stats();
-                if stats.checkouts() != last_checkouts {
-                    last_checkouts = stats.checkouts();
-                    tries = 0;
-                    continue; // traffic in this step: not idle
-                }
-                let cached: u64 = stats
-                    .classes
-                    .iter()
-                    .map(|c| c.retained_local * c.class_size.unwrap_or(0) as u64)
-                    .sum();
-                if cached == 0
-                    || stats.retained_bytes() <= pool.idle_floor() as u64
-                    || tries >= FLUSH_TRIES
-                {
-                    continue;
-                }
-                if let Some(handle) = pool.handle.inner().runtime.handle() {
-                    tries += 1;
-                    flush_workers(&handle, &pool);
-                }
-            }
-        });
+        .spawn(move || run_decay_thread(weak))
+        .is_ok();
+}
+
+fn run_decay_thread(weak: WeakPool) {
+    let mut last_checkouts = u64::MAX;
+    let mut tries = 0;
+    loop {
+        let Some(pool) = weak.upgrade_or_end() else {
+            return;
+        };
+        // A quarter interval: pool-core runs a step at most that often.
+        let period = (pool.config().get_decay_interval() / 4).max(Duration::from_millis(1));
+        drop(pool);
+        std::thread::sleep(period);
+        let Some(pool) = weak.upgrade_or_end() else {
+            return;
+        };
+        pool.decay_to_floor();
+        let stats = pool.stats();
+        if stats.checkouts() != last_checkouts {
+            last_checkouts = stats.checkouts();
+            tries = 0;
+            continue; // traffic in this step: not idle
+        }
+        let cached: u64 = stats
+            .classes
+            .iter()
+            .map(|c| c.retained_local * c.class_size.unwrap_or(0) as u64)
+            .sum();
+        if cached == 0 || stats.retained_bytes() <= pool.idle_floor() as u64 || tries >= FLUSH_TRIES
+        {
+            continue;
+        }
+        if let Some(handle) = pool.handle.inner().runtime.handle() {
+            tries += 1;
+            flush_workers(&handle, &pool);
+        }
+    }
 }
 
 /// A pool reference that does not keep a built pool alive.
@@ -143,8 +167,8 @@ enum WeakPool {
 }
 
 impl WeakPool {
-    fn of(pool: &BytesPool) -> WeakPool {
-        match &pool.handle {
+    fn of(handle: &Handle) -> WeakPool {
+        match handle {
             Handle::Static(inner) => WeakPool::Static(inner),
             Handle::Shared(arc) => WeakPool::Shared(Arc::downgrade(arc)),
         }
@@ -153,17 +177,40 @@ impl WeakPool {
     fn upgrade(&self) -> Option<BytesPool> {
         match self {
             WeakPool::Static(inner) => Some(BytesPool::from_static(inner)),
-            // A pool no one can reach any more (no handle, and no buffer
-            // out whose guard or frozen clone could make one) is gone for
-            // its threads, even while threads' stashes keep it allocated.
-            // The threads' own handles are not counted: they keep no pool
-            // open.
             WeakPool::Shared(weak) => weak
                 .upgrade()
-                .filter(|arc| arc.is_open() || arc.pool.stats().outstanding() > 0)
+                .filter(|arc| in_reach(arc))
                 .map(|arc| BytesPool::uncounted(Handle::Shared(arc))),
         }
     }
+
+    /// `upgrade` for the decay thread, which ends at `None`. It marks
+    /// itself ended under the lock a start takes, after a last look at the
+    /// pool under it: a handle that opens the pool again meanwhile is
+    /// either seen here (the thread goes on) or finds the thread ended and
+    /// starts one (`start_decay_thread`).
+    fn upgrade_or_end(&self) -> Option<BytesPool> {
+        let arc = match self {
+            WeakPool::Static(inner) => return Some(BytesPool::from_static(inner)),
+            // Freed: no handle can be made any more.
+            WeakPool::Shared(weak) => weak.upgrade()?,
+        };
+        let mut running = lock(&arc.runtime.decay_running);
+        if in_reach(&arc) {
+            drop(running);
+            return Some(BytesPool::uncounted(Handle::Shared(arc)));
+        }
+        *running = false;
+        None
+    }
+}
+
+/// Whether anyone can reach the pool: a handle, or a buffer out whose guard
+/// or frozen clone could make one. A pool out of reach is gone for its
+/// threads, even while threads' stashes keep it allocated. The threads'
+/// own handles are not counted: they keep no pool open.
+fn in_reach(inner: &Inner) -> bool {
+    inner.is_open() || inner.pool.stats().outstanding() > 0
 }
 
 /// Spawns one task per worker of `handle`'s runtime; each flushes its

@@ -145,7 +145,7 @@ impl Builder {
     /// [`BytesPool::decay_to_floor`] four times per decay interval, and
     /// ends once no one can reach the pool: its last handle dropped and no
     /// buffer of it out (a guard, or a frozen buffer's clone, could make a
-    /// handle again).
+    /// handle again; a handle so made starts the thread again if it ended).
     ///
     /// It also reaches what idle workers cache, which only their own
     /// threads can touch: when the pool saw no checkout for a whole step
@@ -193,11 +193,8 @@ impl Builder {
                 .diagnostics
                 .map(crate::diagnostics::records::Registry::new);
         }
-        let pool = BytesPool::from_handle(Handle::Shared(Arc::new(inner)));
-        if pool.handle.inner().settings.decay_thread {
-            crate::background::start_decay_thread(&pool);
-        }
-        Ok(pool)
+        // Its first handle starts the decay thread, if set.
+        Ok(BytesPool::from_handle(Handle::Shared(Arc::new(inner))))
     }
 
     /// Records where and when each buffer of this pool is checked out until

@@ -157,7 +157,7 @@ static DEFAULT_INNER: LazyLock<pool::Inner> = LazyLock::new(|| {
 
 static DEFAULT: LazyLock<BytesPool> = LazyLock::new(|| {
     let pool = BytesPool::from_static(&DEFAULT_INNER);
-    background::start_decay_thread(&pool);
+    background::start_decay_thread(&pool.handle);
     pool
 });
 

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use crossbeam_utils::CachePadded;
 use pool_core::{BufferConfig, BufferPool, Stats, Ticket};
 
 use crate::background::seen::{on_miss, RuntimeSeen};
@@ -60,19 +61,14 @@ pub(crate) struct Inner {
     /// it, and once no buffer is out the background threads end. On a cache
     /// line of its own: every return reads it, and a handle's clone or drop
     /// writes it.
-    pub(crate) handles: Padded,
+    pub(crate) handles: CachePadded<AtomicUsize>,
 }
-
-/// An `AtomicUsize` alone on its cache line (two, for the adjacent-line
-/// prefetcher).
-#[repr(align(128))]
-pub(crate) struct Padded(pub(crate) AtomicUsize);
 
 impl Inner {
     /// Whether a `BytesPool` handle of this pool is alive.
     #[inline]
     pub(crate) fn is_open(&self) -> bool {
-        self.handles.0.load(Ordering::Relaxed) != 0
+        self.handles.load(Ordering::Relaxed) != 0
     }
 
     pub(crate) fn new(config: BufferConfig, budget: Option<usize>) -> Result<Inner, BuildError> {
@@ -97,7 +93,7 @@ impl Inner {
             diagnostics: Records::default(),
             #[cfg(feature = "metrics")]
             exported: Default::default(),
-            handles: Padded(AtomicUsize::new(0)),
+            handles: CachePadded::new(AtomicUsize::new(0)),
         })
     }
 }
@@ -716,10 +712,11 @@ unsafe fn give_back_cold(guard: &mut PooledBytes) {
 /// Gives up a guard's `Arc` handle: into this thread's stash of the pool's
 /// references (`runtime::stash`), else dropped.
 ///
-/// Out of line but not cold (every return to an `Arc` pool comes here):
-/// inlined, the decrement and its `drop_slow` call grow the drop glue that
-/// every guard's drop runs, the static default pool's too (4 instructions
-/// more per W1 operation, and slower, side by side).
+/// Out of line but not cold (every fast return to an `Arc` pool comes
+/// here): inlined, the stash's step and its cold path grow the drop glue
+/// that every guard's drop runs, the static default pool's too (inlined,
+/// side by side: a built pool 8-10% faster, the default pool 8-15% slower
+/// at 256 B and 4 KiB; `benches/RESULTS.md`, "W1 time per instruction").
 ///
 /// # Safety
 ///
@@ -967,11 +964,17 @@ mod lifetime_tests {
         eventually("the decay thread holds a weak reference", || {
             Weak::weak_count(&weak) == 2
         });
-        // Closed with a buffer out: the decay thread goes on, and a handle
-        // made from the guard opens the pool again.
-        let guard = pool.checkout(100);
+        // Closed with a buffer out: the decay thread goes on (it decays
+        // the depot), and a handle made from the guard opens the pool again.
+        let (spare, guard) = (pool.checkout(100), pool.checkout(100));
+        drop(spare);
+        pool.flush_thread();
+        assert!(arc(&pool).pool.depot_bytes() > 0);
         drop(pool);
-        std::thread::sleep(Duration::from_millis(50));
+        eventually(
+            "the decay thread decays a closed pool with `guard` out",
+            || weak.upgrade().unwrap().pool.depot_bytes() == 0,
+        );
         assert_eq!(Weak::weak_count(&weak), 2, "still running: `guard` is out");
         let pool = guard.pool();
         drop(guard);
@@ -989,9 +992,40 @@ mod lifetime_tests {
         drop(pool); // closed, nothing out: out of reach
         eventually("the decay thread ended", || Weak::weak_count(&weak) == 1);
         assert!(weak.upgrade().is_some(), "the other thread's stash");
+        // A handle made now (as a guard's `pool()` can, racing the thread's
+        // last look at the pool) opens it again and starts the thread again.
+        let reopened = BytesPool::from_handle(Handle::Shared(weak.upgrade().unwrap()));
+        eventually("the decay thread started again", || {
+            Weak::weak_count(&weak) == 2
+        });
+        drop(reopened);
+        eventually("the decay thread ended again", || {
+            Weak::weak_count(&weak) == 1
+        });
         go.send(()).unwrap();
         stasher.join().unwrap();
         assert!(weak.upgrade().is_none());
+    }
+
+    /// The park hook's idle thread ends when, armed, it finds the pool out
+    /// of reach; a park of the pool opened again starts another.
+    #[test]
+    fn the_idle_thread_starts_again_for_a_pool_opened_again() {
+        let pool = BytesPool::builder()
+            .config(BufferConfig::new().decay_interval(Duration::from_secs(4)))
+            .build()
+            .unwrap();
+        let inner = Arc::clone(arc(&pool));
+        let weak = Arc::downgrade(&inner);
+        drop(pool.checkout(100));
+        pool.thread_parking(); // the depot holds more than the floor: armed
+        assert_eq!(Weak::weak_count(&weak), 2, "the idle thread started");
+        drop(pool); // closed, nothing out; `inner` keeps it allocated
+        eventually("the idle thread ended", || Weak::weak_count(&weak) == 1);
+        assert!(inner.pool.depot_bytes() > 0, "not decayed: too young");
+        let pool = BytesPool::from_handle(Handle::Shared(inner));
+        pool.thread_parking();
+        assert_eq!(Weak::weak_count(&weak), 2, "the idle thread started again");
     }
 
     /// A background thread's handle (not counted) keeps no pool open: a
@@ -1007,6 +1041,8 @@ mod lifetime_tests {
             let buf = pool.checkout(100);
             drop(pool);
             drop(buf); // closed: not stashed
+            assert!(!arc(&background).is_open());
+            assert_eq!(Arc::strong_count(arc(&background)), 1, "`background`'s own");
             drop(background);
             assert!(weak.upgrade().is_none());
         })

@@ -87,7 +87,8 @@ impl BytesPool {
     /// ```
     pub fn thread_parking(&self) {
         set_thread_kind(WORKER);
-        self.flush_thread();
+        // `flush_thread` without its stash step: all of it goes here.
+        self.handle.inner().pool.flush_thread();
         stash::give_up_here();
         self.decay_to_floor();
         crate::background::arm_idle_thread(self);
@@ -108,7 +109,8 @@ impl BytesPool {
     /// assert_eq!(pool.stats().class(4096).unwrap().retained_depot, 1);
     /// ```
     pub fn thread_stopping(&self) {
-        self.flush_thread();
+        // `flush_thread` without its stash step: all of it goes here.
+        self.handle.inner().pool.flush_thread();
         stash::give_up_here();
     }
 

@@ -18,6 +18,11 @@ pub(crate) struct RuntimeSeen {
     last: AtomicU64,
     started: OnceLock<Instant>,
     pub(super) idle: Arc<IdleThread>,
+    /// Whether the pool's decay thread runs (`Builder::decay_thread`):
+    /// set by the start, cleared by the thread as it ends, both under this
+    /// lock, which orders them with the handle count the thread reads
+    /// before it ends (`background::decay_goes_on`).
+    pub(super) decay_running: Mutex<bool>,
 }
 
 impl Drop for RuntimeSeen {

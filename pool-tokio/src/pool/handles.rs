@@ -14,10 +14,14 @@ use crate::runtime::stash;
 
 impl BytesPool {
     /// A handle of the pool `handle` reaches, counted among its handles
-    /// (an `Arc` pool's; a closed one opens again).
+    /// (an `Arc` pool's). The first one, and the first after the pool
+    /// closed (a guard's `pool()`), starts the pool's decay thread unless
+    /// it still runs.
     pub(crate) fn from_handle(handle: Handle) -> BytesPool {
         if let Handle::Shared(arc) = &handle {
-            arc.handles.0.fetch_add(1, Ordering::Relaxed);
+            if arc.handles.fetch_add(1, Ordering::Relaxed) == 0 && arc.settings.decay_thread {
+                crate::background::start_decay_thread(&handle);
+            }
         }
         BytesPool {
             handle,
@@ -49,7 +53,7 @@ impl Drop for BytesPool {
     /// (a clone, `guard.pool()`) leaves the stash alone.
     fn drop(&mut self) {
         if let (Handle::Shared(arc), true) = (&self.handle, self.counted) {
-            if arc.handles.0.fetch_sub(1, Ordering::Relaxed) == 1 {
+            if arc.handles.fetch_sub(1, Ordering::Relaxed) == 1 {
                 stash::give_up_pool(arc);
             }
         }
@@ -92,7 +96,7 @@ impl BytesPool {
             Handle::Shared(arc) => {
                 // Counted for good: the pool never closes (its background
                 // threads go on).
-                arc.handles.0.fetch_add(1, Ordering::Relaxed);
+                arc.handles.fetch_add(1, Ordering::Relaxed);
                 let inner: &'static Arc<Inner> = Box::leak(Box::new(Arc::clone(arc)));
                 BytesPool::from_static(inner)
             }

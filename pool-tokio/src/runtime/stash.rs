@@ -10,8 +10,8 @@
 //! pool closed.
 //!
 //! A leaf module, generic over the `Arc`'s contents: `pool.rs` hands it
-//! `Arc<Inner>`s, and says whether the pool is open (a `BytesPool` handle
-//! of it lives).
+//! `Arc<Inner>`s, and says whether the pool is open (a user's `BytesPool`
+//! handle of it lives; the background threads' handles are not counted).
 //!
 //! What the stash holds keeps the pool alive (the counts are real strong
 //! counts), so it is given up: at thread exit; when a guard of another
