@@ -5,8 +5,8 @@
 //! Every thread that uses a pool gets its own cache. Checking out and
 //! returning on a thread touch only that thread's cache: no lock, no atomic
 //! read-modify-write on shared memory, no allocation. When a thread's cache
-//! is full, half of it moves to the pool's depot in one locked
-//! operation; when it is empty, it takes a whole batch from the depot
+//! is full, its oldest batch (by default half its capacity) moves to the
+//! pool's depot in one locked operation; when it is empty, it takes a whole batch from the depot
 //! before it allocates. So a value dropped on another thread than the one
 //! it came from is an ordinary return, and producers on some threads with
 //! consumers on others share one bounded set of buffers instead of piling
@@ -55,13 +55,16 @@
 //! - Depot: at most `depot_capacity` values per class and, for
 //!   buffers, `depot_bytes` bytes in all. Batches that do not fit are
 //!   dropped and counted.
-//! - A returned buffer is cleared, must own its memory alone, and is
-//!   kept only if it is exactly the allocation lent (its class size, from
-//!   where it started, shared with nothing): bounds and statistics count
+//! - A returned buffer is cleared and kept only if it is exactly the
+//!   allocation lent (its class size, starting where it started) and no
+//!   other handle can read or write its bytes: bounds and statistics count
 //!   real bytes.
-//! - [`Pool::trim`] releases the depot and every thread's cache;
-//!   [`Pool::maintain`], called from a timer or a runtime's park hook,
-//!   frees what stayed unused for a whole decay interval.
+//! - [`Pool::trim`] releases the depot and this thread's cache at once,
+//!   every other thread's cache at that thread's next checkout or
+//!   slow-path return; [`Pool::maintain`], called from a timer or a
+//!   runtime's park hook, frees depot values unused for a whole decay
+//!   interval and moves each thread's surplus beyond one batch to the
+//!   depot at its next operation.
 //! - A thread that exits hands its cache to the depot, under the limits in
 //!   force, whatever order its thread-local destructors run in.
 //! - Settings change at runtime with [`Pool::reconfigure`].
@@ -76,7 +79,10 @@
 //! for the slot. The rest: the slow paths' pop and `assume_init` of a value
 //! they wrote (`src/engine/cache.rs`, `src/engine/mod.rs`), one call in the
 //! exit flush, and the guards' `ManuallyDrop` handling in `pool.rs` and
-//! `buffer.rs`. Every block states why it is sound. The depot protocol, the
+//! `buffer.rs`. One public function is `unsafe`:
+//! [`BufferPool::try_give_back_fast_in_place`], a return that works on
+//! the caller's `ManuallyDrop` place (its Safety section says what the
+//! caller must do after). Every block states why it is sound. The depot protocol, the
 //! slot handoff between an exiting thread and the next owner of its id, and
 //! catch-up with trims, decay ticks and reconfigures racing the fast path
 //! are model-checked with `loom` (`scripts/loom.sh`), the unsafe code runs
