@@ -120,10 +120,13 @@ impl Pinned {
         // can see when the parts that do drop, and its own allocation can
         // never give back `size`. It goes back like any reallocated buffer
         // (dropped), with its charge; the parts keep the old allocation
-        // alive, uncharged, until they drop.
+        // alive, uncharged, until they drop. The whole view is tested, not
+        // its start alone: a new allocation may begin right where the lent
+        // one ends (allocators without inline headers place large blocks
+        // back to back), and one held for that would be held for good.
         let at = buf.as_ptr() as usize;
         let lent = ticket.origin();
-        if at < lent || at > lent.saturating_add(size) {
+        if at < lent || at.saturating_add(buf.capacity()) > lent.saturating_add(size) {
             return Hold::Unique(buf, ticket, charge, track);
         }
         // Never allocates; fails only while another handle shares the bytes
