@@ -78,7 +78,11 @@ fn a_reallocated_guard_next_to_its_old_allocation_is_not_held_for_good() {
     let part = buf.split_to(200_000); // the guard keeps the tail
     buf.reserve(size - 200_000 + 1); // past the tail: a new allocation
     ARMED.store(false, Relaxed);
-    assert_eq!(buf.as_ptr() as usize, lent + size, "the layout this test needs");
+    assert_eq!(
+        buf.as_ptr() as usize,
+        lent + size,
+        "the layout this test needs"
+    );
     drop(buf);
     drop(part); // the lent allocation is gone too
     let start = Instant::now();
@@ -87,7 +91,10 @@ fn a_reallocated_guard_next_to_its_old_allocation_is_not_held_for_good() {
         if budget.held_shared == 0 && budget.charged == 0 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "held for good: {budget:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "held for good: {budget:?}"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(pool.stats().outstanding(), 0);
