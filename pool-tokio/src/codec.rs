@@ -475,7 +475,11 @@ impl<T, U> PooledFramed<T, U> {
     }
 
     /// The write buffer, mutably: bytes put here are written after the
-    /// frames already queued.
+    /// frames already queued. It holds the whole pending stream: frame
+    /// bodies the pooled codec queued by value are copied into it first (a
+    /// copy paid only by this call, and only while bodies are queued), so
+    /// that clearing it discards every pending frame, as with tokio-util's
+    /// `FramedWrite`.
     ///
     /// ```
     /// use bytes::BufMut;
@@ -485,7 +489,7 @@ impl<T, U> PooledFramed<T, U> {
     /// assert_eq!(framed.queued_bytes(), 3);
     /// ```
     pub fn write_buffer_mut(&mut self) -> &mut BytesMut {
-        &mut self.write.buf.buf
+        self.write.buffer_mut()
     }
 
     /// Bytes queued and not yet written: the write buffer's and those of
@@ -519,7 +523,8 @@ impl<T, U> PooledFramed<T, U> {
         self.write.boundary
     }
 
-    /// Sets the backpressure boundary (bytes queued, headers and bodies).
+    /// Sets the backpressure boundary (bytes queued, headers and bodies;
+    /// 0 flushes every item, as with tokio-util).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
@@ -677,7 +682,9 @@ impl<T, E> PooledFramedWrite<T, E> {
     }
 
     /// The write buffer, mutably: bytes put here are written after the
-    /// frames already queued.
+    /// frames already queued. It holds the whole pending stream (see
+    /// [`PooledFramed::write_buffer_mut`]): clearing it discards every
+    /// pending frame.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
@@ -686,7 +693,7 @@ impl<T, E> PooledFramedWrite<T, E> {
     /// assert_eq!(writer.queued_bytes(), 3);
     /// ```
     pub fn write_buffer_mut(&mut self) -> &mut BytesMut {
-        &mut self.write.buf.buf
+        self.write.buffer_mut()
     }
 
     /// Bytes queued and not yet written (write buffer and queued frames).

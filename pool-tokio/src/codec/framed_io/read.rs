@@ -178,7 +178,9 @@ impl ReadSide {
                         self.is_readable = d.frame.len() == d.len;
                     }
                     Err(e) => {
-                        self.direct = None;
+                        // The body read so far stays in the frame (the
+                        // codec still expects its rest): reading resumes
+                        // after the error, as tokio-util's does.
                         self.has_errored = true;
                         return Poll::Ready(Some(Err(e.into())));
                     }

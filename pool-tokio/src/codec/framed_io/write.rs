@@ -139,6 +139,32 @@ impl WriteSide {
         }
     }
 
+    /// The write buffer holding the whole pending stream, for a caller that
+    /// edits it: bodies queued by value are copied in at their places
+    /// first (a copy paid only here), so that clearing it discards every
+    /// pending frame, as with tokio-util's `FramedWrite`.
+    pub(crate) fn buffer_mut(&mut self) -> &mut BytesMut {
+        if !self.queue.is_empty() {
+            let front = self.buf.front();
+            let mut pending = Vec::with_capacity(self.queued());
+            let wb: &[u8] = &self.buf.buf;
+            let mut off = 0;
+            for q in self.queue.drain(..) {
+                let at = (q.at - self.base) as usize;
+                pending.extend_from_slice(&wb[off..at]);
+                off = at;
+                pending.extend_from_slice(q.body.chunk());
+            }
+            pending.extend_from_slice(&wb[off..]);
+            self.bodies = 0;
+            self.buf.buf.clear();
+            self.buf.buf.extend_from_slice(&pending);
+            // Growth past the class is charged like an encoder's.
+            self.buf.settle(front);
+        }
+        &mut self.buf.buf
+    }
+
     /// Bytes queued and not yet written: the write buffer's and the bodies'.
     #[inline]
     pub(crate) fn queued(&self) -> usize {
@@ -179,7 +205,9 @@ impl WriteSide {
         io: &mut T,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while self.queued() >= self.boundary {
+        // A boundary of 0 flushes every item, as tokio-util's does: there
+        // is nothing to write once nothing is queued.
+        while self.queued() > 0 && self.queued() >= self.boundary {
             ready!(self.poll_write_some(io, cx))?;
         }
         Poll::Ready(Ok(()))
