@@ -181,6 +181,28 @@ impl BytesPool {
         }
     }
 
+    /// Waits until the budget has the charges of `count` checkouts of `n`
+    /// bytes, all in one wait, and takes them; returns one checkout's
+    /// charge, for each `serve_within` to own (0 on a pool without a
+    /// budget). One wait, not `count`: a caller holding its first buffer
+    /// while it waits for the next could, with others doing the same, hold
+    /// the whole budget while each of them waits; and a budget that cannot
+    /// cover them all fails now (`ExceedsBudget`, with their sum) instead
+    /// of a wait for ever. Cancel-safe.
+    pub(crate) async fn take_budget_for_each(
+        &self,
+        n: usize,
+        count: usize,
+    ) -> Result<usize, TryCheckoutError> {
+        let charge = self.budget_charge_for(n)?;
+        if let Some(budget) = &self.handle.inner().budget {
+            let all = charge.saturating_mul(count);
+            budget.check_reservation(all)?;
+            budget.acquire(all, || settle(self.handle.inner())).await;
+        }
+        Ok(charge)
+    }
+
     /// Waits until the budget has `charge` bytes and takes them.
     /// Cancel-safe: bytes set aside for a dropped waiter go back.
     pub(crate) async fn take_budget(&self, charge: usize) {

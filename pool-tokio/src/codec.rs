@@ -168,7 +168,11 @@ impl BytesPool {
 
     /// [`framed`](BytesPool::framed), waiting (cancel-safe, first come
     /// first served) until the budget covers both buffers instead of
-    /// overdrawing it. Immediate on a pool without a budget.
+    /// overdrawing it: one wait for both, holding nothing meanwhile (two
+    /// callers that each held one buffer while waiting for the other could
+    /// hold the whole budget between them). Fails at once with
+    /// [`TryCheckoutError::ExceedsBudget`] if the whole budget is less than
+    /// the two buffers' charge. Immediate on a pool without a budget.
     ///
     /// The framed value's buffers then stay charged until it is dropped;
     /// see the budget notes on [`BytesPool`] for the deadlock that waiting
@@ -198,10 +202,13 @@ impl BytesPool {
         io: T,
         codec: U,
     ) -> Result<PooledFramed<T, U>, TryCheckoutError> {
-        // Both stay guards until both are served: a future dropped while it
-        // waits for the second returns the first (buffer and charge).
-        let read = self.checkout_async(DEFAULT_FRAME_BUFFER).await?;
-        let write = self.checkout_async(DEFAULT_FRAME_BUFFER).await?;
+        // Both charges in one wait (see `take_budget_for_each`); no await
+        // point after it: once charged, the guards own the bytes. Each of
+        // its class exactly: a larger idle buffer would be swapped back to
+        // class at the first read.
+        let charge = self.take_budget_for_each(DEFAULT_FRAME_BUFFER, 2).await?;
+        let read = self.serve_within(DEFAULT_FRAME_BUFFER, charge, 0);
+        let write = self.serve_within(DEFAULT_FRAME_BUFFER, charge, 0);
         Ok(PooledFramed {
             read: ReadSide::new(Owned::with(self, read, DEFAULT_FRAME_BUFFER)),
             write: WriteSide::new(Owned::with(self, write, DEFAULT_FRAME_BUFFER)),

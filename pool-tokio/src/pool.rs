@@ -189,7 +189,11 @@ impl Handle {
 ///   [`reserve`](BytesPool::reserve) (one wait, holding nothing) and check
 ///   its buffers out of the [`Reservation`](crate::Reservation), which never waits;
 /// - drop (or finish with) each frame before asking for the next, so a
-///   waiter holds at most its read buffer;
+///   waiter holds at most its read buffer (8 KiB for a `FrameReader`), and
+///   give the budget room for every connection's read buffer plus the
+///   largest frame's class: below that, readers that hold only their read
+///   buffers can still wait on each other (two readers of 12 KB frames on
+///   a 24 KiB budget do);
 /// - admit at most `budget / per-connection worst case` connections at
 ///   once (a `tokio::sync::Semaphore` of connection slots in front of the
 ///   budget), so those admitted can always be served;
@@ -400,6 +404,23 @@ impl BytesPool {
         crate::tracing::checkout(&inner.settings, &ticket, n);
         let track = diagnostics::on_checkout(&inner.diagnostics, n, ticket.class_size());
         PooledBytes::new(buf, ticket, charge, track, self.handle.for_guard())
+    }
+
+    /// Charges `guard`, served uncharged (`serve_within(n, 0, 0)`), as
+    /// [`checkout_exact`](Self::checkout_exact) would have charged it: its
+    /// class's bytes if the budget has them now, else an overdraft
+    /// (counted, uncharged).
+    pub(crate) fn charge_served(&self, guard: &mut PooledBytes, n: usize) {
+        let Some(budget) = &self.handle.inner().budget else {
+            return;
+        };
+        let charge = self.overdraft_charge(budget, n);
+        let class = guard.ticket.class_size();
+        guard.charge = if charge != 0 && class != Some(charge) {
+            budget.fit(charge, class, guard.capacity())
+        } else {
+            charge
+        };
     }
 
     /// A snapshot of the pool's counters (see [`pool_core::Stats`]; its

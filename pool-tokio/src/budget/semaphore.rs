@@ -272,6 +272,13 @@ pub struct BudgetStats {
     /// reallocated while a split-off part held the rest of its buffer
     /// gives its charge back when it is returned, while the part keeps the
     /// old allocation alive until it drops.
+    ///
+    /// Also counted: bytes set aside and not yet checked out, a
+    /// [`Reservation`](crate::Reservation)'s unspent bytes and those a
+    /// waiting request (`checkout_async`, `framed_async`, `reserve`, a
+    /// `FrameReader`) has been given while it waits for the rest: first
+    /// come, first served, they are that request's and go back if it is
+    /// dropped.
     pub charged: usize,
     /// Overdrafts: checkouts by
     /// [`BytesPool::checkout`](crate::BytesPool::checkout) (and by the sync

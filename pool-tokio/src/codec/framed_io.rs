@@ -150,6 +150,18 @@ impl Owned {
         std::mem::replace(&mut self.buf, new)
     }
 
+    /// Swaps the buffer, empty and grown or moved past its class, for a
+    /// fresh one of its class. The fresh one is charged only once the old
+    /// one went back (with its charge, unless parts of it are still held,
+    /// and its growth's): on a budget they exhausted, their bytes then
+    /// cover it, where a checkout first would overdraw and leave the fresh
+    /// buffer uncharged for the framed value's life.
+    fn back_to_class(&mut self) {
+        let fresh = self.growth.pool.serve_within(self.size, 0, 0);
+        drop(self.replace(fresh));
+        self.growth.pool.charge_served(&mut self.buf, self.size);
+    }
+
     /// A fresh checkout of at least `capacity` holding the unconsumed
     /// bytes of `from`.
     fn fresh(&self, capacity: usize, from: &[u8]) -> PooledBytes {

@@ -282,8 +282,7 @@ impl ReadSide {
         let owned = &mut self.buf;
         let len = owned.buf.len();
         if len == 0 && owned.end - owned.start > owned.class_cap {
-            let fresh = owned.pool().checkout_exact(owned.size);
-            drop(owned.replace(fresh));
+            owned.back_to_class();
             return;
         }
         let want = owned.class_cap.saturating_sub(len).max(1);

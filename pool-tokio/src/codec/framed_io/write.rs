@@ -323,8 +323,7 @@ impl WriteSide {
         let owned = &mut self.buf;
         // An encoder's `reserve` grew or moved it.
         if !owned.same_allocation() {
-            let fresh = owned.pool().checkout_exact(owned.size);
-            drop(owned.replace(fresh));
+            owned.back_to_class();
         } else {
             let _ = owned.buf.try_reclaim(owned.class_cap);
         }
