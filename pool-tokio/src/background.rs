@@ -10,7 +10,7 @@ use crate::pool::{BytesPool, Handle, Inner};
 
 pub(crate) mod seen;
 
-use self::seen::{lock, IdleThread};
+use self::seen::{lock, IdleState, IdleThread};
 
 /// After a park's flush and decay step: arms the pool's idle thread (and
 /// starts it, the first time) if the depot holds more than the idle floor.
@@ -58,8 +58,8 @@ fn run_idle_thread(weak: WeakPool, idle: &IdleThread) {
             return;
         }
         drop(state);
-        let Some(pool) = weak.upgrade() else {
-            return idle_thread_ends(idle);
+        let Some(pool) = weak.upgrade_or_end(idle_lock, idle_ends) else {
+            return;
         };
         let period = (pool.config().get_decay_interval() / 4).max(Duration::from_millis(1));
         drop(pool);
@@ -73,11 +73,13 @@ fn run_idle_thread(weak: WeakPool, idle: &IdleThread) {
             return;
         }
         drop(state);
-        let Some(pool) = weak.upgrade() else {
-            return idle_thread_ends(idle);
+        let Some(pool) = weak.upgrade_or_end(idle_lock, idle_ends) else {
+            return;
         };
         let _span = crate::tracing::maintenance_span(pool.name(), "idle");
         pool.decay_to_floor();
+        // Settled buffers (`decay_to_floor`'s `stats`) leave this thread.
+        pool.buffer_pool().flush_thread();
         {
             let mut state = lock(&idle.state);
             if pool.buffer_pool().depot_bytes() <= pool.idle_floor() {
@@ -91,12 +93,27 @@ fn run_idle_thread(weak: WeakPool, idle: &IdleThread) {
     }
 }
 
+/// The lock a park arms the idle thread under.
+fn idle_lock(inner: &Inner) -> &Mutex<IdleState> {
+    &inner.runtime.idle.state
+}
+
 /// The idle thread ends for a pool out of reach: the next park's arming
 /// (of a pool open again) starts another.
-fn idle_thread_ends(idle: &IdleThread) {
-    let mut state = lock(&idle.state);
+fn idle_ends(state: &mut IdleState) {
     state.started = false;
     state.armed = false;
+}
+
+/// The lock a decay thread's start takes.
+fn decay_lock(inner: &Inner) -> &Mutex<bool> {
+    &inner.runtime.decay_running
+}
+
+/// The decay thread ends: the next handle that opens the pool starts
+/// another.
+fn decay_ends(running: &mut bool) {
+    *running = false;
 }
 
 /// Tries after which the decay thread stops asking workers to flush until
@@ -127,18 +144,21 @@ fn run_decay_thread(weak: WeakPool) {
     let mut last_checkouts = u64::MAX;
     let mut tries = 0;
     loop {
-        let Some(pool) = weak.upgrade_or_end() else {
+        let Some(pool) = weak.upgrade_or_end(decay_lock, decay_ends) else {
             return;
         };
         // A quarter interval: pool-core runs a step at most that often.
         let period = (pool.config().get_decay_interval() / 4).max(Duration::from_millis(1));
         drop(pool);
         std::thread::sleep(period);
-        let Some(pool) = weak.upgrade_or_end() else {
+        let Some(pool) = weak.upgrade_or_end(decay_lock, decay_ends) else {
             return;
         };
         pool.decay_to_floor();
         let stats = pool.stats();
+        // `stats` settles held buffers whose parts dropped into this
+        // thread's cache, which nothing else would ever flush.
+        pool.buffer_pool().flush_thread();
         if stats.checkouts() != last_checkouts {
             last_checkouts = stats.checkouts();
             tries = 0;
@@ -174,33 +194,31 @@ impl WeakPool {
         }
     }
 
-    fn upgrade(&self) -> Option<BytesPool> {
-        match self {
-            WeakPool::Static(inner) => Some(BytesPool::from_static(inner)),
-            WeakPool::Shared(weak) => weak
-                .upgrade()
-                .filter(|arc| in_reach(arc))
-                .map(|arc| BytesPool::uncounted(Handle::Shared(arc))),
-        }
-    }
-
-    /// `upgrade` for the decay thread, which ends at `None`. It marks
-    /// itself ended under the lock a start takes, after a last look at the
-    /// pool under it: a handle that opens the pool again meanwhile is
-    /// either seen here (the thread goes on) or finds the thread ended and
-    /// starts one (`start_decay_thread`).
-    fn upgrade_or_end(&self) -> Option<BytesPool> {
+    /// The pool, for a background thread's step; `None` ends the thread. It looks
+    /// at the pool, and marks itself ended (`end`), under the lock its
+    /// start takes (`mutex`: the decay thread's `decay_running`, the idle
+    /// thread's state, which a park arms it under): a handle that opens
+    /// the pool again meanwhile, or a park of it, is either seen here (the
+    /// thread goes on) or finds the thread ended and starts another.
+    fn upgrade_or_end<S>(
+        &self,
+        mutex: fn(&Inner) -> &Mutex<S>,
+        end: fn(&mut S),
+    ) -> Option<BytesPool> {
         let arc = match self {
             WeakPool::Static(inner) => return Some(BytesPool::from_static(inner)),
             // Freed: no handle can be made any more.
             WeakPool::Shared(weak) => weak.upgrade()?,
         };
-        let mut running = lock(&arc.runtime.decay_running);
+        let mut state = lock(mutex(&arc));
         if in_reach(&arc) {
-            drop(running);
+            drop(state);
             return Some(BytesPool::uncounted(Handle::Shared(arc)));
         }
-        *running = false;
+        end(&mut state);
+        // The lock goes before `arc`, which may be the pool's last
+        // reference (`RuntimeSeen::drop` takes the idle thread's lock).
+        drop(state);
         None
     }
 }

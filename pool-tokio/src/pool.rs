@@ -1128,6 +1128,71 @@ mod lifetime_tests {
         threads.into_iter().for_each(|t| t.join().unwrap());
     }
 
+    /// A pool with a decay thread and its hooks on a runtime that
+    /// allocated for it: the pool keeps the runtime's handle (captured on
+    /// a miss), the runtime's state keeps the hooks, the hooks keep
+    /// handles of the pool. The stop hooks drop the runtime's handle, so
+    /// dropping the runtime and the pool frees it.
+    #[test]
+    fn a_runtime_with_the_hooks_of_a_decaying_pool_does_not_keep_it() {
+        for decay in [false, true] {
+            let pool = BytesPool::builder().decay_thread(decay).build().unwrap();
+            let weak = Arc::downgrade(arc(&pool));
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(1);
+            pool.install(&mut builder);
+            let rt = builder.build().unwrap();
+            drop(builder); // it holds the hooks too
+            let p = pool.clone();
+            rt.block_on(async move { tokio::spawn(async move { drop(p.checkout(100)) }).await })
+                .unwrap();
+            let captured = pool.handle.inner().runtime.handle().is_some();
+            assert_eq!(captured, decay, "a miss captured the runtime");
+            drop(rt);
+            drop(pool);
+            eventually(&format!("decay_thread({decay}): freed"), || {
+                weak.upgrade().is_none()
+            });
+        }
+    }
+
+    /// Buffers held aside while a split part lives, settled by a
+    /// background thread's `stats`, leave that thread's cache: nothing
+    /// there is kept for good.
+    #[test]
+    fn the_decay_thread_keeps_no_settled_buffers() {
+        let pool = BytesPool::builder()
+            .config(BufferConfig::new().decay_interval(Duration::from_millis(4)))
+            .budget(16 << 20)
+            .decay_thread(true)
+            .build()
+            .unwrap();
+        for _ in 0..10 {
+            let parts: Vec<_> = std::thread::spawn({
+                let pool = pool.clone();
+                move || {
+                    let parts: Vec<_> = (0..32)
+                        .map(|_| {
+                            let mut buf = pool.checkout(4096);
+                            buf.extend_from_slice(&[7; 64]);
+                            buf.split_to(8).freeze() // `buf` is held aside
+                        })
+                        .collect();
+                    pool.flush_thread();
+                    parts
+                }
+            })
+            .join()
+            .unwrap();
+            drop(parts); // settled by the settle thread or the decay thread
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eventually("nothing retained", || {
+            pool.flush_thread(); // what this thread's `stats` settled
+            pool.stats().retained_bytes() == 0
+        });
+    }
+
     /// A budgeted pool's returns (the cold path: every checkout is
     /// charged) leave the reference count alone too.
     #[test]

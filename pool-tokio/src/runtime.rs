@@ -101,6 +101,11 @@ impl BytesPool {
     /// gives up the thread's stash of pool references.
     /// (pool-core also does this when a thread exits; the hook does it
     /// before the runtime's thread-local teardown, when it cannot fail.)
+    /// It also drops the runtime handle a pool with a
+    /// [decay thread](crate::Builder::decay_thread) keeps to reach idle
+    /// workers (the next miss captures one again): kept past the runtime's
+    /// end, it would keep the runtime's state alive, and with it hooks that
+    /// hold handles of this pool, which would then never be freed.
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::new();
@@ -112,6 +117,7 @@ impl BytesPool {
         // `flush_thread` without its stash step: all of it goes here.
         self.handle.inner().pool.flush_thread();
         stash::give_up_here();
+        self.handle.inner().runtime.forget_runtime();
     }
 
     /// One idle decay step ([`maintain`](BytesPool::maintain)) if the pool

@@ -64,11 +64,22 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 const CAPTURE_EVERY: Duration = Duration::from_millis(100);
 
 impl RuntimeSeen {
-    pub(super) fn handle(&self) -> Option<tokio::runtime::Handle> {
+    pub(crate) fn handle(&self) -> Option<tokio::runtime::Handle> {
         self.handle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Drops the captured runtime handle (a runtime thread is stopping:
+    /// `BytesPool::thread_stopping`); the next miss captures one again. A
+    /// handle kept past its runtime's end would keep the runtime's state
+    /// alive, and with it hooks that hold handles of this pool: a cycle
+    /// that never frees the pool nor ends its decay thread.
+    pub(crate) fn forget_runtime(&self) {
+        let old = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.last.store(0, Relaxed);
+        drop(old); // after the lock
     }
 }
 
