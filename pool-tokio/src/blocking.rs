@@ -3,11 +3,14 @@
 
 use tokio::task::JoinHandle;
 
-use crate::runtime::mark::{set_thread_kind, thread_kind, RUNTIME_UNPARKED, WORKER};
+use crate::runtime::mark::{set_thread_kind, thread_kind, RUNTIME_UNPARKED};
 
 /// While alive, the current thread counts as a blocking thread for every
-/// pool (unless it is a worker), as if the runtime hooks had marked it;
-/// the thread's earlier mark comes back on drop.
+/// pool, as if the runtime hooks had marked it, whatever its mark said: a
+/// blocking closure runs on tokio's blocking pool, and a thread marked a
+/// worker there is a former worker (one that handed its core over in
+/// `block_in_place` and went back to the blocking pool). The thread's
+/// earlier mark comes back on drop.
 struct BlockingScope {
     before: u8,
 }
@@ -15,9 +18,7 @@ struct BlockingScope {
 impl BlockingScope {
     fn enter() -> BlockingScope {
         let before = thread_kind();
-        if before != WORKER {
-            set_thread_kind(RUNTIME_UNPARKED);
-        }
+        set_thread_kind(RUNTIME_UNPARKED);
         BlockingScope { before }
     }
 }
@@ -44,6 +45,12 @@ impl Drop for BlockingScope {
 /// thread, 3.75x-4.02x the peak RSS of fresh allocations and a hit rate of
 /// 83-94% (benches/RESULTS.md, "W8 grown"). Use this function for closures
 /// that drop or check out pooled buffers on such a runtime.
+///
+/// Also with the hooks installed: a worker that hands its core over in
+/// `tokio::task::block_in_place` goes back to tokio's blocking pool still
+/// marked a worker (no hook runs then), so closures that tokio's own
+/// `spawn_blocking` later runs on that thread cache as a worker's would.
+/// Closures spawned with this function never do.
 ///
 /// # Panics
 ///

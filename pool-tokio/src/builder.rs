@@ -105,7 +105,11 @@ impl Builder {
     /// so a blocking thread holds nothing between its checkouts and memory
     /// cached per thread is bounded by the workers, not by up to 512
     /// blocking threads (Netty caches only for its event-loop threads
-    /// too). Workers always cache. The price, on blocking threads only: each
+    /// too). Workers always cache; so does a former worker, one that handed
+    /// its core over in `block_in_place` and went back to tokio's blocking
+    /// pool (no hook runs then), for closures tokio's own `spawn_blocking`
+    /// runs on it ([`crate::spawn_blocking`]'s closures never cache). The
+    /// price, on blocking threads only: each
     /// return flushes the thread's cache to the depot and each checkout
     /// served by the depot pushes the rest of its batch back (two depot
     /// round trips and a batch vector per checkout + return: 404 ns against

@@ -58,3 +58,56 @@ fn the_mark_ends_with_the_closure() {
         .expect("closure");
     assert_eq!(retained(&p), (1, 0));
 }
+
+/// A worker that hands its core over in `block_in_place` goes back to
+/// tokio's blocking pool still marked a worker: closures
+/// `pool_tokio::spawn_blocking` runs there are blocking work all the same
+/// and keep no cache.
+#[test]
+fn a_former_workers_blocking_closures_keep_no_cache() {
+    use std::time::Duration;
+
+    let pool = BytesPool::new();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(1).enable_time();
+    pool.install(&mut builder);
+    let rt = builder.build().unwrap();
+    let former = rt.block_on(async {
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(20)).await; // parked: a worker
+            let me = std::thread::current().id();
+            // Another thread takes the core over meanwhile.
+            tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(200)));
+            me
+        })
+        .await
+        .unwrap()
+    });
+    let mut landed = false;
+    for _ in 0..200 {
+        let p = pool.clone();
+        landed = rt
+            .block_on(async move {
+                pool_tokio::spawn_blocking(move || {
+                    if std::thread::current().id() != former {
+                        return false;
+                    }
+                    drop(p.checkout(4096));
+                    true
+                })
+                .await
+            })
+            .unwrap();
+        if landed {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(landed, "no blocking closure ran on the former worker");
+    let class = *pool.stats().class(4096).unwrap();
+    assert_eq!(
+        (class.retained_local, class.retained_depot),
+        (0, 1),
+        "cached on the former worker: {class:?}"
+    );
+}
