@@ -65,7 +65,8 @@ impl Builder {
     /// The pool's name, carried by its statistics reports, trace events
     /// (field `pool`) and metrics (label `pool`). Default
     /// [`DEFAULT_NAME`](crate::DEFAULT_NAME) (`"default"`, the
-    /// [default pool](crate::default_pool)'s name).
+    /// [default pool](crate::default_pool)'s name). An empty name is
+    /// refused by [`build`](Self::build) ([`BuildError::EmptyName`]).
     ///
     /// ```
     /// let pool = pool_tokio::BytesPool::builder().name("frames").build()?;
@@ -189,6 +190,9 @@ impl Builder {
     /// );
     /// ```
     pub fn build(self) -> Result<BytesPool, BuildError> {
+        if self.settings.name.is_empty() {
+            return Err(BuildError::EmptyName);
+        }
         #[allow(unused_mut)] // set only with the `diagnostics` feature
         let mut inner = Inner::with_settings(self.config, self.budget, self.settings)?;
         #[cfg(feature = "diagnostics")]

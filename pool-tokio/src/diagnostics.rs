@@ -101,6 +101,9 @@ impl BytesPool {
     /// # Ok::<(), pool_tokio::BuildError>(())
     /// ```
     pub fn held_longer_than(&self, threshold: Duration) -> LeakReport {
+        // Held buffers whose parts all dropped are back, as `stats` and
+        // `assert_all_returned` see them.
+        crate::pool::settle(self.handle.inner());
         match &self.handle.inner().diagnostics {
             Some(registry) => registry.report(threshold),
             None => LeakReport {

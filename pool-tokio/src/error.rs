@@ -207,6 +207,16 @@ pub enum BuildError {
         /// What it must be.
         expected: String,
     },
+    /// The pool's [name](crate::Builder::name) is empty: it is the `pool`
+    /// label of every metric and the `pool` field of every event, and an
+    /// empty label is no label to Prometheus.
+    ///
+    /// ```
+    /// let err = pool_tokio::BytesPool::builder().name("").build().unwrap_err();
+    /// assert!(matches!(err, pool_tokio::BuildError::EmptyName));
+    /// assert!(err.to_string().contains("`name`"));
+    /// ```
+    EmptyName,
 }
 
 impl fmt::Display for BuildError {
@@ -219,6 +229,10 @@ impl fmt::Display for BuildError {
                     "invalid pool setting `budget` = {budget}: expected {expected}"
                 )
             }
+            BuildError::EmptyName => f.write_str(
+                "invalid pool setting `name` = \"\": expected a non-empty name (the `pool` \
+                 label of every metric and field of every event)",
+            ),
         }
     }
 }
@@ -229,7 +243,7 @@ impl std::error::Error for BuildError {
             // Transparent: `Display` already is `e`'s message, so `e` as
             // the source would print it twice in a chain.
             BuildError::Config(e) => e.source(),
-            BuildError::Budget { .. } => None,
+            BuildError::Budget { .. } | BuildError::EmptyName => None,
         }
     }
 }

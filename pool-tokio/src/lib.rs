@@ -31,7 +31,7 @@
 //! - Runtime hooks ([`BytesPool::install`]), a maintenance task
 //!   ([`BytesPool::spawn_maintenance`]) and, with the default `tracing`
 //!   feature, trace events per miss (per hit too with
-//!   `Builder::trace_hits`) and per discard (target `pool_tokio`)
+//!   `Builder::trace_hits`) and per discarded return (target `pool_tokio`)
 //!   and a periodic report (`BytesPool::spawn_reporter`).
 //!
 //! # Usage
@@ -65,7 +65,10 @@
 //!
 //! - `tracing` (default): per-buffer events at `trace` level, one per
 //!   miss (`outcome = "miss"`, `reason` `pool_empty` or `above_max_class`)
-//!   and per discard (`outcome = "discard"`, `reason`), with fields `pool`
+//!   and per discarded return (`outcome = "discard"`, `reason`: a returned
+//!   buffer the pool refused; buffers a full depot or a trim drops later
+//!   are counted in the statistics and metrics, `discarded.full` and
+//!   `discarded.trimmed`, not traced one by one), with fields `pool`
 //!   (the pool's name), `class` (the class size in bytes, or `unpooled`
 //!   above the largest class, as in the metrics; a string either way) and
 //!   `bytes`, and on checkouts `source`; hits only with

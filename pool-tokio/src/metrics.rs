@@ -27,7 +27,8 @@ use self::series::{
 impl BytesPool {
     /// Records the pool's statistics now in the installed `metrics`
     /// recorder (any exporter: Prometheus, StatsD, ...), with HELP text
-    /// and units (`describe_*`). Every series is labelled `pool` (the
+    /// (`describe_*`; no unit: every name ends in its own, `_bytes`,
+    /// `_total`, so an exporter's unit suffix does not double it). Every series is labelled `pool` (the
     /// pool's [name](crate::Builder::name)); per class series also
     /// `class_bytes` (the class size in bytes, or `unpooled` for requests
     /// above the largest class):

@@ -47,3 +47,13 @@ fn build_errors_convert_into_io_errors() {
     let inner = err.get_ref().unwrap().downcast_ref::<BuildError>();
     assert!(matches!(inner, Some(BuildError::Budget { budget: 0, .. })));
 }
+
+/// An empty name would be an empty `pool` label on every metric, which is
+/// no label to Prometheus: refused, with a message naming the setting.
+#[test]
+fn an_empty_name_is_refused() {
+    let err = BytesPool::builder().name("").build().unwrap_err();
+    assert_eq!(err, BuildError::EmptyName);
+    assert!(err.to_string().contains("`name`"), "{err}");
+    assert!(BytesPool::builder().name("a").build().is_ok());
+}

@@ -191,3 +191,24 @@ fn records_are_dropped_on_any_thread_and_the_report_stays_short() {
     std::thread::spawn(move || drop(held)).join().unwrap();
     pool.assert_all_returned();
 }
+
+/// A buffer returned while a split part lived is held aside (on a pool
+/// with a budget) until the part drops; once it has, the report no longer
+/// lists it, as `stats` and `assert_all_returned` no longer count it.
+#[test]
+fn a_held_buffer_whose_parts_dropped_is_not_reported() {
+    let pool = BytesPool::builder()
+        .budget(1 << 20)
+        .diagnostics(Diagnostics::new())
+        .build()
+        .unwrap();
+    let mut buf = pool.checkout(4096);
+    buf.put_slice(&[1; 100]);
+    let part = buf.split_to(10).freeze();
+    drop(buf); // held aside: `part` shares it
+    assert_eq!(pool.held_longer_than(Duration::ZERO).entries.len(), 1);
+    drop(part);
+    let report = pool.held_longer_than(Duration::ZERO);
+    assert!(report.is_empty(), "{report}");
+    assert_eq!(pool.stats().outstanding(), 0);
+}

@@ -5,96 +5,82 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
-use metrics::{counter, describe_counter, describe_gauge, gauge, Label, SharedString, Unit};
+use metrics::{counter, describe_counter, describe_gauge, gauge, Label, SharedString};
 
 /// The `class_bytes` label of requests above the largest class, the one
 /// spelling of the unpooled class in events and metrics.
 pub(crate) const UNPOOLED: &str = "unpooled";
 
-/// A metric: its name, kind, unit and HELP text.
+/// A metric: its name (which ends in its unit), kind and HELP text.
 pub(super) struct Metric {
     name: &'static str,
     counter: bool,
-    unit: Unit,
     help: &'static str,
 }
 
 pub(super) const CHECKOUTS: Metric = Metric {
     name: "pool_tokio_checkouts_total",
     counter: true,
-    unit: Unit::Count,
     help: "Buffers checked out, by pool and size class.",
 };
 pub(super) const HITS: Metric = Metric {
     name: "pool_tokio_hits_total",
     counter: true,
-    unit: Unit::Count,
     help: "Checkouts served by a kept buffer, by where it was kept (source: local thread cache or depot).",
 };
 pub(super) const MISSES: Metric = Metric {
     name: "pool_tokio_misses_total",
     counter: true,
-    unit: Unit::Count,
     help: "Checkouts that allocated (every unpooled checkout is one).",
 };
 pub(super) const RETURNS: Metric = Metric {
     name: "pool_tokio_returns_total",
     counter: true,
-    unit: Unit::Count,
     help: "Buffers handed back to the pool, kept or discarded.",
 };
 pub(super) const DISCARDS: Metric = Metric {
     name: "pool_tokio_discards_total",
     counter: true,
-    unit: Unit::Count,
     help: "Returned buffers the pool dropped instead of keeping, by reason.",
 };
 pub(super) const REQUESTED_BYTES: Metric = Metric {
     name: "pool_tokio_requested_bytes_total",
     counter: true,
-    unit: Unit::Bytes,
     help: "Bytes asked for by checkouts of the class (before rounding up to the class size).",
 };
 pub(super) const LENT_BYTES: Metric = Metric {
     name: "pool_tokio_lent_bytes_total",
     counter: true,
-    unit: Unit::Bytes,
     help: "Bytes lent by checkouts of the class (checkouts times class size); over requested bytes, minus 1, is the waste.",
 };
 pub(super) const OUTSTANDING: Metric = Metric {
     name: "pool_tokio_outstanding_buffers",
     counter: false,
-    unit: Unit::Count,
     help: "Buffers checked out and not yet returned.",
 };
 pub(super) const RETAINED: Metric = Metric {
     name: "pool_tokio_retained_buffers",
     counter: false,
-    unit: Unit::Count,
     help: "Buffers the pool keeps for reuse (thread caches and depot).",
 };
 pub(super) const RETAINED_BYTES: Metric = Metric {
     name: "pool_tokio_retained_bytes",
     counter: false,
-    unit: Unit::Bytes,
     help: "Bytes of the buffers the pool keeps for reuse.",
 };
 pub(super) const BUDGET_LIMIT: Metric = Metric {
     name: "pool_tokio_budget_limit_bytes",
     counter: false,
-    unit: Unit::Bytes,
     help: "The pool's byte budget: most bytes checked out at once.",
 };
 pub(super) const BUDGET_CHARGED: Metric = Metric {
     name: "pool_tokio_budget_charged_bytes",
     counter: false,
-    unit: Unit::Bytes,
     help: "Bytes charged to the budget by buffers checked out now.",
 };
 pub(super) const BUDGET_OVERDRAFTS: Metric = Metric {
     name: "pool_tokio_budget_overdrafts_total",
     counter: true,
-    unit: Unit::Count,
     help: "Checkouts and growth served uncharged past an exhausted budget.",
 };
 
@@ -217,13 +203,16 @@ impl Writer<'_> {
     }
 }
 
-/// HELP text and units of every metric, in the current recorder.
+/// HELP text of every metric, in the current recorder. No unit: the
+/// names already end in theirs, and an exporter's unit suffix
+/// (`PrometheusBuilder::set_enable_unit_suffix`) would double it, on the
+/// samples and not on their HELP, which `promtool` rejects.
 pub(super) fn describe() {
     for m in METRICS {
         if m.counter {
-            describe_counter!(m.name, m.unit, m.help);
+            describe_counter!(m.name, m.help);
         } else {
-            describe_gauge!(m.name, m.unit, m.help);
+            describe_gauge!(m.name, m.help);
         }
     }
 }
