@@ -169,6 +169,8 @@ impl PoolConfig {
 
     /// Most objects the depot holds (default 1024). 0 is valid: the
     /// threads then share nothing, and a full thread cache drops its surplus.
+    /// Batches move whole: below one [`batch`](Self::batch), the depot
+    /// keeps nothing (each batch is dropped, counted `full`).
     ///
     /// ```
     /// let config = pool_core::PoolConfig::new().depot_capacity(0);
@@ -510,7 +512,10 @@ impl BufferConfig {
     }
 
     /// Most buffers the depot holds per class (default 1024; 0
-    /// means threads share nothing).
+    /// means threads share nothing). Batches move whole: a class whose
+    /// [`batch`](Self::batch) is larger keeps nothing in the depot (each
+    /// batch is dropped, counted `full`), and so does one whose batch's
+    /// bytes exceed [`depot_bytes`](Self::depot_bytes).
     ///
     /// ```
     /// let config = pool_core::BufferConfig::new().depot_capacity(10);

@@ -220,7 +220,11 @@ impl<T: Send + 'static, R: Recycle<T>> Pool<T, R> {
 
     /// Changes the settings of a live pool. Guards already out stay valid
     /// and return normally; caches shrink to the new bounds at their next
-    /// operation. On error nothing changes.
+    /// checkout or slow-path return (this thread's at once). A thread that
+    /// only returns, each into room its cache had under the old bounds
+    /// (the fast return, which reads no shared state), fills it up to the
+    /// old capacity until its next checkout or slow-path return. On error
+    /// nothing changes.
     ///
     /// ```
     /// let pool: pool_core::Pool<String> = pool_core::Pool::new();

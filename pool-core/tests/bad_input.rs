@@ -183,3 +183,16 @@ fn prewarm_of_a_size_above_the_range_does_nothing() {
     assert_eq!(pool.prewarm_class(usize::MAX, 10), 0);
     assert_eq!(pool.prewarm_class(0, 3), 3);
 }
+
+/// `depot_capacity` is only a cap: a huge one (it validates) sizes no
+/// bookkeeping up front (`usize::MAX` overflowed in the first push).
+#[test]
+fn a_huge_depot_capacity_is_only_a_cap() {
+    let config = BufferConfig::new().depot_capacity(usize::MAX);
+    let pool = config.build::<Vec<u8>>().expect("valid settings");
+    assert_eq!(pool.prewarm_class(1 << 20, 1), 1);
+    let held: Vec<_> = (0..256).map(|_| pool.checkout(512)).collect();
+    drop(held);
+    pool.flush_thread();
+    assert_eq!(pool.stats().class(512).unwrap().retained_depot, 256);
+}

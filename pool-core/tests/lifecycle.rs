@@ -373,3 +373,26 @@ fn vec_zero_overwrites_bytes_beyond_the_length() {
     unsafe { v.set_len(512) };
     assert!(v.iter().all(|&b| b == 0));
 }
+
+/// A decay interval shortened by `reconfigure` takes effect within its
+/// own quarter, not at the deadline the old interval set (a quarter hour
+/// here).
+#[test]
+fn a_shortened_decay_interval_takes_effect_at_once() {
+    let pool = PoolConfig::new()
+        .decay_interval(Duration::from_secs(3600))
+        .build(Recycler::new(String::new, String::clear))
+        .expect("valid settings");
+    assert!(pool.maintain(), "a first step, the next due in 15 minutes");
+    pool.reconfigure(pool.config().decay_interval(Duration::from_millis(50)))
+        .expect("valid settings");
+    assert_eq!(pool.prewarm(32), 32);
+    std::thread::sleep(Duration::from_millis(200)); // four intervals
+    pool.maintain();
+    pool.maintain();
+    assert_eq!(
+        pool.stats().retained_objects(),
+        0,
+        "unused for four intervals"
+    );
+}

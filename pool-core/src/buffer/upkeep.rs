@@ -71,7 +71,11 @@ impl<B: Buffer> BufferPool<B> {
 
     /// Changes the settings of a live pool, class range included. Guards
     /// already out stay valid; a buffer returning to a class that is no
-    /// longer in the range is dropped. On error nothing changes.
+    /// longer in the range is dropped (on another thread, whose cache
+    /// catches up at its next checkout or slow-path return, the fast return
+    /// may keep it until then, when it is dropped as trimmed). Caches
+    /// follow the new bounds as [`Pool::reconfigure`](crate::Pool::reconfigure)
+    /// says. On error nothing changes.
     ///
     /// ```
     /// let pool = pool_core::BufferPool::<Vec<u8>>::new();

@@ -203,12 +203,16 @@ impl<T> Depot<T> {
         inner.objects += n;
         inner.batches_in += 1;
         if inner.full.len() == inner.full.capacity() {
-            // Grow once to every batch of this size the bound admits, not by
-            // doubling: a depot reaching a new high-water mark under a steady
-            // flow then allocates once, not at every power of two.
-            let room = (inner.max_objects / n + 1).saturating_sub(inner.full.len());
-            inner.full.reserve(room);
-            inner.stamps.reserve(room);
+            // Double, up to every batch of this size the bound admits: a
+            // bound far above use (`depot_capacity` is only a cap) must not
+            // size the bookkeeping up front (`usize::MAX` overflowed here;
+            // 2^20 reserved 33 MiB for one 1 MiB buffer).
+            let room = (inner.max_objects / n)
+                .saturating_add(1)
+                .saturating_sub(inner.full.len());
+            let grow = room.min(inner.full.len().max(MIN_SPARE_VESSELS));
+            inner.full.reserve(grow);
+            inner.stamps.reserve(grow);
         }
         inner.full.push(batch);
         // Clocks read on different threads may disagree a little; keep the
@@ -235,15 +239,17 @@ impl<T> Depot<T> {
         let n = batch.len();
         inner.objects -= n;
         inner.batches_out += 1;
-        let spare_bound = (inner.max_objects / n.max(1) + 1).max(MIN_SPARE_VESSELS);
+        let spare_bound = (inner.max_objects / n.max(1))
+            .saturating_add(1)
+            .max(MIN_SPARE_VESSELS);
         if inner.spares.len() < spare_bound {
             if let Some(v) = vessel.take() {
                 debug_assert!(v.is_empty(), "a vessel must be empty");
                 if inner.spares.len() == inner.spares.capacity() {
-                    // Once per high-water mark: room for every spare this
-                    // depot may keep.
+                    // Double, up to every spare this depot may keep.
                     let room = spare_bound - inner.spares.len();
-                    inner.spares.reserve_exact(room);
+                    let grow = room.min(inner.spares.len().max(MIN_SPARE_VESSELS));
+                    inner.spares.reserve_exact(grow);
                 }
                 inner.spares.push(v);
             }

@@ -120,6 +120,11 @@ impl<T: Send + 'static> Engine<T> {
                     }
                 }
             }
+            // A shorter decay interval takes effect within its own quarter,
+            // not at the deadline the old one set. Relaxed, as `maintain`.
+            let step = limits.decay_interval.as_nanos() as u64 / DECAY_STEPS;
+            self.decay_due
+                .fetch_min(self.clock().saturating_add(step), Ordering::Relaxed);
             *current = Arc::new(limits);
         }
         self.bump(&self.gens.config);
