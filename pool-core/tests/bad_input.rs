@@ -196,3 +196,26 @@ fn a_huge_depot_capacity_is_only_a_cap() {
     pool.flush_thread();
     assert_eq!(pool.stats().class(512).unwrap().retained_depot, 256);
 }
+
+/// `prewarm` stores up to the depot's bounds, in batches cut to the room
+/// left, and makes nothing a class never retains: no buffer made for
+/// nothing, no discard counted for what was never returned.
+#[test]
+fn prewarm_fills_to_the_bounds_and_counts_no_discards() {
+    let pool = BufferConfig::new()
+        .depot_capacity(10)
+        .build::<Vec<u8>>()
+        .expect("valid settings"); // class 4096: batches of 8
+    assert_eq!(pool.prewarm_class(4096, 16), 10);
+    let c = *pool.stats().class(4096).unwrap();
+    assert_eq!((c.retained_depot, c.returns, c.discarded.full), (10, 0, 0));
+
+    let pool = BufferConfig::new()
+        .max_retained(64 << 10)
+        .build::<Vec<u8>>()
+        .expect("valid settings");
+    let stored = pool.prewarm(1);
+    let s = pool.stats();
+    assert_eq!(s.total().discarded.full, 0, "{s}");
+    assert_eq!(s.retained_objects(), stored as u64);
+}

@@ -108,11 +108,13 @@ impl Model {
         self.local = 0;
     }
 
+    /// Batches cut to the depot's room: none is refused (or counted).
     fn prewarm(&mut self, count: usize) {
         let mut stored = 0;
         while stored < count {
-            let n = self.batch.min(count - stored);
-            if !self.push(n) {
+            let room = self.global.saturating_sub(self.depot_len());
+            let n = self.batch.min(count - stored).min(room);
+            if n == 0 || !self.push(n) {
                 break;
             }
             stored += n;

@@ -176,6 +176,15 @@ impl<T> Depot<T> {
         }
     }
 
+    /// How many more objects fit now, by the object bound and `budget`'s
+    /// bytes: a hint (a push may still race another).
+    pub(crate) fn room(&self, budget: &Budget) -> usize {
+        let inner = lock(&self.inner);
+        let by_count = inner.max_objects.saturating_sub(inner.objects);
+        let by_bytes = budget.limit().saturating_sub(budget.used()) / self.object_bytes.max(1);
+        by_count.min(by_bytes)
+    }
+
     /// Bytes one object of this class accounts for.
     pub(crate) fn object_bytes(&self) -> usize {
         self.object_bytes

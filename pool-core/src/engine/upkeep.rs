@@ -140,7 +140,14 @@ impl<T: Send + 'static> Engine<T> {
         let batch = limits.classes[class].batch.max(1);
         let mut stored = 0;
         while stored < count {
-            let n = batch.min(count - stored);
+            // Sized to the room left: a batch the depot would refuse is
+            // made for nothing and counted as a discard (a class it never
+            // retains has none).
+            let room = self.depots[class].room(&self.budget);
+            let n = batch.min(count - stored).min(room);
+            if n == 0 {
+                break;
+            }
             let items: Vec<T> = (0..n).map(|_| make()).collect();
             match self.depots[class].push(items, &self.budget, self.clock()) {
                 Ok(_) => stored += n,
