@@ -1,14 +1,15 @@
 //! Export of a pool's statistics through the `metrics` crate facade
 //! (feature `metrics`), named and described by Prometheus conventions.
 //!
-//! Each export adds to every series what changed since this pool's last
-//! export (counters `increment`, gauges `increment`/`decrement`), so pools
-//! that share a name add up in one series instead of overwriting each
-//! other's figures (issue: two unnamed pools rewound each other's
-//! counters). The metrics and the per-pool export state (`Exported`) are in
+//! Each export writes every series' total over the pools that share its
+//! name (counters `absolute`, gauges `set`), so pools that share a name add
+//! up in one series instead of overwriting each other's figures (issue: two
+//! unnamed pools rewound each other's counters), and any recorder (a fresh
+//! one per scrape, two alternating) sees the same figures. A pool's drop
+//! exports it a last time and takes its gauges' share out. The metrics,
+//! the totals and the per-pool export state (`Exported`) are in
 //! `metrics/series.rs`.
 
-use std::sync::PoisonError;
 use std::time::Duration;
 
 use metrics::SharedString;
@@ -18,11 +19,7 @@ use crate::pool::BytesPool;
 
 pub(crate) mod series;
 
-use self::series::{
-    describe, recorder_id, Class, State, Writer, BUDGET_CHARGED, BUDGET_LIMIT, BUDGET_OVERDRAFTS,
-    CHECKOUTS, DISCARDS, HITS, LENT_BYTES, MISSES, OUTSTANDING, REQUESTED_BYTES, RETAINED,
-    RETAINED_BYTES, RETURNS,
-};
+use self::series::{describe, BudgetFigures};
 
 impl BytesPool {
     /// Records the pool's statistics now in the installed `metrics`
@@ -62,15 +59,20 @@ impl BytesPool {
     /// sum(rate(pool_tokio_requested_bytes_total[5m])) - 1` (per class: by
     /// `class_bytes`).
     ///
-    /// Each call adds to every series what changed since this pool's last
-    /// call, so calling it more or less often changes only how fresh the
-    /// figures are, and pools that share a name (say two pools built
-    /// without [`name`](crate::Builder::name), both `default`) add up in
-    /// one series, counters and gauges alike, instead of overwriting each
-    /// other. Name pools to tell them apart. A different recorder than the
-    /// last call's (one installed since) receives the whole totals. Costs
-    /// one [`stats`](BytesPool::stats) snapshot, a lock of the pool's
-    /// export state and a recorder lookup per series: call it from a timer
+    /// Each call writes every series' whole total (counters with
+    /// `absolute`, gauges with `set`), so calling it more or less often
+    /// changes only how fresh the figures are, any recorder (one installed
+    /// since, a fresh one per scrape, two fed in turn) receives the same
+    /// figures, and pools that share a name (say two pools built without
+    /// [`name`](crate::Builder::name), both `default`) add up in one
+    /// series, counters and gauges alike, instead of overwriting each
+    /// other. Name pools to tell them apart. When a pool that was exported
+    /// is freed, it is exported once more into the recorder of the thread
+    /// that frees it (what it did since its last export counts), and its
+    /// share leaves the gauges; its counters' figures stay in their
+    /// series, which never go back. Costs one
+    /// [`stats`](BytesPool::stats) snapshot, a process-wide lock and a
+    /// recorder lookup per series: call it from a timer
     /// ([`spawn_metrics`](BytesPool::spawn_metrics),
     /// [`spawn_metrics_for`](BytesPool::spawn_metrics_for)) or before a
     /// scrape, not per request. Without an installed recorder it does
@@ -91,78 +93,15 @@ impl BytesPool {
     /// `describe_*` calls.
     fn export_described(&self) {
         let stats = self.stats();
-        let budget = self.budget();
+        let budget = self
+            .budget()
+            .map(|b| BudgetFigures::new(b.limit, b.charged, b.overdrafts));
         let inner = self.handle.inner();
         let pool: SharedString = match &inner.settings.name {
             std::borrow::Cow::Borrowed(name) => SharedString::const_str(name),
             std::borrow::Cow::Owned(name) => name.clone().into(),
         };
-        let mut state = inner
-            .exported
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let recorder = recorder_id();
-        if state.recorder != recorder {
-            *state = State {
-                recorder,
-                ..State::default()
-            };
-        }
-        state.pool = Some(pool.clone());
-        let mut w = Writer {
-            state: &mut state,
-            pool,
-        };
-        for c in &stats.classes {
-            let Some(size) = c.class_size else { continue };
-            let class = Class::Size(size);
-            let active = c.checkouts != 0 || c.returns != 0 || c.retained() != 0;
-            if !active && !w.state.classes.contains(&class) {
-                continue;
-            }
-            w.state.classes.insert(class);
-            w.write(&CHECKOUTS, class, ("", ""), c.checkouts);
-            w.write(&HITS, class, ("source", "local"), c.local_hits);
-            w.write(&HITS, class, ("source", "depot"), c.depot_hits);
-            w.write(&MISSES, class, ("", ""), c.misses);
-            w.write(&RETURNS, class, ("", ""), c.returns);
-            w.write(&REQUESTED_BYTES, class, ("", ""), c.requested_bytes);
-            w.write(&LENT_BYTES, class, ("", ""), c.lent_bytes);
-            let d = &c.discarded;
-            for (reason, n) in [
-                ("full", d.full),
-                ("oversize", d.oversize),
-                ("shared", d.shared),
-                ("stale", d.stale),
-                ("rejected", d.rejected),
-                ("trimmed", d.trimmed),
-            ] {
-                if n != 0 {
-                    w.write(&DISCARDS, class, ("reason", reason), n);
-                }
-            }
-            w.write(&OUTSTANDING, class, ("", ""), c.outstanding);
-            w.write(&RETAINED, class, ("", ""), c.retained());
-            w.write(&RETAINED_BYTES, class, ("", ""), c.retained_bytes());
-        }
-        if stats.unpooled_checkouts != 0 {
-            let u = Class::Unpooled;
-            w.write(&CHECKOUTS, u, ("", ""), stats.unpooled_checkouts);
-            w.write(&MISSES, u, ("", ""), stats.unpooled_checkouts);
-            w.write(&RETURNS, u, ("", ""), stats.unpooled_returns);
-            // A detached buffer is neither returned nor outstanding.
-            let outstanding = stats
-                .unpooled_checkouts
-                .saturating_sub(stats.unpooled_returns + stats.unpooled_detached);
-            w.write(&OUTSTANDING, u, ("", ""), outstanding);
-        }
-        if let Some(budget) = budget {
-            let p = Class::Pool;
-            w.write(&BUDGET_LIMIT, p, ("", ""), budget.limit as u64);
-            w.write(&BUDGET_CHARGED, p, ("", ""), budget.charged as u64);
-            w.write(&BUDGET_OVERDRAFTS, p, ("", ""), budget.overdrafts);
-        }
+        inner.exported.export(pool, &stats, budget);
     }
 
     /// Exports several pools at once, describing the metrics once: what

@@ -98,6 +98,20 @@ impl Inner {
     }
 }
 
+#[cfg(feature = "metrics")]
+impl Drop for Inner {
+    /// A pool exported to metrics is exported a last time, and its share
+    /// leaves the gauges (`metrics::series`).
+    fn drop(&mut self) {
+        self.exported.retire(|| {
+            let budget = self.budget.as_ref().map(|b| b.stats()).map(|b| {
+                crate::metrics::series::BudgetFigures::new(b.limit, b.charged, b.overdrafts)
+            });
+            (self.pool.stats(), budget)
+        });
+    }
+}
+
 /// How a guard reaches its pool: a plain reference for pools that live for
 /// the whole program (no reference count at all), an `Arc`
 /// otherwise.

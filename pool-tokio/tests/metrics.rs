@@ -64,11 +64,13 @@ impl Capture {
     }
 
     fn get(&self, series: &str) -> u64 {
-        match self.0.lock().unwrap().get(series) {
+        let map = self.0.lock().unwrap();
+        match map.get(series) {
             Some(v) => *v.last().unwrap() as u64,
+            // With the one lock held (a second would wait for good).
             None => panic!(
                 "no series {series}; have {:?}",
-                self.0.lock().unwrap().keys().collect::<Vec<_>>()
+                map.keys().collect::<Vec<_>>()
             ),
         }
     }
@@ -105,7 +107,7 @@ impl Recorder for Capture {
 #[test]
 fn every_series_carries_the_pool_and_class_and_matches_the_stats() {
     let pool = BytesPool::builder()
-        .name("frames")
+        .name("per-series")
         .budget(1 << 20)
         .build()
         .unwrap();
@@ -119,7 +121,7 @@ fn every_series_carries_the_pool_and_class_and_matches_the_stats() {
     let capture = Capture::default();
     metrics::with_local_recorder(&capture, || pool.export_metrics());
     let get = |s: &str| capture.get(s);
-    let c4k = "class_bytes=4096,pool=frames";
+    let c4k = "class_bytes=4096,pool=per-series";
     assert_eq!(get(&format!("pool_tokio_checkouts_total{{{c4k}}}")), 2);
     assert_eq!(get(&format!("pool_tokio_misses_total{{{c4k}}}")), 1);
     assert_eq!(
@@ -133,13 +135,13 @@ fn every_series_carries_the_pool_and_class_and_matches_the_stats() {
     assert_eq!(get(&format!("pool_tokio_outstanding_buffers{{{c4k}}}")), 1);
     assert_eq!(get(&format!("pool_tokio_retained_buffers{{{c4k}}}")), 0);
     assert_eq!(
-        get("pool_tokio_discards_total{class_bytes=640,pool=frames,reason=oversize}"),
+        get("pool_tokio_discards_total{class_bytes=640,pool=per-series,reason=oversize}"),
         1
     );
     // Discard reasons that never occurred have no series.
-    assert!(!capture.has("pool_tokio_discards_total{class_bytes=640,pool=frames,reason=full}"));
+    assert!(!capture.has("pool_tokio_discards_total{class_bytes=640,pool=per-series,reason=full}"));
     // Requested and lent bytes: 600 B asked for, 640 B lent.
-    let c640 = "class_bytes=640,pool=frames";
+    let c640 = "class_bytes=640,pool=per-series";
     assert_eq!(
         get(&format!("pool_tokio_requested_bytes_total{{{c640}}}")),
         600
@@ -153,7 +155,7 @@ fn every_series_carries_the_pool_and_class_and_matches_the_stats() {
         get(&format!("pool_tokio_lent_bytes_total{{{c4k}}}")),
         2 * 4096
     );
-    let unpooled = "class_bytes=unpooled,pool=frames";
+    let unpooled = "class_bytes=unpooled,pool=per-series";
     assert_eq!(get(&format!("pool_tokio_checkouts_total{{{unpooled}}}")), 1);
     assert_eq!(get(&format!("pool_tokio_misses_total{{{unpooled}}}")), 1);
     assert_eq!(get(&format!("pool_tokio_returns_total{{{unpooled}}}")), 1);
@@ -161,9 +163,18 @@ fn every_series_carries_the_pool_and_class_and_matches_the_stats() {
         get(&format!("pool_tokio_outstanding_buffers{{{unpooled}}}")),
         0
     );
-    assert_eq!(get("pool_tokio_budget_limit_bytes{pool=frames}"), 1 << 20);
-    assert_eq!(get("pool_tokio_budget_charged_bytes{pool=frames}"), 4096);
-    assert_eq!(get("pool_tokio_budget_overdrafts_total{pool=frames}"), 1);
+    assert_eq!(
+        get("pool_tokio_budget_limit_bytes{pool=per-series}"),
+        1 << 20
+    );
+    assert_eq!(
+        get("pool_tokio_budget_charged_bytes{pool=per-series}"),
+        4096
+    );
+    assert_eq!(
+        get("pool_tokio_budget_overdrafts_total{pool=per-series}"),
+        1
+    );
     // No series for label pairs that cannot be non-zero, nor idle classes.
     for series in capture.series() {
         assert!(
@@ -191,12 +202,12 @@ fn every_series_carries_the_pool_and_class_and_matches_the_stats() {
     assert_eq!(get(&format!("pool_tokio_checkouts_total{{{c4k}}}")), 3);
     assert_eq!(get(&format!("pool_tokio_outstanding_buffers{{{c4k}}}")), 0);
     assert_eq!(get(&format!("pool_tokio_retained_bytes{{{c4k}}}")), 4096);
-    assert_eq!(get("pool_tokio_budget_charged_bytes{pool=frames}"), 0);
+    assert_eq!(get("pool_tokio_budget_charged_bytes{pool=per-series}"), 0);
 
     // A dropped pool takes its share out of its gauges; counters stay.
     metrics::with_local_recorder(&capture, || drop(pool));
     assert_eq!(get(&format!("pool_tokio_retained_bytes{{{c4k}}}")), 0);
-    assert_eq!(get("pool_tokio_budget_limit_bytes{pool=frames}"), 0);
+    assert_eq!(get("pool_tokio_budget_limit_bytes{pool=per-series}"), 0);
     assert_eq!(get(&format!("pool_tokio_checkouts_total{{{c4k}}}")), 3);
 }
 
@@ -406,4 +417,81 @@ fn check_text(scrape: &str) {
             other => panic!("{name} is a {other}"),
         }
     }
+}
+
+/// A Prometheus scrape of `pool` through a recorder made for it alone.
+fn scrape_fresh(pool: &BytesPool) -> String {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    metrics::with_local_recorder(&recorder, || pool.export_metrics());
+    recorder.handle().render()
+}
+
+/// The sample of `scrape` whose line starts with `prefix`.
+fn sample<'a>(scrape: &'a str, prefix: &str) -> Option<&'a str> {
+    scrape.lines().find(|l| l.starts_with(prefix))
+}
+
+/// Every export writes whole totals: a fresh recorder per scrape (one may
+/// even sit where the last one was) gets the pool's figures, not what
+/// changed since the last export, and a gauge never goes below zero.
+#[test]
+fn a_fresh_recorder_per_scrape_gets_the_whole_totals() {
+    let pool = BytesPool::builder().name("per-scrape").build().unwrap();
+    drop(pool.checkout(4096));
+    let held = pool.checkout(4096);
+    let first = scrape_fresh(&pool);
+    drop(held);
+    drop(pool.checkout(4096));
+    let second = scrape_fresh(&pool);
+    let checkouts = "pool_tokio_checkouts_total{pool=\"per-scrape\",class_bytes=\"4096\"}";
+    let outstanding = "pool_tokio_outstanding_buffers{pool=\"per-scrape\",class_bytes=\"4096\"}";
+    assert_eq!(sample(&first, checkouts), Some(&*format!("{checkouts} 2")));
+    assert_eq!(sample(&second, checkouts), Some(&*format!("{checkouts} 3")));
+    assert_eq!(
+        sample(&first, outstanding),
+        Some(&*format!("{outstanding} 1"))
+    );
+    assert_eq!(
+        sample(&second, outstanding),
+        Some(&*format!("{outstanding} 0"))
+    );
+}
+
+/// Two recorders fed in turn (a Prometheus one and a StatsD one, say) each
+/// see the pool's figures, not a multiple of them.
+#[test]
+fn recorders_fed_in_turn_each_see_the_pools_figures() {
+    let pool = BytesPool::builder().name("in-turn").build().unwrap();
+    let (a, b) = (Capture::default(), Capture::default());
+    let series = "pool_tokio_checkouts_total{class_bytes=4096,pool=in-turn}";
+    for _ in 0..3 {
+        drop(pool.checkout(4096));
+        metrics::with_local_recorder(&a, || pool.export_metrics());
+        metrics::with_local_recorder(&b, || pool.export_metrics());
+    }
+    assert_eq!(
+        (a.get(series), b.get(series)),
+        (3, 3),
+        "{:?}",
+        a.history(series)
+    );
+}
+
+/// What a pool did between its last export and its drop counts: its drop
+/// exports it a last time.
+#[test]
+fn a_dropped_pool_is_exported_a_last_time() {
+    let capture = Capture::default();
+    let pool = BytesPool::builder().name("short-lived").build().unwrap();
+    metrics::with_local_recorder(&capture, || {
+        drop(pool.checkout(4096));
+        pool.export_metrics();
+        drop(pool.checkout(4096));
+        drop(pool.checkout(4096));
+        drop(pool);
+    });
+    let series = "pool_tokio_checkouts_total{class_bytes=4096,pool=short-lived}";
+    assert_eq!(capture.get(series), 3);
+    let retained = "pool_tokio_retained_buffers{class_bytes=4096,pool=short-lived}";
+    assert_eq!(capture.get(retained), 0, "its gauges' share left with it");
 }

@@ -1,11 +1,15 @@
-//! The metrics a pool exports, their series, and what one pool last added
-//! to each (`Exported`, kept in `Inner`; its `Drop` takes a dropped pool's
-//! share out of its gauges). A leaf module: `metrics.rs` writes through it.
+//! The metrics a pool exports, their series, and every series' total over
+//! the pools that share its name (`TOTALS`: each live pool's last figures,
+//! and what dropped pools' counters left). Every export writes absolute
+//! totals (`Counter::absolute`, `Gauge::set`), so any recorder, new or
+//! alternating, sees the same figures. A leaf module: `metrics.rs` exports
+//! through it, and `Inner`'s drop retires a pool here (`retire`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Label, SharedString};
+use pool_core::Stats;
 
 /// The `class_bytes` label of requests above the largest class, the one
 /// spelling of the unpooled class in events and metrics.
@@ -114,92 +118,212 @@ pub(super) enum Class {
 /// (`source` or `reason`; empty for none).
 type SeriesKey = (&'static str, Class, &'static str);
 
-/// What one pool last added to each series, and for which recorder.
-#[derive(Debug, Default)]
-pub(crate) struct Exported(pub(super) Mutex<State>);
+/// A series of every pool of one name: the `pool` label, then the series.
+type NamedKey = (SharedString, SeriesKey);
 
+/// One series' figures: what each live pool last exported to it (keyed by
+/// its `Exported`'s address) and, for a counter, what dropped pools left.
 #[derive(Debug, Default)]
-pub(super) struct State {
-    /// The `pool` label of the last export, for [`Exported`]'s `Drop`.
-    pub(super) pool: Option<SharedString>,
-    /// The address of the recorder the figures went to; another recorder
-    /// (one installed after earlier exports went to the no-op recorder, or
-    /// a local one) starts from zero and so receives the whole totals.
-    pub(super) recorder: usize,
-    pub(super) last: HashMap<SeriesKey, u64>,
-    /// Classes with series: a class once exported stays exported (its
-    /// gauges may fall back to 0), an idle class never is.
-    pub(super) classes: HashSet<Class>,
+struct Total {
+    retired: u64,
+    live: HashMap<usize, u64>,
 }
 
-impl Drop for Exported {
-    /// A dropped pool takes its share out of its gauges (nothing is checked
-    /// out or kept any more), so pools that share a series leave it right;
-    /// its counters stay.
-    fn drop(&mut self) {
-        let state = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+impl Total {
+    fn sum(&self) -> u64 {
+        self.live
+            .values()
+            .fold(self.retired, |sum, &v| sum.saturating_add(v))
+    }
+}
+
+/// Every series' figures, process-wide: pools that share a name add up in
+/// one series, counters and gauges alike, and a counter never goes back
+/// when one of them is dropped. Bounded by the pool names in use times the
+/// series per name.
+static TOTALS: LazyLock<Mutex<HashMap<NamedKey, Total>>> = LazyLock::new(Default::default);
+
+/// One pool's export state (kept in `Inner`).
+#[derive(Debug, Default)]
+pub(crate) struct Exported(Mutex<State>);
+
+#[derive(Debug, Default)]
+struct State {
+    /// The `pool` label of the last export; `None` before the first.
+    pool: Option<SharedString>,
+    /// The series this pool has figures in (`TOTALS`), for `retire`.
+    series: HashSet<SeriesKey>,
+    /// Classes with series: a class once exported stays exported (its
+    /// gauges may fall back to 0), an idle class never is.
+    classes: HashSet<Class>,
+}
+
+/// A budget's figures, for its three series.
+pub(crate) struct BudgetFigures {
+    limit: u64,
+    charged: u64,
+    overdrafts: u64,
+}
+
+impl BudgetFigures {
+    /// From a budget's `limit`, `charged` and `overdrafts` (`BudgetStats`).
+    pub(crate) fn new(limit: usize, charged: usize, overdrafts: u64) -> BudgetFigures {
+        BudgetFigures {
+            limit: limit as u64,
+            charged: charged as u64,
+            overdrafts,
+        }
+    }
+}
+
+impl Exported {
+    /// Writes the pool's figures (`stats`, `budget`) into the current
+    /// recorder, as totals over every pool named `pool`.
+    pub(crate) fn export(&self, pool: SharedString, stats: &Stats, budget: Option<BudgetFigures>) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        state.pool = Some(pool.clone());
+        let id = self as *const Exported as usize;
+        write_all(&mut state, id, &pool, stats, budget);
+    }
+
+    /// The pool is being freed: a last export of its figures (what it did
+    /// since its last export counts too), then its share leaves every
+    /// series: its counters' figures stay in them (as `retired`), its
+    /// gauges' go (nothing is checked out or kept any more). Nothing for a
+    /// pool never exported (`figures`, the pool's last figures, is not
+    /// even called).
+    pub(crate) fn retire(&self, figures: impl FnOnce() -> (Stats, Option<BudgetFigures>)) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(pool) = state.pool.take() else {
             return;
         };
-        if state.recorder != recorder_id() {
-            return;
-        }
-        let last = std::mem::take(&mut state.last);
-        let mut w = Writer { state, pool };
-        for ((name, class, extra), value) in last {
-            let Some(metric) = METRICS.iter().find(|m| m.name == name && !m.counter) else {
+        let id = self as *const Exported as usize;
+        let (stats, budget) = figures();
+        write_all(&mut state, id, &pool, &stats, budget);
+        let mut totals = TOTALS.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in state.series.drain() {
+            let named = (pool.clone(), key);
+            let Some(total) = totals.get_mut(&named) else {
                 continue;
             };
-            if value != 0 {
-                w.state.last.insert((name, class, extra), value);
-                // Gauges have no third label.
-                w.write(metric, class, ("", extra), 0);
+            let mine = total.live.remove(&id).unwrap_or(0);
+            let metric = METRICS.iter().find(|m| m.name == key.0);
+            if metric.is_some_and(|m| m.counter) {
+                total.retired = total.retired.saturating_add(mine);
+            } else if let Some(metric) = metric {
+                emit(metric, &pool, key.1, key.2, total.sum());
+                if total.live.is_empty() {
+                    totals.remove(&named);
+                }
             }
         }
     }
 }
 
-/// Adds one pool's changes to the recorder's series.
-pub(super) struct Writer<'a> {
-    pub(super) state: &'a mut State,
-    pub(super) pool: SharedString,
+/// One export of every series the pool has figures for.
+fn write_all(
+    state: &mut State,
+    id: usize,
+    pool: &SharedString,
+    stats: &Stats,
+    budget: Option<BudgetFigures>,
+) {
+    let mut w = Writer { state, id, pool };
+    for c in &stats.classes {
+        let Some(size) = c.class_size else { continue };
+        let class = Class::Size(size);
+        let active = c.checkouts != 0 || c.returns != 0 || c.retained() != 0;
+        if !active && !w.state.classes.contains(&class) {
+            continue;
+        }
+        w.state.classes.insert(class);
+        w.write(&CHECKOUTS, class, "", c.checkouts);
+        w.write(&HITS, class, "local", c.local_hits);
+        w.write(&HITS, class, "depot", c.depot_hits);
+        w.write(&MISSES, class, "", c.misses);
+        w.write(&RETURNS, class, "", c.returns);
+        w.write(&REQUESTED_BYTES, class, "", c.requested_bytes);
+        w.write(&LENT_BYTES, class, "", c.lent_bytes);
+        let d = &c.discarded;
+        for (reason, n) in [
+            ("full", d.full),
+            ("oversize", d.oversize),
+            ("shared", d.shared),
+            ("stale", d.stale),
+            ("rejected", d.rejected),
+            ("trimmed", d.trimmed),
+        ] {
+            if n != 0 {
+                w.write(&DISCARDS, class, reason, n);
+            }
+        }
+        w.write(&OUTSTANDING, class, "", c.outstanding);
+        w.write(&RETAINED, class, "", c.retained());
+        w.write(&RETAINED_BYTES, class, "", c.retained_bytes());
+    }
+    if stats.unpooled_checkouts != 0 {
+        let u = Class::Unpooled;
+        w.write(&CHECKOUTS, u, "", stats.unpooled_checkouts);
+        w.write(&MISSES, u, "", stats.unpooled_checkouts);
+        w.write(&RETURNS, u, "", stats.unpooled_returns);
+        // A detached buffer is neither returned nor outstanding.
+        let outstanding = stats
+            .unpooled_checkouts
+            .saturating_sub(stats.unpooled_returns + stats.unpooled_detached);
+        w.write(&OUTSTANDING, u, "", outstanding);
+    }
+    if let Some(budget) = budget {
+        let p = Class::Pool;
+        w.write(&BUDGET_LIMIT, p, "", budget.limit);
+        w.write(&BUDGET_CHARGED, p, "", budget.charged);
+        w.write(&BUDGET_OVERDRAFTS, p, "", budget.overdrafts);
+    }
+}
+
+/// Writes one pool's figures into `TOTALS` and the series' totals into the
+/// recorder.
+struct Writer<'a> {
+    state: &'a mut State,
+    id: usize,
+    pool: &'a SharedString,
 }
 
 impl Writer<'_> {
-    pub(super) fn write(
-        &mut self,
-        metric: &Metric,
-        class: Class,
-        extra: (&'static str, &'static str),
-        now: u64,
-    ) {
-        let last = self
-            .state
-            .last
-            .insert((metric.name, class, extra.1), now)
-            .unwrap_or(0);
-        let mut labels = Vec::with_capacity(3);
-        labels.push(Label::new("pool", self.pool.clone()));
-        match class {
-            Class::Pool => {}
-            Class::Size(size) => labels.push(Label::new("class_bytes", size.to_string())),
-            Class::Unpooled => labels.push(Label::from_static_parts("class_bytes", UNPOOLED)),
-        }
-        if !extra.0.is_empty() {
-            labels.push(Label::from_static_parts(extra.0, extra.1));
-        }
-        if metric.counter {
-            // Counters never go back: a figure below the last one (not
-            // seen from pool-core's cumulative counters) adds nothing.
-            counter!(metric.name, labels).increment(now.saturating_sub(last));
+    /// `extra`: the third label's value (`source` for hits, `reason` for
+    /// discards), empty for none.
+    fn write(&mut self, metric: &Metric, class: Class, extra: &'static str, now: u64) {
+        let key = (metric.name, class, extra);
+        self.state.series.insert(key);
+        let mut totals = TOTALS.lock().unwrap_or_else(PoisonError::into_inner);
+        let total = totals.entry((self.pool.clone(), key)).or_default();
+        total.live.insert(self.id, now);
+        // Under the lock: two pools of one name exporting at once write
+        // their totals in the order they computed them.
+        emit(metric, self.pool, class, extra, total.sum());
+    }
+}
+
+/// Sets one series to `value` in the current recorder.
+fn emit(metric: &Metric, pool: &SharedString, class: Class, extra: &'static str, value: u64) {
+    let mut labels = Vec::with_capacity(3);
+    labels.push(Label::new("pool", pool.clone()));
+    match class {
+        Class::Pool => {}
+        Class::Size(size) => labels.push(Label::new("class_bytes", size.to_string())),
+        Class::Unpooled => labels.push(Label::from_static_parts("class_bytes", UNPOOLED)),
+    }
+    if !extra.is_empty() {
+        let name = if metric.name == HITS.name {
+            "source"
         } else {
-            let g = gauge!(metric.name, labels);
-            if now >= last {
-                g.increment((now - last) as f64);
-            } else {
-                g.decrement((last - now) as f64);
-            }
-        }
+            "reason"
+        };
+        labels.push(Label::from_static_parts(name, extra));
+    }
+    if metric.counter {
+        counter!(metric.name, labels).absolute(value);
+    } else {
+        gauge!(metric.name, labels).set(value as f64);
     }
 }
 
@@ -215,9 +339,4 @@ pub(super) fn describe() {
             describe_gauge!(m.name, m.help);
         }
     }
-}
-
-/// The address of the recorder the `metrics` macros use now.
-pub(super) fn recorder_id() -> usize {
-    metrics::with_recorder(|r| r as *const dyn metrics::Recorder as *const () as usize)
 }
