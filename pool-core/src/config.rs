@@ -144,6 +144,11 @@ impl PoolConfig {
 
     /// Most objects one thread caches (1 ..= 65536; default 64).
     ///
+    /// Lowered by a `reconfigure`, it holds at each thread's next
+    /// checkout or slow-path return, with one exception: a checkout that
+    /// takes a depot batch pushed under the old bound keeps that batch, and
+    /// the thread's next return spills down to the new bound.
+    ///
     /// ```
     /// let config = pool_core::PoolConfig::new().thread_capacity(8);
     /// assert_eq!(config.get_thread_capacity(), 8);
@@ -467,6 +472,11 @@ impl BufferConfig {
     }
 
     /// Most buffers one thread caches per class (1 ..= 65536; default 64).
+    ///
+    /// Lowered by a `reconfigure`, it holds at each thread's next
+    /// checkout or slow-path return, with one exception: a checkout that
+    /// takes a depot batch pushed under the old bound keeps that batch, and
+    /// the thread's next return spills down to the new bound.
     ///
     /// ```
     /// let config = pool_core::BufferConfig::new().thread_capacity(16);

@@ -396,3 +396,36 @@ fn a_shortened_decay_interval_takes_effect_at_once() {
         "unused for four intervals"
     );
 }
+
+/// Classes that a reconfigure makes large (a lower `thread_bytes`) keep
+/// what they held only within the large classes' byte bound: the
+/// reconfiguring thread's cache fits `thread_bytes_bound` at once.
+#[test]
+fn a_reconfigure_that_makes_classes_large_keeps_the_thread_bound() {
+    let pool = pool_core::BufferConfig::new()
+        .thread_bytes(64 << 20) // every class up to 1 MiB is small
+        .build::<Vec<u8>>()
+        .expect("valid settings");
+    let sizes: Vec<usize> = pool
+        .config()
+        .class_sizes()
+        .expect("valid settings")
+        .into_iter()
+        .filter(|&c| c > 64 << 10)
+        .collect();
+    let held: Vec<_> = sizes.iter().map(|&s| pool.checkout(s)).collect();
+    drop(held); // one buffer cached per class above 64 KiB
+    let new = pool.config().thread_bytes(256 << 10); // all of them large now
+    pool.reconfigure(new).expect("valid settings"); // this thread catches up
+    let local: u64 = pool
+        .stats()
+        .classes
+        .iter()
+        .map(|c| c.retained_local * c.class_size.unwrap_or(0) as u64)
+        .sum();
+    let bound = new.thread_bytes_bound() as u64;
+    assert!(
+        local <= bound,
+        "this thread keeps {local} bytes, its bound is {bound}"
+    );
+}

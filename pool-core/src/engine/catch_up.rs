@@ -39,6 +39,11 @@ impl<T: Send + 'static> Engine<T> {
                 c.counters.trimmed.add(cut as u64);
             }
             slot.set_loose(limits.first_loose, limits.loose_bytes);
+            // Classes that became large keep what they held: bring them
+            // under the large classes' byte bound now (a return into one
+            // of them would, through `open_loose`, but a thread may never
+            // make one).
+            self.fit_loose(slot, &mut dropped);
         }
         if slot.decay_gen.get() != decay {
             slot.decay_gen.set(decay);

@@ -246,6 +246,35 @@ impl<T: Send + 'static> Engine<T> {
         }
     }
 
+    /// Spills whole large classes of `slot`, largest first, until what they
+    /// hold fits the large classes' byte bound (after a reconfigure made
+    /// classes large or lowered the bound).
+    pub(super) fn fit_loose(&self, slot: &Slot<T>, dropped: &mut Vec<T>) {
+        let (first, bound) = slot.loose();
+        let classes = slot.classes().len();
+        loop {
+            let mut bytes = 0usize;
+            let mut largest = None;
+            for i in first..classes {
+                let n = slot.class(i).len();
+                if n > 0 {
+                    bytes = bytes.saturating_add(n.saturating_mul(self.class_bytes(i)));
+                    largest = Some(i);
+                }
+            }
+            match largest {
+                Some(i) if bytes > bound => {
+                    let c = slot.class(i);
+                    c.close();
+                    while c.len() > 0 {
+                        self.spill_one(i, slot, dropped);
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// The depot of `class` as a thread cache sees it.
     pub(super) fn class_depot(&self, class: usize) -> ClassDepot<'_, T> {
         ClassDepot {
