@@ -218,45 +218,30 @@ impl<T: Send + 'static> Engine<T> {
     /// they do. Large classes are few (16 by default) and their buffers large, so
     /// this walk, only when a class opens, costs little beside the buffer.
     fn open_loose(&self, slot: &Slot<T>, opening: usize, dropped: &mut Vec<T>) {
-        let (first, bound) = slot.loose();
-        let classes = slot.classes().len();
-        let bound = bound.max(self.class_bytes(opening));
-        loop {
-            // What the large classes could hold once `opening` is open.
-            let mut bytes = self.class_bytes(opening);
-            let mut largest = None;
-            for i in (first..classes).filter(|&i| i != opening) {
-                let c = slot.class(i);
-                let n = c.len().max(c.is_open() as usize);
-                if n > 0 {
-                    bytes = bytes.saturating_add(n.saturating_mul(self.class_bytes(i)));
-                    largest = Some(i);
-                }
-            }
-            match largest {
-                Some(i) if bytes > bound => {
-                    let c = slot.class(i);
-                    c.close();
-                    while c.len() > 0 {
-                        self.spill_one(i, slot, dropped);
-                    }
-                }
-                _ => return,
-            }
-        }
+        self.fit_loose_with(slot, Some(opening), dropped);
     }
 
-    /// Spills whole large classes of `slot`, largest first, until what they
-    /// hold fits the large classes' byte bound (after a reconfigure made
-    /// classes large or lowered the bound).
+    /// Closes whole large classes of `slot`, largest first, their buffers
+    /// to the depot, until what they hold fits the large classes' byte
+    /// bound (after a reconfigure made classes large or lowered the bound).
     pub(super) fn fit_loose(&self, slot: &Slot<T>, dropped: &mut Vec<T>) {
+        self.fit_loose_with(slot, None, dropped);
+    }
+
+    /// [`fit_loose`](Self::fit_loose), counting `opening` (if any) as
+    /// holding one buffer and never closing it.
+    fn fit_loose_with(&self, slot: &Slot<T>, opening: Option<usize>, dropped: &mut Vec<T>) {
         let (first, bound) = slot.loose();
         let classes = slot.classes().len();
+        let opening_bytes = opening.map_or(0, |o| self.class_bytes(o));
+        let bound = bound.max(opening_bytes);
         loop {
-            let mut bytes = 0usize;
+            // What the large classes could hold (`opening` open).
+            let mut bytes = opening_bytes;
             let mut largest = None;
-            for i in first..classes {
-                let n = slot.class(i).len();
+            for i in (first..classes).filter(|&i| Some(i) != opening) {
+                let c = slot.class(i);
+                let n = c.len().max(c.is_open() as usize);
                 if n > 0 {
                     bytes = bytes.saturating_add(n.saturating_mul(self.class_bytes(i)));
                     largest = Some(i);
