@@ -235,7 +235,8 @@ fn pools_are_told_apart_by_name() {
 /// Issue 18, case 6: two pools without a name (both `default`) exported
 /// alternately used to write each one's absolute figures into the same
 /// series, so the counter went back and forth (a reset, to Prometheus).
-/// Now each adds what changed: the series is the sum and never goes back.
+/// Now every export writes the sum over the pools of that name: the
+/// series never goes back.
 #[test]
 fn unnamed_pools_add_up_in_one_series_and_counters_never_go_back() {
     let (a, b) = (BytesPool::new(), BytesPool::new());
