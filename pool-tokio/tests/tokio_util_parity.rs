@@ -133,6 +133,8 @@ async fn clearing_the_write_buffer_discards_the_queued_frames() {
     assert_eq!(ours.get_ref(), theirs.get_ref());
 }
 
+/// Serves `data` in chunks of the sizes in `cuts` (in turn), `Pending`
+/// (woken at once) every third poll.
 struct Chunks {
     data: Vec<u8>,
     at: usize,
@@ -159,6 +161,9 @@ impl AsyncRead for Chunks {
     }
 }
 
+/// Every item of `s`, polled without waiting (the readers here never wait
+/// on anything but their own `Pending`), holding the last few frames while
+/// later ones are read; an error ends it.
 fn drain_all<S: futures_core::Stream<Item = io::Result<F>> + Unpin, F: AsRef<[u8]>>(
     s: &mut S,
 ) -> Vec<Result<Vec<u8>, io::ErrorKind>> {
