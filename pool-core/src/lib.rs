@@ -6,11 +6,11 @@
 //! returning on a thread touch only that thread's cache: no lock, no atomic
 //! read-modify-write on shared memory, no allocation. When a thread's cache
 //! is full, its oldest batch (by default half its capacity) moves to the
-//! pool's depot in one locked operation; when it is empty, it takes a whole batch from the depot
-//! before it allocates. So a value dropped on another thread than the one
-//! it came from is an ordinary return, and producers on some threads with
-//! consumers on others share one bounded set of buffers instead of piling
-//! them up where they are dropped.
+//! pool's depot in one locked operation; when it is empty, it takes a
+//! whole batch from the depot before it allocates. So a value dropped on
+//! another thread than the one it came from is an ordinary return, and
+//! producers on some threads with consumers on others share one bounded
+//! set of buffers instead of piling them up where they are dropped.
 //!
 //! # Usage
 //!

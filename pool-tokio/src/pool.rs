@@ -406,15 +406,15 @@ impl BytesPool {
             // A blocking thread: no batch stays cached here.
             inner.pool.take_uncached_within(n, most)
         };
-        let mut charge = charge;
         if !ticket.source().is_hit() {
             on_miss(inner.settings.decay_thread, &inner.runtime);
         }
-        if charge != 0 && ticket.class_size() != Some(charge) {
-            if let Some(budget) = &inner.budget {
-                charge = budget.fit(charge, ticket.class_size(), buf.capacity());
-            }
-        }
+        let charge = fitted(
+            inner.budget.as_ref(),
+            charge,
+            ticket.class_size(),
+            buf.capacity(),
+        );
         crate::tracing::checkout(&inner.settings, &ticket, n);
         let track = diagnostics::on_checkout(&inner.diagnostics, n, ticket.class_size());
         PooledBytes::new(buf, ticket, charge, track, self.handle.for_guard())
@@ -429,12 +429,12 @@ impl BytesPool {
             return;
         };
         let charge = self.overdraft_charge(budget, n);
-        let class = guard.ticket.class_size();
-        guard.charge = if charge != 0 && class != Some(charge) {
-            budget.fit(charge, class, guard.capacity())
-        } else {
-            charge
-        };
+        guard.charge = fitted(
+            Some(budget),
+            charge,
+            guard.ticket.class_size(),
+            guard.capacity(),
+        );
     }
 
     /// A snapshot of the pool's counters (see [`pool_core::Stats`]; its
@@ -760,6 +760,19 @@ unsafe fn give_back_cold(guard: &mut PooledBytes) {
 unsafe fn release(handle: &mut ManuallyDrop<Handle>) {
     // SAFETY: the caller's promise.
     unsafe { ManuallyDrop::take(handle) }.give_up();
+}
+
+/// A checkout's `charge` made to fit the buffer lent (of `class`, or
+/// unpooled with `capacity`): a charged checkout served by another class
+/// than its charge's is charged that class (`Budget::fit`).
+#[inline(always)]
+fn fitted(budget: Option<&Budget>, charge: usize, class: Option<usize>, capacity: usize) -> usize {
+    if charge != 0 && class != Some(charge) {
+        if let Some(budget) = budget {
+            return budget.fit(charge, class, capacity);
+        }
+    }
+    charge
 }
 
 /// Returns every held buffer of `inner`'s pool whose parts have all

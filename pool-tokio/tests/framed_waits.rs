@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use pool_tokio::{BytesPool, TryCheckoutError};
+use pool_tokio::{BytesPool, Reservation, TryCheckoutError};
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::{BytesCodec, LengthDelimitedCodec};
 
@@ -87,17 +87,7 @@ async fn a_drained_write_buffer_goes_back_to_class_without_an_overdraft() {
     let rest = pool.try_reserve(before.available()).unwrap();
     SinkExt::<bytes::Bytes>::flush(&mut framed).await.unwrap(); // drained
     assert!(framed.write_buffer().capacity() < grown, "back to class");
-    let after = pool.budget().unwrap();
-    assert_eq!(after.overdrafts, 0, "{after:?}");
-    drop(rest);
-    let both = pool.budget().unwrap().charged;
-    assert_eq!(
-        both,
-        2 * 8192,
-        "the fresh buffer is charged, as the read one"
-    );
-    drop(framed);
-    assert_eq!(pool.budget().unwrap().charged, 0);
+    swapped_in_and_charged(&pool, rest, framed);
 }
 
 /// The read buffer a decoder grew for a large frame goes back to its
@@ -119,15 +109,18 @@ async fn an_emptied_read_buffer_goes_back_to_class_without_an_overdraft() {
     let frame = framed.next().await.unwrap().unwrap();
     assert_eq!(&frame[..], &[1, 2]);
     drop(frame);
+    swapped_in_and_charged(&pool, rest, framed);
+}
+
+/// After a framed value's buffer went back to its class while `rest` held
+/// the rest of the budget: no overdraft, and once `rest` is gone both of
+/// its buffers are charged (the fresh one too), nothing once it is gone.
+fn swapped_in_and_charged<F>(pool: &BytesPool, rest: Reservation, framed: F) {
     let after = pool.budget().unwrap();
     assert_eq!(after.overdrafts, 0, "{after:?}");
     drop(rest);
     let both = pool.budget().unwrap().charged;
-    assert_eq!(
-        both,
-        2 * 8192,
-        "the fresh buffer is charged, as the write one"
-    );
+    assert_eq!(both, 2 * 8192, "the fresh buffer is charged, as the other");
     drop(framed);
     assert_eq!(pool.budget().unwrap().charged, 0);
 }

@@ -29,6 +29,11 @@ use crate::loom::{lock, AtomicUsize, Mutex, Ordering};
 /// batches of 8), and never fewer than this.
 const MIN_SPARE_VESSELS: usize = 64;
 
+/// The first reservation of a depot's batch list (and the least it grows
+/// by after): it doubles from there up to its bound, so a bound far above
+/// use sizes nothing up front.
+const MIN_GROWTH: usize = 64;
+
 /// A byte budget shared by all depots of one pool.
 #[derive(Debug)]
 pub(crate) struct Budget {
@@ -219,7 +224,7 @@ impl<T> Depot<T> {
             let room = (inner.max_objects / n)
                 .saturating_add(1)
                 .saturating_sub(inner.full.len());
-            let grow = room.min(inner.full.len().max(MIN_SPARE_VESSELS));
+            let grow = room.min(inner.full.len().max(MIN_GROWTH));
             inner.full.reserve(grow);
             inner.stamps.reserve(grow);
         }
@@ -257,7 +262,7 @@ impl<T> Depot<T> {
                 if inner.spares.len() == inner.spares.capacity() {
                     // Double, up to every spare this depot may keep.
                     let room = spare_bound - inner.spares.len();
-                    let grow = room.min(inner.spares.len().max(MIN_SPARE_VESSELS));
+                    let grow = room.min(inner.spares.len().max(MIN_GROWTH));
                     inner.spares.reserve_exact(grow);
                 }
                 inner.spares.push(v);

@@ -21,7 +21,7 @@ pub(crate) struct RuntimeSeen {
     /// Whether the pool's decay thread runs (`Builder::decay_thread`):
     /// set by the start, cleared by the thread as it ends, both under this
     /// lock, which orders them with the handle count the thread reads
-    /// before it ends (`background::decay_goes_on`).
+    /// before it ends (`WeakPool::upgrade_or_end`).
     pub(super) decay_running: Mutex<bool>,
 }
 

@@ -183,7 +183,8 @@ impl Exported {
         let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         state.pool = Some(pool.clone());
         let id = self as *const Exported as usize;
-        write_all(&mut state, id, &pool, stats, budget);
+        let mut totals = TOTALS.lock().unwrap_or_else(PoisonError::into_inner);
+        write_all(&mut state, &mut totals, id, &pool, stats, budget);
     }
 
     /// The pool is being freed: a last export of its figures (what it did
@@ -199,8 +200,8 @@ impl Exported {
         };
         let id = self as *const Exported as usize;
         let (stats, budget) = figures();
-        write_all(&mut state, id, &pool, &stats, budget);
         let mut totals = TOTALS.lock().unwrap_or_else(PoisonError::into_inner);
+        write_all(&mut state, &mut totals, id, &pool, &stats, budget);
         for key in state.series.drain() {
             let named = (pool.clone(), key);
             let Some(total) = totals.get_mut(&named) else {
@@ -220,15 +221,23 @@ impl Exported {
     }
 }
 
-/// One export of every series the pool has figures for.
+/// One export of every series the pool has figures for, under one hold of
+/// `TOTALS` (`totals`): two pools of one name exporting at once write
+/// their totals in the order they computed them.
 fn write_all(
     state: &mut State,
+    totals: &mut HashMap<NamedKey, Total>,
     id: usize,
     pool: &SharedString,
     stats: &Stats,
     budget: Option<BudgetFigures>,
 ) {
-    let mut w = Writer { state, id, pool };
+    let mut w = Writer {
+        state,
+        totals,
+        id,
+        pool,
+    };
     for c in &stats.classes {
         let Some(size) = c.class_size else { continue };
         let class = Class::Size(size);
@@ -284,6 +293,7 @@ fn write_all(
 /// recorder.
 struct Writer<'a> {
     state: &'a mut State,
+    totals: &'a mut HashMap<NamedKey, Total>,
     id: usize,
     pool: &'a SharedString,
 }
@@ -294,11 +304,8 @@ impl Writer<'_> {
     fn write(&mut self, metric: &Metric, class: Class, extra: &'static str, now: u64) {
         let key = (metric.name, class, extra);
         self.state.series.insert(key);
-        let mut totals = TOTALS.lock().unwrap_or_else(PoisonError::into_inner);
-        let total = totals.entry((self.pool.clone(), key)).or_default();
+        let total = self.totals.entry((self.pool.clone(), key)).or_default();
         total.live.insert(self.id, now);
-        // Under the lock: two pools of one name exporting at once write
-        // their totals in the order they computed them.
         emit(metric, self.pool, class, extra, total.sum());
     }
 }

@@ -147,15 +147,8 @@ impl WriteSide {
         if !self.queue.is_empty() {
             let front = self.buf.front();
             let mut pending = Vec::with_capacity(self.queued());
-            let wb: &[u8] = &self.buf.buf;
-            let mut off = 0;
-            for q in self.queue.drain(..) {
-                let at = (q.at - self.base) as usize;
-                pending.extend_from_slice(&wb[off..at]);
-                off = at;
-                pending.extend_from_slice(q.body.chunk());
-            }
-            pending.extend_from_slice(&wb[off..]);
+            self.for_each_pending(|run| pending.extend_from_slice(run));
+            self.queue.clear();
             self.bodies = 0;
             self.buf.buf.clear();
             self.buf.buf.extend_from_slice(&pending);
@@ -336,15 +329,21 @@ impl WriteSide {
             return self.buf.into_buf();
         }
         let mut flat = self.buf.pool().checkout(self.queued());
+        self.for_each_pending(|run| flat.extend_from_slice(run));
+        flat
+    }
+
+    /// The unwritten stream in order, run by run: the write buffer's bytes
+    /// with the queued bodies at their places.
+    fn for_each_pending(&self, mut f: impl FnMut(&[u8])) {
         let wb: &[u8] = &self.buf.buf;
         let mut off = 0;
         for q in &self.queue {
             let at = (q.at - self.base) as usize;
-            flat.extend_from_slice(&wb[off..at]);
+            f(&wb[off..at]);
             off = at;
-            flat.extend_from_slice(q.body.chunk());
+            f(q.body.chunk());
         }
-        flat.extend_from_slice(&wb[off..]);
-        flat
+        f(&wb[off..]);
     }
 }
