@@ -409,12 +409,7 @@ impl BytesPool {
         if !ticket.source().is_hit() {
             on_miss(inner.settings.decay_thread, &inner.runtime);
         }
-        let charge = fitted(
-            inner.budget.as_ref(),
-            charge,
-            ticket.class_size(),
-            buf.capacity(),
-        );
+        let charge = fitted(&inner.budget, charge, &ticket, &buf);
         crate::tracing::checkout(&inner.settings, &ticket, n);
         let track = diagnostics::on_checkout(&inner.diagnostics, n, ticket.class_size());
         PooledBytes::new(buf, ticket, charge, track, self.handle.for_guard())
@@ -425,16 +420,12 @@ impl BytesPool {
     /// class's bytes if the budget has them now, else an overdraft
     /// (counted, uncharged).
     pub(crate) fn charge_served(&self, guard: &mut PooledBytes, n: usize) {
-        let Some(budget) = &self.handle.inner().budget else {
+        let budget = &self.handle.inner().budget;
+        let Some(b) = budget else {
             return;
         };
-        let charge = self.overdraft_charge(budget, n);
-        guard.charge = fitted(
-            Some(budget),
-            charge,
-            guard.ticket.class_size(),
-            guard.capacity(),
-        );
+        let charge = self.overdraft_charge(b, n);
+        guard.charge = fitted(budget, charge, &guard.ticket, &guard.buf);
     }
 
     /// A snapshot of the pool's counters (see [`pool_core::Stats`]; its
@@ -762,14 +753,16 @@ unsafe fn release(handle: &mut ManuallyDrop<Handle>) {
     unsafe { ManuallyDrop::take(handle) }.give_up();
 }
 
-/// A checkout's `charge` made to fit the buffer lent (of `class`, or
-/// unpooled with `capacity`): a charged checkout served by another class
-/// than its charge's is charged that class (`Budget::fit`).
+/// A checkout's `charge` made to fit the buffer lent (`buf`, taken with
+/// `ticket`): a charged checkout served by another class than its
+/// charge's is charged that class (`Budget::fit`). Everything but `charge`
+/// is read only for a charged checkout: on the common, uncharged one this
+/// is one test.
 #[inline(always)]
-fn fitted(budget: Option<&Budget>, charge: usize, class: Option<usize>, capacity: usize) -> usize {
-    if charge != 0 && class != Some(charge) {
+fn fitted(budget: &Option<Budget>, charge: usize, ticket: &Ticket, buf: &BytesMut) -> usize {
+    if charge != 0 && ticket.class_size() != Some(charge) {
         if let Some(budget) = budget {
-            return budget.fit(charge, class, capacity);
+            return budget.fit(charge, ticket.class_size(), buf.capacity());
         }
     }
     charge
